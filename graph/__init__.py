@@ -1,0 +1,1 @@
+"""The interest graph: decay math, Cypher query library and the Neo4j store. No Kafka, no torch."""

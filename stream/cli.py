@@ -1,0 +1,80 @@
+"""The `tastegraph` command line. Each command lives in its own module, imported only when used.
+
+A command module exposes ``configure(parser)`` (adds its arguments) and ``run(args, settings) -> int``.
+Every flag that changes behaviour also has an environment variable (see `tastegraph config`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from stream.exceptions import TastegraphError
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "services": ("stream.commands.services", "start, stop or show the local Kafka and Neo4j"),
+    "worker": ("stream.commands.worker", "run the stream worker (Faust app)"),
+    "record": ("stream.commands.record", "record topics to a JSON-lines file"),
+    "replay": ("stream.commands.replay", "produce a recorded or plain events file back to Kafka"),
+    "generate": ("stream.commands.generate", "write a generated data set with planted tastes"),
+    "recommend": ("stream.commands.queries", "top-k items for a user"),
+    "explain": ("stream.commands.queries", "why an item is recommended to a user"),
+    "similar-users": ("stream.commands.queries", "users most similar to a user"),
+    "audience": ("stream.commands.queries", "users most interested in a category or item"),
+    "cart-complements": ("stream.commands.queries", "items to add to a cart"),
+    "trends": ("stream.commands.queries", "a user's rising and falling categories"),
+    "churn-risk": ("stream.commands.queries", "users whose interest is fading"),
+    "forget": ("stream.commands.queries", "erase a user and everything derived from them"),
+    "evaluate": ("stream.commands.evaluate", "offline evaluation (protocol v1) against baselines"),
+    "bench": ("stream.commands.bench", "benchmarks: encoder, pipeline"),
+    "finetune": ("stream.commands.finetune", "fine-tune the encoder now"),
+    "models": ("stream.commands.models", "list, promote or roll back encoder versions"),
+    "config": ("stream.commands.config", "print the effective configuration, secrets masked"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tastegraph",
+        description="Keep an e-commerce user-interest graph in Neo4j fresh from Kafka events.",
+        epilog="Configuration comes from the environment; `tastegraph config` lists every variable.",
+    )
+    parser.add_argument("--log-level", help="log level (env TASTEGRAPH_LOG_LEVEL)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module_name)
+        module = importlib.import_module(module_name)
+        if hasattr(module, "configure_command"):
+            module.configure_command(name, p)
+        else:
+            module.configure(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from stream.logs import setup_logging
+    from stream.settings import Settings
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        overrides = {"log_level": args.log_level} if args.log_level else {}
+        settings = Settings.from_env(**overrides)
+        setup_logging(settings.log_level)
+        module = importlib.import_module(args._module)
+        return int(module.run(args, settings) or 0)
+    except TastegraphError as e:
+        logging.getLogger("tastegraph").debug("failed", exc_info=True)
+        print(f"tastegraph: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

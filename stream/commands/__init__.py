@@ -1,0 +1,1 @@
+"""One module per `tastegraph` command; see stream/cli.py."""
