@@ -1,6 +1,6 @@
 """The `tastegraph` command line. Each command lives in its own module, imported only when used.
 
-A command module exposes ``configure(parser)`` (adds its arguments) and ``run(args, settings) -> int``.
+A command module exposes ``configure(parser)`` and ``run(args, settings) -> int``.
 Every flag that changes behaviour also has an environment variable (see `tastegraph config`).
 """
 
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tastegraph",
         description="Keep an e-commerce user-interest graph in Neo4j fresh from Kafka events.",
-        epilog="Configuration comes from the environment; `tastegraph config` lists every variable.",
+        epilog="Configuration comes from the environment; see `tastegraph config`.",
     )
     parser.add_argument("--log-level", help="log level (env TASTEGRAPH_LOG_LEVEL)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

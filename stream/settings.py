@@ -56,12 +56,14 @@ def default_home() -> Path:
 @dataclass(frozen=True)
 class Settings:
     # --- services -----------------------------------------------------------------------------
-    kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    neo4j_uri: str = "bolt://127.0.0.1:7687"
+    kafka_bootstrap_servers: str = ""  # empty: the local broker of `tastegraph services`
+    neo4j_uri: str = ""  # empty: the local server of `tastegraph services`
     neo4j_user: str = "neo4j"
     neo4j_password: SecretStr = field(default_factory=lambda: SecretStr(""))
     neo4j_database: str = "neo4j"
     home: Path = field(default_factory=default_home)
+    local_kafka_port: int = 9092
+    local_neo4j_port: int = 7687
     # --- topics -------------------------------------------------------------------------------
     app_id: str = "tastegraph"
     topic_clicks: str = "clicks"
@@ -108,6 +110,19 @@ class Settings:
     write_retry_max_s: float = 30.0
 
     @property
+    def use_local_services(self) -> bool:
+        """True when neither KAFKA_BOOTSTRAP_SERVERS nor NEO4J_URI names external services."""
+        return not self.kafka_bootstrap_servers and not self.neo4j_uri
+
+    @property
+    def kafka_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.local_kafka_port}"
+
+    @property
+    def neo4j_url(self) -> str:
+        return self.neo4j_uri or f"bolt://127.0.0.1:{self.local_neo4j_port}"
+
+    @property
     def event_topics(self) -> tuple[str, str, str]:
         return (self.topic_clicks, self.topic_browses, self.topic_purchases)
 
@@ -134,7 +149,7 @@ class Settings:
                 values["neo4j_password"] = SecretStr(Path(secret_file).read_text().strip())
         values.update(overrides)
         settings = cls(**values)
-        if not settings.neo4j_password.get_secret_value() and "NEO4J_URI" not in env:
+        if not settings.neo4j_password.get_secret_value() and not settings.neo4j_uri:
             # the local services write their generated password here
             local = settings.home / "neo4j-password"
             if local.exists():
