@@ -1,0 +1,435 @@
+"""Prometheus metrics of a tastegraph worker: one `Metrics` object against an injected registry.
+
+Build it once at the entry point and pass it down; serve it with `stream.metrics_server`::
+
+    metrics = Metrics.create()                      # fresh registry (+ process/platform collectors)
+    server = start_metrics_server(metrics, settings.metrics_host, settings.metrics_port)
+    ...
+    server.close()
+
+Tests pass their own ``CollectorRegistry`` (and a fixed ``clock``/``wall_clock``).
+
+The API the worker calls (all cheap, thread-safe, never raising for a well-typed call):
+
+============================================  ======================================================
+``event_consumed(topic, type, n=1)``          ``n`` events of ``type`` read from ``topic``
+``invalid(reason, n=1)``                      ``n`` events rejected (``InvalidEvent.reason``)
+``observe_batch(size, seconds)``              one micro-batch: events in it, wall time end to end
+``observe_stage(stage, seconds)``             time of one stage of a batch (see ``STAGES``)
+``stage(stage)``                              context manager timing a stage with ``clock``
+``observe_freshness(delays_seconds)``         event-to-graph delays (commit time − event time)
+``observe_committed(event_times, now=None)``  same, computed from event times and ``wall_clock``
+``encoder_stats(texts, seconds, tokens=0,     one encoder call: texts encoded, time, tokens in the
+cache_hits=0, cache_misses=0)``               batch, cache hits and misses
+``rows_written(kind, n)``                     ``n`` rows of ``kind`` written to Neo4j
+``observe_write(seconds)``                    time of one Neo4j write transaction
+``write_retry(n=1)``                          a transient Neo4j error was retried
+``write_failure(reason)``                     a write gave up (see ``WRITE_FAILURE_REASONS``)
+``set_lag(topic, partition, lag)``            consumer lag (messages) of one partition
+``forget_partition(topic, partition)``        drop the lag series of a revoked partition
+``set_in_flight(n)``                          events read but not yet committed
+``finetune_run(result, seconds,               one fine-tuning run (``promoted``, ``rejected``,
+evaluation=None)``                            ``failed``) and its figures by role
+``set_evaluation(role, figures)``             evaluation figures of a model version role
+``set_model_version(version)``                the encoder version now serving
+============================================  ======================================================
+
+Names follow the Prometheus conventions (``tastegraph_`` prefix, counters end in ``_total``, times
+are seconds); every histogram has explicit buckets. Label values that form a small known set
+(stages, fine-tuning results, write-failure reasons) are created at start so that their series
+exist, at 0, before anything happened; ``docs/readme/70-metrics.md`` has the table of all metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+)
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+PREFIX = "tastegraph"
+
+#: the stages of one micro-batch, in order
+STAGES: tuple[str, ...] = ("decode", "encode", "graph_write", "commit")
+#: results of a fine-tuning run
+FINETUNE_RESULTS: tuple[str, ...] = ("promoted", "rejected", "failed")
+#: reasons a Neo4j write gives up; any other string is accepted too
+WRITE_FAILURE_REASONS: tuple[str, ...] = (
+    "unavailable",
+    "transient_exhausted",
+    "client_error",
+    "other",
+)
+#: roles of the model versions whose evaluation figures are reported
+EVAL_ROLES: tuple[str, ...] = ("current", "candidate")
+
+#: events in one micro-batch (TASTEGRAPH_MAX_BATCH defaults to 2000)
+BATCH_SIZE_BUCKETS: tuple[float, ...] = (
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000, 10000,
+)  # fmt: skip
+#: wall time of a batch or of one of its stages: 1 ms to 1 min
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+#: event-to-graph delay: 10 ms when live, up to days when an old recording is replayed
+FRESHNESS_BUCKETS: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+    4 * 3600.0, 86400.0, 7 * 86400.0,
+)  # fmt: skip
+#: tokens in one encoder batch (TASTEGRAPH_MAX_TOKENS_PER_BATCH defaults to 8192)
+TOKEN_BUCKETS: tuple[float, ...] = (
+    16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768,
+)  # fmt: skip
+#: a fine-tuning run: 10 s to 2 h (TASTEGRAPH_FINETUNE_BUDGET_S defaults to 300)
+FINETUNE_BUCKETS: tuple[float, ...] = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+
+
+def _name(name: str) -> str:
+    return f"{PREFIX}_{name}"
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tastegraph")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True, eq=False)
+class Metrics:
+    """All metrics of one process, made by `Metrics.create`; the fields are the raw collectors."""
+
+    registry: CollectorRegistry
+    clock: Callable[[], float]
+    wall_clock: Callable[[], float]
+    events_consumed: Counter
+    invalid_events: Counter
+    batch_size: Histogram
+    batch_seconds: Histogram
+    stage_seconds: Histogram
+    freshness_seconds: Histogram
+    consumer_lag: Gauge
+    events_in_flight: Gauge
+    encoder_texts: Counter
+    encoder_seconds: Histogram
+    encoder_cache_hits: Counter
+    encoder_cache_misses: Counter
+    encoder_batch_tokens: Histogram
+    neo4j_rows_written: Counter
+    neo4j_write_seconds: Histogram
+    neo4j_write_retries: Counter
+    neo4j_write_failures: Counter
+    finetune_runs: Counter
+    finetune_seconds: Histogram
+    finetune_last_run: Gauge
+    finetune_evaluation: Gauge
+    model_version: Info
+    build_info: Info
+
+    @classmethod
+    def create(
+        cls,
+        registry: CollectorRegistry | None = None,
+        *,
+        version: str | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> Metrics:
+        """Registers every metric in ``registry``.
+
+        Without a registry, a fresh one with the process and platform collectors is made (so two
+        calls never collide, unlike the global ``prometheus_client.REGISTRY``). ``clock`` times
+        stages; ``wall_clock`` is the commit time for freshness.
+        """
+        if registry is None:
+            registry = CollectorRegistry(auto_describe=True)
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+        r = registry
+        m = cls(
+            registry=r,
+            clock=clock,
+            wall_clock=wall_clock,
+            events_consumed=Counter(
+                _name("events_consumed"),
+                "Events read from Kafka, by topic and event type.",
+                ["topic", "type"],
+                registry=r,
+            ),
+            invalid_events=Counter(
+                _name("invalid_events"),
+                "Events rejected by validation (sent to the dead-letter topic), by reason.",
+                ["reason"],
+                registry=r,
+            ),
+            batch_size=Histogram(
+                _name("batch_size"),
+                "Events per micro-batch.",
+                buckets=BATCH_SIZE_BUCKETS,
+                registry=r,
+            ),
+            batch_seconds=Histogram(
+                _name("batch_seconds"),
+                "Processing time of one micro-batch, decode to commit.",
+                buckets=DURATION_BUCKETS,
+                registry=r,
+            ),
+            stage_seconds=Histogram(
+                _name("batch_stage_seconds"),
+                "Time of one stage of a micro-batch (decode, encode, graph_write, commit).",
+                ["stage"],
+                buckets=DURATION_BUCKETS,
+                registry=r,
+            ),
+            freshness_seconds=Histogram(
+                _name("event_to_graph_seconds"),
+                "Freshness: commit time of the graph write minus the event's own time.",
+                buckets=FRESHNESS_BUCKETS,
+                registry=r,
+            ),
+            consumer_lag=Gauge(
+                _name("consumer_lag"),
+                "Messages between the consumer's position and the partition's high watermark.",
+                ["topic", "partition"],
+                registry=r,
+            ),
+            events_in_flight=Gauge(
+                _name("events_in_flight"),
+                "Events read from Kafka whose offsets are not committed yet.",
+                registry=r,
+            ),
+            encoder_texts=Counter(
+                _name("encoder_texts"),
+                "Texts embedded by the encoder (cache misses that ran through the model).",
+                registry=r,
+            ),
+            encoder_seconds=Histogram(
+                _name("encoder_encode_seconds"),
+                "Time of one encoder call (one batch of texts).",
+                buckets=DURATION_BUCKETS,
+                registry=r,
+            ),
+            encoder_cache_hits=Counter(
+                _name("encoder_cache_hits"),
+                "Texts whose embedding came from the encoder cache.",
+                registry=r,
+            ),
+            encoder_cache_misses=Counter(
+                _name("encoder_cache_misses"),
+                "Texts not in the encoder cache.",
+                registry=r,
+            ),
+            encoder_batch_tokens=Histogram(
+                _name("encoder_batch_tokens"),
+                "Tokens in one encoder batch (after truncation, before padding).",
+                buckets=TOKEN_BUCKETS,
+                registry=r,
+            ),
+            neo4j_rows_written=Counter(
+                _name("neo4j_rows_written"),
+                "Rows written to Neo4j, by kind (e.g. event, interest, item, similar).",
+                ["kind"],
+                registry=r,
+            ),
+            neo4j_write_seconds=Histogram(
+                _name("neo4j_write_seconds"),
+                "Time of one Neo4j write transaction, retries included.",
+                buckets=DURATION_BUCKETS,
+                registry=r,
+            ),
+            neo4j_write_retries=Counter(
+                _name("neo4j_write_retries"),
+                "Neo4j writes retried after a transient error.",
+                registry=r,
+            ),
+            neo4j_write_failures=Counter(
+                _name("neo4j_write_failures"),
+                "Neo4j writes that gave up (the worker stops consuming), by reason.",
+                ["reason"],
+                registry=r,
+            ),
+            finetune_runs=Counter(
+                _name("finetune_runs"),
+                "Fine-tuning runs by result (promoted, rejected, failed).",
+                ["result"],
+                registry=r,
+            ),
+            finetune_seconds=Histogram(
+                _name("finetune_duration_seconds"),
+                "Wall time of one fine-tuning run, evaluation included.",
+                buckets=FINETUNE_BUCKETS,
+                registry=r,
+            ),
+            finetune_last_run=Gauge(
+                _name("finetune_last_run_timestamp_seconds"),
+                "Unix time at which the last fine-tuning run ended (0: none yet).",
+                registry=r,
+            ),
+            finetune_evaluation=Gauge(
+                _name("finetune_evaluation"),
+                "Evaluation figures of the last fine-tuning run, by metric and version role.",
+                ["metric", "role"],
+                registry=r,
+            ),
+            model_version=Info(
+                _name("model_version"),
+                "The encoder model version now serving (value 1, the version is a label).",
+                registry=r,
+            ),
+            build_info=Info(
+                _name("build"),
+                "tastegraph build: package version and Python version.",
+                registry=r,
+            ),
+        )
+        m.build_info.info(
+            {
+                "version": version or _package_version(),
+                "python": platform.python_version(),
+            }
+        )
+        for stage in STAGES:
+            m.stage_seconds.labels(stage=stage)
+        for result in FINETUNE_RESULTS:
+            m.finetune_runs.labels(result=result)
+        for reason in WRITE_FAILURE_REASONS:
+            m.neo4j_write_failures.labels(reason=reason)
+        m.model_version.info({"version": "unknown"})
+        return m
+
+    # --- consuming ------------------------------------------------------------------------------
+
+    def event_consumed(self, topic: str, type: str, n: int = 1) -> None:
+        self.events_consumed.labels(topic=topic, type=type).inc(n)
+
+    def invalid(self, reason: str, n: int = 1) -> None:
+        self.invalid_events.labels(reason=reason).inc(n)
+
+    def set_lag(self, topic: str, partition: int, lag: int | float) -> None:
+        self.consumer_lag.labels(topic=topic, partition=str(partition)).set(max(0.0, float(lag)))
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """Removes the lag series of a partition no longer assigned to this worker."""
+        with suppress(KeyError):
+            self.consumer_lag.remove(topic, str(partition))
+
+    def set_in_flight(self, n: int) -> None:
+        self.events_in_flight.set(n)
+
+    # --- batches --------------------------------------------------------------------------------
+
+    def observe_batch(self, size: int, seconds: float) -> None:
+        self.batch_size.observe(size)
+        self.batch_seconds.observe(seconds)
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        self.stage_seconds.labels(stage=stage).observe(seconds)
+
+    @contextmanager
+    def stage(self, stage: str) -> Iterator[None]:
+        """Times the body with ``clock`` as one observation of ``stage`` (also when it raises)."""
+        start = self.clock()
+        try:
+            yield
+        finally:
+            self.observe_stage(stage, self.clock() - start)
+
+    def observe_freshness(self, delays_seconds: Iterable[float]) -> None:
+        """One observation per event; negative delays (clock skew) count as 0, NaN is skipped."""
+        hist = self.freshness_seconds
+        for d in delays_seconds:
+            if not math.isnan(d):
+                hist.observe(d if d > 0.0 else 0.0)
+
+    def observe_committed(self, event_times: Sequence[float], now: float | None = None) -> None:
+        """Freshness of events whose graph write just committed: ``now`` (default: wall clock)
+        minus each event time (epoch seconds)."""
+        t = self.wall_clock() if now is None else now
+        self.observe_freshness(t - ts for ts in event_times)
+
+    # --- encoder --------------------------------------------------------------------------------
+
+    def encoder_stats(
+        self,
+        texts: int,
+        seconds: float,
+        tokens: int = 0,
+        cache_hits: int = 0,
+        cache_misses: int = 0,
+    ) -> None:
+        """One encoder call: ``texts`` run through the model in ``seconds`` (``tokens`` in the
+        batch), after ``cache_hits`` texts were served from the cache and ``cache_misses`` not."""
+        if texts:
+            self.encoder_texts.inc(texts)
+            self.encoder_seconds.observe(seconds)
+            if tokens:
+                self.encoder_batch_tokens.observe(tokens)
+        if cache_hits:
+            self.encoder_cache_hits.inc(cache_hits)
+        if cache_misses:
+            self.encoder_cache_misses.inc(cache_misses)
+
+    # --- Neo4j ----------------------------------------------------------------------------------
+
+    def rows_written(self, kind: str, n: int) -> None:
+        self.neo4j_rows_written.labels(kind=kind).inc(n)
+
+    def observe_write(self, seconds: float) -> None:
+        self.neo4j_write_seconds.observe(seconds)
+
+    def write_retry(self, n: int = 1) -> None:
+        self.neo4j_write_retries.inc(n)
+
+    def write_failure(self, reason: str) -> None:
+        self.neo4j_write_failures.labels(reason=reason).inc()
+
+    # --- fine-tuning ----------------------------------------------------------------------------
+
+    def finetune_run(
+        self,
+        result: str,
+        seconds: float,
+        evaluation: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> None:
+        """One fine-tuning run ended with ``result`` after ``seconds``; ``evaluation`` maps a role
+        (``current``, ``candidate``) to figures by metric name, e.g. ``{"candidate": {"ndcg@10":
+        0.31}}``."""
+        if result not in FINETUNE_RESULTS:
+            raise ValueError(
+                f"fine-tuning result must be one of {FINETUNE_RESULTS}, not {result!r}"
+            )
+        self.finetune_runs.labels(result=result).inc()
+        self.finetune_seconds.observe(seconds)
+        self.finetune_last_run.set(self.wall_clock())
+        for role, figures in (evaluation or {}).items():
+            self.set_evaluation(role, figures)
+
+    def set_evaluation(self, role: str, figures: Mapping[str, float]) -> None:
+        for metric, value in figures.items():
+            self.finetune_evaluation.labels(metric=metric, role=role).set(value)
+
+    def set_model_version(self, version: str) -> None:
+        self.model_version.info({"version": version})
+
+
+__all__ = [
+    "EVAL_ROLES",
+    "FINETUNE_RESULTS",
+    "STAGES",
+    "WRITE_FAILURE_REASONS",
+    "Metrics",
+]
