@@ -103,6 +103,15 @@ class Settings:
     finetune_min_examples: int = 1000
     finetune_margin: float = 0.005
     finetune_budget_s: float = 300.0
+    finetune_steps: int = 300
+    finetune_batch_size: int = 32
+    finetune_lr: float = 3e-5
+    finetune_max_len: int = 64
+    finetune_lora: int = 0  # 1: train a LoRA adapter (merged into the weights when saved)
+    finetune_context_n: int = 5
+    finetune_max_examples: int = 50_000
+    finetune_holdout_fraction: float = 0.1
+    finetune_holdout_max: int = 1000
     # --- operations ---------------------------------------------------------------------------
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9108
