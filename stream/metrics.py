@@ -2,6 +2,8 @@
 
 Build it once at the entry point and pass it down; serve it with `stream.metrics_server`::
 
+    from stream.metrics import Metrics, start_metrics_server
+
     metrics = Metrics.create()                      # fresh registry (+ process/platform collectors)
     server = start_metrics_server(metrics, settings.metrics_host, settings.metrics_port)
     ...
@@ -48,6 +50,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -59,10 +62,13 @@ from prometheus_client import (
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+if TYPE_CHECKING:
+    from stream.metrics_server import MetricsServer
+
 PREFIX = "tastegraph"
 
 #: the stages of one micro-batch, in order
-STAGES: tuple[str, ...] = ("decode", "encode", "graph_write", "commit")
+STAGES: tuple[str, ...] = ("decode", "encode", "graph_write", "refresh", "commit")
 #: results of a fine-tuning run
 FINETUNE_RESULTS: tuple[str, ...] = ("promoted", "rejected", "failed")
 #: reasons a Neo4j write gives up; any other string is accepted too
@@ -190,7 +196,7 @@ class Metrics:
             ),
             stage_seconds=Histogram(
                 _name("batch_stage_seconds"),
-                "Time of one stage of a micro-batch (decode, encode, graph_write, commit).",
+                "Time of one stage of a micro-batch: decode, encode, graph_write, refresh, commit.",
                 ["stage"],
                 buckets=DURATION_BUCKETS,
                 registry=r,
@@ -426,10 +432,18 @@ class Metrics:
         self.model_version.info({"version": version})
 
 
+def start_metrics_server(metrics: Metrics, host: str, port: int) -> MetricsServer:
+    """Serves ``metrics`` at ``http://host:port/metrics`` (see `stream.metrics_server`)."""
+    from stream.metrics_server import start_metrics_server as start
+
+    return start(metrics, host, port)
+
+
 __all__ = [
     "EVAL_ROLES",
     "FINETUNE_RESULTS",
     "STAGES",
     "WRITE_FAILURE_REASONS",
     "Metrics",
+    "start_metrics_server",
 ]
