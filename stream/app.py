@@ -1,0 +1,129 @@
+"""The Faust app: one agent micro-batches the three event topics and the `items` topic.
+
+Built by ``create_app`` at the entry point (never at import time). Records are read raw (bytes), so
+a malformed value reaches our validation and the dead-letter topic instead of crashing a codec.
+``take_events`` acks a batch only after the agent's loop body returned, i.e. after the graph write
+committed; the consumer commits acked offsets only, and on shutdown waits for in-flight events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+
+from stream.logs import kv
+from stream.pipeline import BatchProcessor, RawRecord
+from stream.settings import Settings
+
+log = logging.getLogger("tastegraph.app")
+
+
+class Progress:
+    """What the worker has processed, for lag metrics and `--until-idle`."""
+
+    def __init__(self) -> None:
+        self.processed: dict[tuple[str, int], int] = {}
+        self.last_record_at = time.monotonic()
+        self.in_flight = 0
+
+    def done(self, records: Sequence[RawRecord]) -> None:
+        for r in records:
+            key = (r.topic, r.partition)
+            if r.offset > self.processed.get(key, -1):
+                self.processed[key] = r.offset
+        self.last_record_at = time.monotonic()
+
+
+def create_app(
+    settings: Settings,
+    processor: BatchProcessor,
+    metrics: Any | None = None,
+    until_idle_s: float | None = None,
+) -> tuple[faust.App, Progress]:
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{s.strip()}" for s in settings.kafka_servers.split(",")],
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=max(4096, 2 * settings.max_batch),
+        web_enabled=False,
+        store="memory://",
+        table_cleanup_interval=3600.0,
+    )
+    progress = Progress()
+    source = app.topic(
+        *settings.event_topics,
+        settings.topic_items,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    dead_letter = app.topic(
+        settings.topic_dead_letter, key_serializer="raw", value_serializer="raw"
+    )
+
+    async def send_dead_letters(values: Sequence[bytes]) -> None:
+        futures = [await dead_letter.send(value=v) for v in values]
+        await asyncio.gather(*futures)
+
+    processor.dead_letter = send_dead_letters
+
+    @app.agent(source, name="tastegraph.batches")
+    async def consume(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.max_batch, within=settings.max_wait_s):
+            records = [
+                RawRecord(
+                    topic=e.message.topic,
+                    partition=e.message.partition,
+                    offset=e.message.offset,
+                    key=e.message.key,
+                    value=e.message.value,
+                    timestamp=e.message.timestamp,
+                )
+                for e in events
+            ]
+            progress.in_flight = len(records)
+            if metrics is not None:
+                metrics.set_in_flight(len(records))
+            # shielded: a shutdown waits for the write instead of abandoning it half-way
+            await asyncio.shield(processor.process(records))
+            progress.done(records)
+            progress.in_flight = 0
+            if metrics is not None:
+                metrics.set_in_flight(0)
+
+    @app.timer(interval=2.0)
+    async def report_lag() -> None:
+        lags = {}
+        for tp in app.consumer.assignment():
+            high = app.consumer.highwater(tp)
+            if high is None:
+                continue
+            done = progress.processed.get((tp.topic, tp.partition), -1)
+            lags[(tp.topic, tp.partition)] = max(0, high - done - 1)
+            if metrics is not None:
+                metrics.set_lag(tp.topic, tp.partition, lags[(tp.topic, tp.partition)])
+        if until_idle_s is None:
+            return
+        idle = time.monotonic() - progress.last_record_at
+        if idle >= until_idle_s and progress.in_flight == 0 and not any(lags.values()):
+            log.info("caught up, stopping %s", kv(idle_s=round(idle, 1)))
+            app._tastegraph_caught_up = True  # type: ignore[attr-defined]
+            asyncio.get_running_loop().call_soon(_stop_worker, app)
+
+    return app, progress
+
+
+def _stop_worker(app: faust.App) -> None:
+    worker = getattr(app, "_worker", None) or getattr(app, "worker", None)
+    if worker is not None:
+        asyncio.ensure_future(worker.stop())

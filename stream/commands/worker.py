@@ -1,0 +1,62 @@
+"""`tastegraph worker`: consume the event topics and keep the graph fresh."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+
+from stream.logs import kv
+from stream.settings import Settings
+
+log = logging.getLogger("tastegraph.worker")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-batch", type=int, help="records per batch (TASTEGRAPH_MAX_BATCH)")
+    parser.add_argument(
+        "--max-wait", type=float, help="seconds to wait for a full batch (TASTEGRAPH_MAX_WAIT_S)"
+    )
+    parser.add_argument(
+        "--until-idle",
+        type=float,
+        metavar="SECONDS",
+        help="exit once caught up (no lag) and idle this long (for demos and tests)",
+    )
+    parser.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from faust.worker import Worker
+
+    from stream.runtime import open_runtime
+
+    overrides = {}
+    if args.max_batch:
+        overrides["max_batch"] = args.max_batch
+    if args.max_wait:
+        overrides["max_wait_s"] = args.max_wait
+    settings = dataclasses.replace(settings, **overrides)
+    runtime = open_runtime(settings, serve_metrics=not args.no_metrics)
+    try:
+        from stream.app import create_app
+        from stream.topics import ensure_topics
+
+        ensure_topics(settings, [*settings.event_topics, settings.topic_dead_letter])
+        ensure_topics(settings, [settings.topic_items], compact=True)
+        app, _ = create_app(settings, runtime.processor, runtime.metrics, args.until_idle)
+        log.info(
+            "worker starting %s",
+            kv(
+                kafka=settings.kafka_servers,
+                neo4j=settings.neo4j_url,
+                model=runtime.encoder.version,
+                max_batch=settings.max_batch,
+            ),
+        )
+        worker = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
+        app._worker = worker  # type: ignore[attr-defined]
+        worker.execute_from_commandline()
+    finally:
+        runtime.close()
+    return 0

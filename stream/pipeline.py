@@ -1,0 +1,304 @@
+"""Per-batch processing: validate, embed, write to the graph, dead-letter what cannot be applied.
+
+Kafka-agnostic: the Faust agent (stream/app.py) hands over ``RawRecord``s and acks them only after
+``BatchProcessor.process`` returned, i.e. after the graph write committed. Nothing here blocks the
+event loop: the encoder and the (sync) Neo4j driver run in executors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+from neo4j.exceptions import DriverError, Neo4jError
+
+from encoder.protocol import TextEncoder
+from graph.model import Event, ItemRecord, item_text
+from graph.store import GraphBatch, GraphStore
+from stream.exceptions import InvalidEvent
+from stream.logs import kv
+from stream.settings import Settings
+from stream.validation import dead_letter_value, parse_event, parse_item
+
+log = logging.getLogger("tastegraph.pipeline")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One Kafka record as the agent received it (value undecoded)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float | None = None
+
+
+@dataclass
+class BatchOutcome:
+    records: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    dead_lettered: int = 0
+    encoded: int = 0
+    stages: dict[str, float] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+
+
+DeadLetterSink = Callable[[Sequence[bytes]], Awaitable[None]]
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors worth retrying: the database is unreachable, busy, or a deadlock was detected."""
+    if isinstance(exc, Neo4jError | DriverError):
+        return bool(exc.is_retryable())
+    return isinstance(exc, ConnectionError | TimeoutError | OSError)
+
+
+class BatchProcessor:
+    def __init__(
+        self,
+        settings: Settings,
+        store: GraphStore,
+        encoder: TextEncoder,
+        dead_letter: DeadLetterSink,
+        metrics: Any | None = None,
+        executor: Executor | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.encoder = encoder
+        self.dead_letter = dead_letter
+        self.metrics = metrics
+        # one thread: the encoder and the driver are used by one batch at a time
+        self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="tastegraph-batch")
+        self.clock = clock
+        self.stopping = False
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    # -- stages ------------------------------------------------------------------------------------
+    def decode(
+        self, records: Sequence[RawRecord], out: BatchOutcome
+    ) -> tuple[list[Event], list[ItemRecord], list[bytes]]:
+        events: list[Event] = []
+        items: list[ItemRecord] = []
+        dead: list[bytes] = []
+        now = self.clock()
+        for r in records:
+            try:
+                if r.topic == self.settings.topic_items:
+                    items.append(parse_item(r.value, self.settings, r.topic, r.partition, r.offset))
+                else:
+                    events.append(
+                        parse_event(r.value, self.settings, r.topic, r.partition, r.offset, now)
+                    )
+            except InvalidEvent as e:
+                out.invalid += 1
+                self._count("invalid", e.reason)
+                log.warning(
+                    "invalid record %s",
+                    kv(topic=r.topic, partition=r.partition, offset=r.offset, reason=e.reason),
+                )
+                dead.append(
+                    dead_letter_value(r.value, e.reason, e.detail, r.topic, r.partition, r.offset)
+                )
+        return events, items, dead
+
+    async def embed(
+        self, events: Sequence[Event], items: Sequence[ItemRecord]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Embeds items that lack a current-version embedding (and free texts of events)."""
+        version = self.encoder.version
+        texts: dict[str, str] = {}
+        for it in items:  # catalogue records: their text may have changed, always (cached) encode
+            text = item_text(it.title, it.category, it.description)
+            if text:
+                texts[it.item_id] = text
+        candidates: dict[str, str] = {}
+        for ev in events:
+            if ev.item_id not in texts and ev.item_id not in candidates:
+                text = item_text(ev.title, ev.category, ev.description)
+                if text:
+                    candidates[ev.item_id] = text
+        if candidates:
+            done = await self._run(self.store.embedded_items, list(candidates), version)
+            texts.update({k: v for k, v in candidates.items() if k not in done})
+        event_texts = {ev.event_id: ev.text for ev in events if ev.text}
+        all_texts = list(texts.values()) + list(event_texts.values())
+        if not all_texts:
+            return {}, {}
+        vectors = await self._run(self.encoder.encode, all_texts)
+        n = len(texts)
+        item_vecs = dict(zip(texts, vectors[:n], strict=True))
+        text_vecs = dict(zip(event_texts, vectors[n:], strict=True))
+        return item_vecs, text_vecs
+
+    async def write(self, batch: GraphBatch, out: BatchOutcome) -> list[bytes]:
+        """Writes the batch, retrying transient errors until it succeeds (backpressure).
+
+        A non-transient failure splits the batch to isolate the records that cause it; those are
+        returned as dead letters and everything else is written.
+        """
+        delay = 0.1
+        while True:
+            try:
+                result = await self._run(self.store.apply_batch, batch)
+            except Exception as e:
+                if is_transient(e):
+                    self._count("write_retry")
+                    log.warning("graph write failed, retrying %s", kv(error=type(e).__name__))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.settings.write_retry_max_s)
+                    continue
+                return await self._isolate(batch, e, out)
+            out.applied += result.applied
+            out.duplicates += result.duplicates
+            for kind, n in result.rows.items():
+                out.rows[kind] = out.rows.get(kind, 0) + n
+            return []
+
+    async def _isolate(self, batch: GraphBatch, error: Exception, out: BatchOutcome) -> list[bytes]:
+        records: list[Event | ItemRecord] = [*batch.items, *batch.events]
+        self._count("write_failure", type(error).__name__)
+        if len(records) == 1:
+            r = records[0]
+            log.error("poison record %s", kv(topic=r.topic, partition=r.partition, offset=r.offset))
+            return [
+                dead_letter_value(
+                    None,
+                    "write_failed",
+                    f"{type(error).__name__}: {error}",
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    record=r,
+                )
+            ]
+        half_items, half_events = _split(batch)
+        dead = []
+        for part in (half_items, half_events):
+            if part.events or part.items:
+                dead += await self.write(part, out)
+        return dead
+
+    # -- the batch ---------------------------------------------------------------------------------
+    async def process(self, records: Sequence[RawRecord]) -> BatchOutcome:
+        out = BatchOutcome(records=len(records))
+        t0 = time.perf_counter()
+        events, items, dead = self.decode(records, out)
+        t1 = time.perf_counter()
+        item_vecs, text_vecs = await self.embed(events, items)
+        out.encoded = len(item_vecs) + len(text_vecs)
+        t2 = time.perf_counter()
+        batch = GraphBatch(
+            events=events,
+            items=items,
+            item_embeddings=item_vecs,
+            text_embeddings=text_vecs,
+            model_version=self.encoder.version,
+        )
+        if events or items:
+            dead += await self.write(batch, out)
+        t3 = time.perf_counter()
+        if dead:
+            await self.dead_letter(dead)
+            out.dead_lettered = len(dead)
+        await self.refresh()
+        t4 = time.perf_counter()
+        out.stages = {
+            "decode": t1 - t0,
+            "encode": t2 - t1,
+            "graph_write": t3 - t2,
+            "refresh": t4 - t3,
+        }
+        self._observe(out, events)
+        return out
+
+    async def refresh(self) -> None:
+        """Recomputes embeddings and similarity edges of what the batch changed (retried)."""
+        delay = 0.1
+        while True:
+            try:
+                await self._run(self.store.refresh_dirty, self.encoder.version)
+                return
+            except Exception as e:
+                if not is_transient(e):
+                    # derived data only: the dirty flags stay and the next batch tries again
+                    log.error("refresh failed %s", kv(error=repr(e)))
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.write_retry_max_s)
+
+    # -- metrics -----------------------------------------------------------------------------------
+    def _count(self, what: str, label: str = "") -> None:
+        m = self.metrics
+        if m is None:
+            return
+        if what == "invalid":
+            m.invalid(label)
+        elif what == "write_retry":
+            m.write_retry()
+        elif what == "write_failure":
+            m.write_failure(label)
+
+    def _observe(self, out: BatchOutcome, events: Sequence[Event]) -> None:
+        m = self.metrics
+        log.info(
+            "batch %s",
+            kv(
+                records=out.records,
+                applied=out.applied,
+                duplicates=out.duplicates,
+                invalid=out.invalid,
+                encoded=out.encoded,
+                **{f"{k}_ms": round(v * 1000, 1) for k, v in out.stages.items()},
+            ),
+        )
+        if m is None:
+            return
+        now = self.clock()
+        m.observe_batch(out.records, sum(out.stages.values()))
+        for stage, seconds in out.stages.items():
+            m.observe_stage(stage, seconds)
+        by_kind: dict[tuple[str, str], int] = {}
+        for ev in events:
+            by_kind[(ev.topic, ev.type)] = by_kind.get((ev.topic, ev.type), 0) + 1
+        for (topic, etype), n in by_kind.items():
+            m.event_consumed(topic, etype, n)
+        m.observe_freshness([now - ev.ts for ev in events])
+        for kind, n in out.rows.items():
+            m.rows_written(kind, n)
+
+
+def _split(batch: GraphBatch) -> tuple[GraphBatch, GraphBatch]:
+    """Halves a batch (items and events in arrival order) for poison isolation."""
+    records: list[Event | ItemRecord] = [*batch.items, *batch.events]
+    mid = len(records) // 2
+    parts = []
+    for chunk in (records[:mid], records[mid:]):
+        evs = [r for r in chunk if isinstance(r, Event)]
+        its = [r for r in chunk if isinstance(r, ItemRecord)]
+        ids = {r.item_id for r in its} | {e.item_id for e in evs}
+        eids = {e.event_id for e in evs}
+        parts.append(
+            GraphBatch(
+                events=evs,
+                items=its,
+                item_embeddings={k: v for k, v in batch.item_embeddings.items() if k in ids},
+                text_embeddings={k: v for k, v in batch.text_embeddings.items() if k in eids},
+                model_version=batch.model_version,
+            )
+        )
+    return parts[0], parts[1]

@@ -1,0 +1,78 @@
+"""Wires the parts a worker needs from the settings: encoder, Neo4j store, metrics, processor."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from encoder.protocol import TextEncoder
+from graph.store import GraphStore, InterestParams
+from stream.pipeline import BatchProcessor
+from stream.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    encoder: TextEncoder
+    driver: Any
+    store: GraphStore
+    metrics: Any
+    processor: BatchProcessor
+
+    def close(self) -> None:
+        self.processor.executor.shutdown(wait=True)  # type: ignore[attr-defined]
+        self.driver.close()
+
+
+def interest_params(settings: Settings) -> InterestParams:
+    return InterestParams(
+        half_life_s=settings.half_life_s,
+        weights=dict(settings.weights),
+        similar_k=settings.similar_k,
+        similar_threshold=settings.similar_threshold,
+    )
+
+
+def open_driver(settings: Settings) -> Any:
+    import neo4j
+
+    return neo4j.GraphDatabase.driver(
+        settings.neo4j_url,
+        auth=(settings.neo4j_user, settings.neo4j_password.get_secret_value()),
+    )
+
+
+def open_encoder(settings: Settings) -> TextEncoder:
+    from encoder.model import load_encoder
+
+    return load_encoder(
+        model=settings.model,
+        device=settings.device,
+        threads=settings.encoder_threads,
+        max_tokens_per_batch=settings.max_tokens_per_batch,
+        max_len=settings.max_len,
+        cache_size=settings.encoder_cache_size,
+    )
+
+
+async def _no_dead_letters(values: Sequence[bytes]) -> None:
+    raise RuntimeError("dead-letter sink not wired")
+
+
+def open_runtime(
+    settings: Settings, serve_metrics: bool = True, encoder: TextEncoder | None = None
+) -> Runtime:
+    from stream.metrics import Metrics, start_metrics_server
+
+    encoder = encoder or open_encoder(settings)
+    driver = open_driver(settings)
+    store = GraphStore(driver, settings.neo4j_database, interest_params(settings))
+    store.ensure_schema(encoder.dim)
+    metrics = Metrics.create()
+    metrics.set_model_version(encoder.version)
+    if serve_metrics:
+        start_metrics_server(metrics, settings.metrics_host, settings.metrics_port)
+    processor = BatchProcessor(settings, store, encoder, _no_dead_letters, metrics)
+    return Runtime(settings, encoder, driver, store, metrics, processor)
