@@ -21,10 +21,9 @@ from neo4j.exceptions import DriverError, Neo4jError
 from encoder.protocol import TextEncoder
 from graph.model import Event, ItemRecord, item_text
 from graph.store import GraphBatch, GraphStore
-from stream.exceptions import InvalidEvent
 from stream.logs import kv
 from stream.settings import Settings
-from stream.validation import dead_letter_value, parse_event, parse_item
+from stream.validation import Invalid, classify, classify_items, dead_letter_value
 
 log = logging.getLogger("tastegraph.pipeline")
 T = TypeVar("T")
@@ -91,30 +90,27 @@ class BatchProcessor:
     # -- stages ------------------------------------------------------------------------------------
     def decode(
         self, records: Sequence[RawRecord], out: BatchOutcome
-    ) -> tuple[list[Event], list[ItemRecord], list[bytes]]:
-        events: list[Event] = []
-        items: list[ItemRecord] = []
-        dead: list[bytes] = []
-        now = self.clock()
-        for r in records:
-            try:
-                if r.topic == self.settings.topic_items:
-                    items.append(parse_item(r.value, self.settings, r.topic, r.partition, r.offset))
-                else:
-                    events.append(
-                        parse_event(r.value, self.settings, r.topic, r.partition, r.offset, now)
-                    )
-            except InvalidEvent as e:
-                out.invalid += 1
-                self._count("invalid", e.reason)
-                log.warning(
-                    "invalid record %s",
-                    kv(topic=r.topic, partition=r.partition, offset=r.offset, reason=e.reason),
-                )
-                dead.append(
-                    dead_letter_value(r.value, e.reason, e.detail, r.topic, r.partition, r.offset)
-                )
-        return events, items, dead
+    ) -> tuple[list[Event], list[ItemRecord], list[Invalid]]:
+        items_topic = self.settings.topic_items
+        events, bad = classify(
+            ((r.value, r.topic, r.partition, r.offset) for r in records if r.topic != items_topic),
+            self.settings,
+            now=self.clock(),
+        )
+        items, bad_items = classify_items(
+            ((r.value, r.topic, r.partition, r.offset) for r in records if r.topic == items_topic),
+            self.settings,
+        )
+        # a tombstone on the compacted items topic deletes nothing here: it is not an error
+        bad += [b for b in bad_items if not (b.reason == "empty" and b.raw is None)]
+        for b in bad:
+            out.invalid += 1
+            self._count("invalid", b.reason)
+            log.warning(
+                "invalid record %s",
+                kv(topic=b.topic, partition=b.partition, offset=b.offset, reason=b.reason),
+            )
+        return events, items, bad
 
     async def embed(
         self, events: Sequence[Event], items: Sequence[ItemRecord]
@@ -145,7 +141,7 @@ class BatchProcessor:
         text_vecs = dict(zip(event_texts, vectors[n:], strict=True))
         return item_vecs, text_vecs
 
-    async def write(self, batch: GraphBatch, out: BatchOutcome) -> list[bytes]:
+    async def write(self, batch: GraphBatch, out: BatchOutcome) -> list[Invalid]:
         """Writes the batch, retrying transient errors until it succeeds (backpressure).
 
         A non-transient failure splits the batch to isolate the records that cause it; those are
@@ -169,23 +165,16 @@ class BatchProcessor:
                 out.rows[kind] = out.rows.get(kind, 0) + n
             return []
 
-    async def _isolate(self, batch: GraphBatch, error: Exception, out: BatchOutcome) -> list[bytes]:
+    async def _isolate(
+        self, batch: GraphBatch, error: Exception, out: BatchOutcome
+    ) -> list[Invalid]:
         records: list[Event | ItemRecord] = [*batch.items, *batch.events]
-        self._count("write_failure", type(error).__name__)
+        self._count("write_failure", "client_error")
         if len(records) == 1:
             r = records[0]
             log.error("poison record %s", kv(topic=r.topic, partition=r.partition, offset=r.offset))
-            return [
-                dead_letter_value(
-                    None,
-                    "write_failed",
-                    f"{type(error).__name__}: {error}",
-                    r.topic,
-                    r.partition,
-                    r.offset,
-                    record=r,
-                )
-            ]
+            detail = f"{type(error).__name__}: {error}"[:500]
+            return [Invalid(None, "write_failed", detail, r.topic, r.partition, r.offset)]
         half_items, half_events = _split(batch)
         dead = []
         for part in (half_items, half_events):
@@ -213,7 +202,13 @@ class BatchProcessor:
             dead += await self.write(batch, out)
         t3 = time.perf_counter()
         if dead:
-            await self.dead_letter(dead)
+            raw = {(r.topic, r.partition, r.offset): r.value for r in records}
+            await self.dead_letter(
+                [
+                    dead_letter_value(d._replace(raw=raw.get((d.topic, d.partition, d.offset))))
+                    for d in dead
+                ]
+            )
             out.dead_lettered = len(dead)
         await self.refresh()
         t4 = time.perf_counter()

@@ -45,16 +45,9 @@ def open_driver(settings: Settings) -> Any:
 
 
 def open_encoder(settings: Settings) -> TextEncoder:
-    from encoder.model import load_encoder
+    from encoder.bert import load_encoder_from_settings
 
-    return load_encoder(
-        model=settings.model,
-        device=settings.device,
-        threads=settings.encoder_threads,
-        max_tokens_per_batch=settings.max_tokens_per_batch,
-        max_len=settings.max_len,
-        cache_size=settings.encoder_cache_size,
-    )
+    return load_encoder_from_settings(settings)
 
 
 async def _no_dead_letters(values: Sequence[bytes]) -> None:

@@ -1,0 +1,147 @@
+"""The batch processor's orchestration, with a deterministic encoder and an in-memory store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import orjson
+import pytest
+from neo4j.exceptions import ClientError, ServiceUnavailable
+
+from encoder.protocol import HashingEncoder
+from graph.store import ApplyResult, GraphBatch
+from stream.pipeline import BatchProcessor, RawRecord, is_transient
+from stream.settings import Settings
+from stream.validation import read_dead_letter
+
+TS = 1_700_000_000.0
+
+
+class MemoryStore:
+    """Records what the processor asks of a store; fails on demand."""
+
+    def __init__(self, embedded: set[str] | None = None) -> None:
+        self.embedded = embedded or set()
+        self.batches: list[GraphBatch] = []
+        self.fail_transient = 0
+        self.poison_event_ids: set[str] = set()
+        self.refreshes = 0
+
+    def embedded_items(self, item_ids: Sequence[str], version: str) -> set[str]:
+        return {i for i in item_ids if i in self.embedded}
+
+    def apply_batch(self, batch: GraphBatch) -> ApplyResult:
+        if self.fail_transient:
+            self.fail_transient -= 1
+            raise ServiceUnavailable("neo4j is down")
+        if any(e.event_id in self.poison_event_ids for e in batch.events):
+            raise ClientError("property value too large")
+        self.batches.append(batch)
+        return ApplyResult(applied=len(batch.events), duplicates=0, rows={"events": 0})
+
+    def refresh_dirty(self, version: str, limit: int = 1000) -> int:
+        self.refreshes += 1
+        return 0
+
+    @property
+    def applied_ids(self) -> list[str]:
+        return [e.event_id for b in self.batches for e in b.events]
+
+
+def event(n: int, etype: str = "click", **extra: object) -> dict:
+    return {
+        "event_id": f"e{n}",
+        "user_id": f"u{n % 3}",
+        "item_id": f"i{n % 5}",
+        "type": etype,
+        "ts": TS + n,
+        **extra,
+    }
+
+
+def record(value: object, offset: int, topic: str = "clicks") -> RawRecord:
+    raw = value if isinstance(value, bytes) else orjson.dumps(value)
+    return RawRecord(topic=topic, partition=0, offset=offset, key=b"k", value=raw)
+
+
+def make(store: MemoryStore) -> tuple[BatchProcessor, list[bytes]]:
+    dead: list[bytes] = []
+
+    async def sink(values: Sequence[bytes]) -> None:
+        dead.extend(values)
+
+    settings = Settings(write_retry_max_s=0.01)
+    proc = BatchProcessor(settings, store, HashingEncoder(), sink, clock=lambda: TS + 100)  # type: ignore[arg-type]
+    return proc, dead
+
+
+def test_invalid_records_are_dead_lettered_and_the_rest_applied() -> None:
+    store = MemoryStore()
+    proc, dead = make(store)
+    records = [
+        record(event(1), 0),
+        record(b"{not json", 1),
+        record(event(2, etype="purchase"), 2),  # a purchase on the clicks topic
+        record(event(3), 3),
+    ]
+    out = asyncio.run(proc.process(records))
+    assert store.applied_ids == ["e1", "e3"]
+    assert (out.applied, out.invalid, out.dead_lettered) == (2, 2, 2)
+    reasons = [read_dead_letter(v)[1]["reason"] for v in dead]
+    assert reasons == ["not_json", "wrong_topic"]
+    original, meta = read_dead_letter(dead[0])
+    assert original == b"{not json"
+    assert (meta["topic"], meta["partition"], meta["offset"]) == ("clicks", 0, 1)
+    assert store.refreshes == 1
+
+
+def test_transient_write_errors_are_retried_until_written() -> None:
+    store = MemoryStore()
+    store.fail_transient = 3
+    proc, dead = make(store)
+    out = asyncio.run(proc.process([record(event(1), 0), record(event(2), 1)]))
+    assert store.applied_ids == ["e1", "e2"]
+    assert out.applied == 2 and not dead
+
+
+def test_a_poison_event_is_isolated_and_dead_lettered_alone() -> None:
+    store = MemoryStore()
+    store.poison_event_ids = {"e5"}
+    proc, dead = make(store)
+    records = [record(event(n), n) for n in range(8)]
+    out = asyncio.run(proc.process(records))
+    assert sorted(store.applied_ids) == [f"e{n}" for n in range(8) if n != 5]
+    assert out.dead_lettered == 1
+    original, meta = read_dead_letter(dead[0])
+    assert meta["reason"] == "write_failed" and meta["offset"] == 5
+    assert orjson.loads(original or b"")["event_id"] == "e5"
+
+
+def test_only_items_without_a_current_embedding_are_encoded() -> None:
+    store = MemoryStore(embedded={"i1"})
+    proc, _ = make(store)
+    records = [
+        record(event(1, title="red kettle"), 0),  # i1: already embedded
+        record(event(2, title="blue mug", text="cheap mug"), 1),  # i2: new, plus a query text
+        record({"item_id": "i9", "title": "green lamp"}, 2, topic="items"),
+    ]
+    asyncio.run(proc.process(records))
+    (batch,) = store.batches
+    assert set(batch.item_embeddings) == {"i2", "i9"}
+    assert set(batch.text_embeddings) == {"e2"}
+    assert batch.model_version == "hashing-v1"
+    assert [i.item_id for i in batch.items] == ["i9"]
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (ServiceUnavailable("down"), True),
+        (ClientError("bad"), False),
+        (ConnectionResetError(), True),
+        (ValueError("x"), False),
+    ],
+)
+def test_transient_classification(error: Exception, transient: bool) -> None:
+    assert is_transient(error) is transient
