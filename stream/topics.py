@@ -1,0 +1,113 @@
+"""Topic creation: create the topics tastegraph needs when they are missing, never touch others.
+
+`ensure_topics` is synchronous (the CLI and the worker call it before their event loop starts; from
+inside a running loop it runs in a helper thread); `ensure_topics_async` is the coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from stream.exceptions import ServicesError
+from stream.logs import kv
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+def topic_configs(settings: Settings, name: str, compact: bool) -> dict[str, str]:
+    """The configs a new topic gets: the items topic (or ``compact=True``) is compacted."""
+    if compact or name == settings.topic_items:
+        return {"cleanup.policy": "compact"}
+    return {}
+
+
+async def ensure_topics_async(
+    settings: Settings,
+    names: Iterable[str],
+    *,
+    compact: bool = False,
+    partitions: int | None = None,
+    configs: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Creates the missing topics among ``names``; returns the names it created.
+
+    New topics get ``partitions`` (default ``settings.topic_partitions``) partitions and a
+    replication factor of min(3, brokers). Existing topics are left as they are, whatever their
+    partition count. A topic created concurrently by someone else counts as existing.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import KafkaError
+
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return []
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers, request_timeout_ms=30000)
+    try:
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [n for n in wanted if n not in existing]
+            if not missing:
+                return []
+            brokers = (await admin.describe_cluster()).get("brokers") or [None]
+            replication = min(3, len(brokers))
+            new = [
+                NewTopic(
+                    name,
+                    partitions or settings.topic_partitions,
+                    replication,
+                    topic_configs={**topic_configs(settings, name, compact), **(configs or {})},
+                )
+                for name in missing
+            ]
+            response = await admin.create_topics(new)
+        except KafkaError as e:
+            raise ServicesError(
+                f"could not create topics {wanted} on Kafka at {settings.kafka_servers}: {e}"
+            ) from e
+    finally:
+        await admin.close()
+    created = []
+    for error in response.topic_errors:
+        name, code = error[0], error[1]
+        if code == 0:
+            created.append(name)
+        elif code != _TOPIC_ALREADY_EXISTS:
+            message = error[2] if len(error) > 2 else ""
+            raise ServicesError(f"Kafka refused to create topic {name!r}: error {code} {message}")
+    if created:
+        log.info(
+            "created topics %s",
+            kv(
+                topics=",".join(created),
+                partitions=partitions or settings.topic_partitions,
+                replication=replication,
+            ),
+        )
+    return created
+
+
+def ensure_topics(
+    settings: Settings,
+    names: Iterable[str],
+    *,
+    compact: bool = False,
+    partitions: int | None = None,
+    configs: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Synchronous `ensure_topics_async`; safe to call whether or not an event loop runs."""
+    coro_args: dict[str, Any] = {"compact": compact, "partitions": partitions, "configs": configs}
+    names = list(names)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(ensure_topics_async(settings, names, **coro_args))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, ensure_topics_async(settings, names, **coro_args)).result()

@@ -1,0 +1,391 @@
+"""The event contract, enforced: raw Kafka bytes in, a validated `Event` (or `ItemRecord`) out.
+
+Pure: no Kafka, no clock reads unless ``now`` is left out, no logging. Every failure raises
+`InvalidEvent` with a short stable ``reason`` (a metrics label) and a human ``detail``; any other
+exception escaping from here is a bug (a hypothesis fuzz test holds us to it).
+
+Reasons: ``empty``, ``too_large``, ``not_json``, ``not_object``, ``missing_field``, ``bad_type``,
+``empty_id``, ``id_too_long``, ``text_too_long``, ``unknown_event_type``, ``wrong_topic``,
+``bad_timestamp``.
+
+Decisions (documented in docs/readme/20-events.md):
+- ids (``event_id``, ``user_id``, ``item_id``) are strings; a JSON integer is accepted and
+  converted with ``str()`` (``17`` -> ``"17"``). Floats and booleans are ``bad_type``; empty or
+  whitespace-only ids are ``empty_id``.
+- ``ts`` is an ISO-8601 string (``2026-01-05T12:00:00Z``, ``...+02:00``, or naive = UTC) or epoch
+  seconds as a JSON number. Numeric strings, NaN/inf, values before ``min_event_ts`` or more than
+  ``max_clock_skew_s`` after ``now`` are ``bad_timestamp``.
+- Optional text fields (``title``, ``category``, ``description``, ``text``) are strings or null;
+  an empty string counts as absent. Lengths are counted in characters.
+- Fields beyond the contract (``quantity``, ``price`` ...) are ignored.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, Protocol
+
+import orjson
+
+from graph.model import Event, ItemRecord
+from stream.exceptions import InvalidEvent
+
+REASONS: tuple[str, ...] = (
+    "empty",
+    "too_large",
+    "not_json",
+    "not_object",
+    "missing_field",
+    "bad_type",
+    "empty_id",
+    "id_too_long",
+    "text_too_long",
+    "unknown_event_type",
+    "wrong_topic",
+    "bad_timestamp",
+)
+
+# the core types and the topic each must arrive on (by Settings attribute)
+_TYPE_TOPIC_ATTR = {
+    "click": "topic_clicks",
+    "browse": "topic_browses",
+    "purchase": "topic_purchases",
+}
+_ID_FIELDS = ("event_id", "user_id", "item_id")
+_TEXT_FIELDS = ("title", "category", "description", "text")
+_ITEM_TEXT_FIELDS = ("title", "category", "description")
+
+
+class Limits(Protocol):
+    """What validation reads from the settings; `stream.settings.Settings` satisfies it."""
+
+    @property
+    def topic_clicks(self) -> str: ...
+    @property
+    def topic_browses(self) -> str: ...
+    @property
+    def topic_purchases(self) -> str: ...
+    @property
+    def extra_event_types(self) -> tuple[str, ...]: ...
+    @property
+    def max_id_len(self) -> int: ...
+    @property
+    def max_text_len(self) -> int: ...
+    @property
+    def max_event_bytes(self) -> int: ...
+    @property
+    def max_clock_skew_s(self) -> float: ...
+    @property
+    def min_event_ts(self) -> float: ...
+
+
+class Invalid(NamedTuple):
+    """A message that failed validation, with where it came from (for the dead-letter topic)."""
+
+    raw: bytes | None
+    reason: str
+    detail: str
+    topic: str
+    partition: int
+    offset: int
+
+
+# --- parsing --------------------------------------------------------------------------------------
+
+
+def decode_json(raw: bytes | None, limits: Limits) -> dict[str, Any]:
+    """Bytes -> JSON object, enforcing the size limit first (cheap checks before parsing)."""
+    if raw is None or len(raw) == 0:
+        raise InvalidEvent("empty", "no value (tombstone or empty message)")
+    if len(raw) > limits.max_event_bytes:
+        raise InvalidEvent(
+            "too_large", f"{len(raw)} bytes > max_event_bytes={limits.max_event_bytes}"
+        )
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise InvalidEvent("not_json", str(e)[:200]) from None
+    if not isinstance(obj, dict):
+        raise InvalidEvent("not_object", f"top-level JSON is {type(obj).__name__}, not an object")
+    return obj
+
+
+def parse_event(
+    raw: bytes | None,
+    limits: Limits,
+    topic: str = "",
+    partition: int = -1,
+    offset: int = -1,
+    *,
+    now: float | None = None,
+) -> Event:
+    """Validate one Kafka message value from an event topic.
+
+    ``topic=""`` skips the type/topic check (events read from a file). ``now`` is the reference for
+    the clock-skew limit (default: the current time).
+    """
+    return event_from_mapping(decode_json(raw, limits), limits, topic, partition, offset, now=now)
+
+
+def event_from_mapping(
+    obj: Mapping[str, Any],
+    limits: Limits,
+    topic: str = "",
+    partition: int = -1,
+    offset: int = -1,
+    *,
+    now: float | None = None,
+) -> Event:
+    """Validate an already decoded event (a line of an events file, say)."""
+    ids = [_id(obj, name, limits) for name in _ID_FIELDS]
+    etype = obj.get("type")
+    if etype is None:
+        raise InvalidEvent("missing_field", "type")
+    if not isinstance(etype, str):
+        raise InvalidEvent("bad_type", f"type is {_json_type(etype)}, expected string")
+    if etype not in _TYPE_TOPIC_ATTR and etype not in limits.extra_event_types:
+        raise InvalidEvent("unknown_event_type", _clip(etype))
+    if topic:
+        _check_topic(etype, topic, limits)
+    ts = _timestamp(obj, limits, time.time() if now is None else now)
+    title, category, description, text = (_text(obj, name, limits) for name in _TEXT_FIELDS)
+    return Event(
+        ids[0],
+        ids[1],
+        ids[2],
+        etype,
+        ts,
+        title=title,
+        category=category,
+        description=description,
+        text=text,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+    )
+
+
+def parse_item(
+    raw: bytes | None,
+    limits: Limits,
+    topic: str = "",
+    partition: int = -1,
+    offset: int = -1,
+) -> ItemRecord:
+    """Validate one catalogue record ``{item_id, title, category, description}``.
+
+    A tombstone (``None`` value) raises ``InvalidEvent("empty")``; the worker may skip those.
+    """
+    return item_from_mapping(decode_json(raw, limits), limits, topic, partition, offset)
+
+
+def item_from_mapping(
+    obj: Mapping[str, Any],
+    limits: Limits,
+    topic: str = "",
+    partition: int = -1,
+    offset: int = -1,
+) -> ItemRecord:
+    item_id = _id(obj, "item_id", limits)
+    title, category, description = (_text(obj, name, limits) for name in _ITEM_TEXT_FIELDS)
+    return ItemRecord(item_id, title, category, description, topic, partition, offset)
+
+
+def classify(
+    messages: Iterable[tuple[bytes | None, str, int, int]],
+    limits: Limits,
+    *,
+    now: float | None = None,
+) -> tuple[list[Event], list[Invalid]]:
+    """Split a batch of ``(raw, topic, partition, offset)`` into valid events and `Invalid`s.
+
+    Order is kept within each list; one bad message never affects the others.
+    """
+    now = time.time() if now is None else now
+    valid: list[Event] = []
+    invalid: list[Invalid] = []
+    for raw, topic, partition, offset in messages:
+        try:
+            valid.append(parse_event(raw, limits, topic, partition, offset, now=now))
+        except InvalidEvent as e:
+            invalid.append(Invalid(raw, e.reason, e.detail, topic, partition, offset))
+    return valid, invalid
+
+
+def classify_items(
+    messages: Iterable[tuple[bytes | None, str, int, int]], limits: Limits
+) -> tuple[list[ItemRecord], list[Invalid]]:
+    """`classify` for the items topic."""
+    valid: list[ItemRecord] = []
+    invalid: list[Invalid] = []
+    for raw, topic, partition, offset in messages:
+        try:
+            valid.append(parse_item(raw, limits, topic, partition, offset))
+        except InvalidEvent as e:
+            invalid.append(Invalid(raw, e.reason, e.detail, topic, partition, offset))
+    return valid, invalid
+
+
+# --- dead letters ---------------------------------------------------------------------------------
+
+
+def dead_letter_value(
+    invalid: Invalid, *, now: float | None = None, source_timestamp_ms: int | None = None
+) -> bytes:
+    """The value of the dead-letter record for ``invalid`` (JSON, UTF-8).
+
+    ``{"reason", "detail", "topic", "partition", "offset", "timestamp", "source_timestamp",
+    "value" | "value_b64"}``: the original bytes as text when they are valid UTF-8, else base64 in
+    ``value_b64`` (``value`` is null for a missing value). ``timestamp`` is when it was
+    dead-lettered (ISO-8601, UTC, milliseconds); ``source_timestamp`` the original record's
+    timestamp in epoch milliseconds, or null.
+    """
+    when = time.time() if now is None else now
+    record: dict[str, Any] = {
+        "reason": invalid.reason,
+        "detail": invalid.detail,
+        "topic": invalid.topic,
+        "partition": invalid.partition,
+        "offset": invalid.offset,
+        "timestamp": datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds")[:-6]
+        + "Z",
+        "source_timestamp": source_timestamp_ms,
+    }
+    record.update(encode_bytes("value", invalid.raw))
+    return orjson.dumps(record)
+
+
+def read_dead_letter(value: bytes) -> tuple[bytes | None, dict[str, Any]]:
+    """Inverse of `dead_letter_value`: ``(original bytes, the whole record)``."""
+    record = orjson.loads(value)
+    return decode_bytes("value", record), record
+
+
+def encode_bytes(name: str, data: bytes | None) -> dict[str, Any]:
+    """``{name: text}`` when ``data`` is UTF-8 (or None), else ``{name + "_b64": base64}``."""
+    if data is None:
+        return {name: None}
+    try:
+        return {name: data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {name + "_b64": base64.b64encode(data).decode("ascii")}
+
+
+def decode_bytes(name: str, record: Mapping[str, Any]) -> bytes | None:
+    """Inverse of `encode_bytes`. A JSON object/array under ``name`` is re-serialised compactly."""
+    b64 = record.get(name + "_b64")
+    if b64 is not None:
+        return base64.b64decode(b64)
+    value = record.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return orjson.dumps(value)
+
+
+# --- field checks ---------------------------------------------------------------------------------
+
+
+def _id(obj: Mapping[str, Any], name: str, limits: Limits) -> str:
+    value = obj.get(name)
+    if value is None:
+        raise InvalidEvent("missing_field", name)
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidEvent("bad_type", f"{name} is {_json_type(value)}, expected string")
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limits.max_id_len:
+        raise InvalidEvent("id_too_long", f"{name} has {len(text)} chars > {limits.max_id_len}")
+    if not text.strip():
+        raise InvalidEvent("empty_id", name)
+    return text
+
+
+def _text(obj: Mapping[str, Any], name: str, limits: Limits) -> str | None:
+    value = obj.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InvalidEvent("bad_type", f"{name} is {_json_type(value)}, expected string")
+    if len(value) > limits.max_text_len:
+        raise InvalidEvent(
+            "text_too_long", f"{name} has {len(value)} chars > {limits.max_text_len}"
+        )
+    return value
+
+
+def _check_topic(etype: str, topic: str, limits: Limits) -> None:
+    event_topics = (limits.topic_clicks, limits.topic_browses, limits.topic_purchases)
+    if topic not in event_topics:
+        raise InvalidEvent("wrong_topic", f"{_clip(topic)} is not an event topic")
+    attr = _TYPE_TOPIC_ATTR.get(etype)
+    if attr is not None and getattr(limits, attr) != topic:
+        raise InvalidEvent(
+            "wrong_topic", f"{etype} events belong on {getattr(limits, attr)}, not {_clip(topic)}"
+        )
+
+
+def _timestamp(obj: Mapping[str, Any], limits: Limits, now: float) -> float:
+    value = obj.get("ts")
+    if value is None:
+        raise InvalidEvent("missing_field", "ts")
+    if isinstance(value, bool):
+        raise InvalidEvent("bad_type", "ts is boolean, expected ISO-8601 string or epoch seconds")
+    if isinstance(value, int | float):
+        ts = float(value)
+    elif isinstance(value, str):
+        ts = parse_iso_ts(value)
+    else:
+        raise InvalidEvent(
+            "bad_type", f"ts is {_json_type(value)}, expected ISO-8601 string or epoch seconds"
+        )
+    if not math.isfinite(ts):
+        raise InvalidEvent("bad_timestamp", f"ts={_clip(str(value))} is not finite")
+    if ts < limits.min_event_ts:
+        raise InvalidEvent("bad_timestamp", f"ts={_clip(str(value))} is before min_event_ts")
+    if ts > now + limits.max_clock_skew_s:
+        hint = " (milliseconds? ts is in seconds)" if ts > now * 100 else ""
+        raise InvalidEvent(
+            "bad_timestamp",
+            f"ts={_clip(str(value))} is more than {limits.max_clock_skew_s:g} s"
+            f" in the future{hint}",
+        )
+    return ts
+
+
+def parse_iso_ts(value: str) -> float:
+    """ISO-8601 -> epoch seconds; a naive time is UTC. Raises ``InvalidEvent("bad_timestamp")``."""
+    if len(value) > 64 or not value[:1].isdigit():
+        raise InvalidEvent("bad_timestamp", f"ts={_clip(value)} is not ISO-8601")
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidEvent("bad_timestamp", f"ts={_clip(value)} is not ISO-8601") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    try:
+        return dt.timestamp()
+    except (OverflowError, ValueError, OSError):
+        raise InvalidEvent("bad_timestamp", f"ts={_clip(value)} is out of range") from None
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def _clip(text: str, n: int = 80) -> str:
+    return text if len(text) <= n else text[:n] + "..."
