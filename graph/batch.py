@@ -1,0 +1,241 @@
+"""The steps of ``GraphStore.apply_batch`` inside its transaction: the exactly-once filter, reading
+the stored state of a batch's keys, and writing the folded states back as absolute values.
+
+Exactly-once effect: ``(:PartitionOffset {key: "topic/partition"})`` holds the highest offset
+processed per partition, locked and read in the same transaction that writes the batch, so a
+redelivered or replayed offset is dropped; ``(:AppliedEvent {event_id})`` catches the same event
+arriving again with a new offset (a file replayed twice). Events with ``partition == -1`` skip the
+offset guard but not the event-id ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from graph import queries as q
+from graph.decay import EdgeState
+from graph.fold import FoldResult, StoredState, TextState, event_category, item_categories
+from graph.model import Event, ItemRecord, item_text
+
+if TYPE_CHECKING:
+    from graph.store import GraphBatch
+
+COUNT_PREFIX = "n_"
+
+
+def _records(events: Sequence[Event], items: Sequence[ItemRecord]) -> list[Event | ItemRecord]:
+    return [*events, *items]
+
+
+def offset_key(topic: str, partition: int) -> str:
+    return f"{topic}/{partition}"
+
+
+def offset_rows(batch: GraphBatch) -> list[dict[str, Any]]:
+    """One row per (topic, partition) of the batch that came from Kafka, sorted (lock order)."""
+    pairs = {
+        (r.topic, r.partition) for r in _records(batch.events, batch.items) if r.partition >= 0
+    }
+    return [{"key": offset_key(t, p), "topic": t, "partition": p} for t, p in sorted(pairs)]
+
+
+def filter_applied(
+    events: Sequence[Event],
+    items: Sequence[ItemRecord],
+    offsets: Mapping[str, int],
+    seen_ids: set[str],
+) -> tuple[list[Event], list[ItemRecord], int]:
+    """Drop what was applied before: offsets at or below the stored one, known event ids."""
+
+    def fresh(r: Event | ItemRecord) -> bool:
+        return r.partition < 0 or r.offset > offsets.get(offset_key(r.topic, r.partition), -1)
+
+    kept: list[Event] = []
+    ids = set(seen_ids)
+    for ev in events:
+        if fresh(ev) and ev.event_id not in ids:
+            kept.append(ev)
+            ids.add(ev.event_id)
+    return kept, [it for it in items if fresh(it)], len(events) - len(kept)
+
+
+def new_offsets(
+    events: Sequence[Event], items: Sequence[ItemRecord], offsets: Mapping[str, int]
+) -> list[dict[str, Any]]:
+    """The highest processed offset per partition (offset-fresh records only)."""
+    best: dict[str, int] = {}
+    for r in _records(events, items):
+        if r.partition >= 0:
+            key = offset_key(r.topic, r.partition)
+            best[key] = max(best.get(key, offsets.get(key, -1)), r.offset)
+    return [{"key": k, "offset": v} for k, v in sorted(best.items())]
+
+
+def edge_state(props: Mapping[str, Any]) -> EdgeState:
+    counts = {
+        k[len(COUNT_PREFIX) :]: int(v) for k, v in props.items() if k.startswith(COUNT_PREFIX)
+    }
+    return EdgeState(
+        float(props["strength"]), float(props["last_ts"]), float(props["first_ts"]), counts
+    )
+
+
+def read_stored(
+    tx: Any, events: Sequence[Event], items: Sequence[ItemRecord]
+) -> tuple[StoredState, dict[str, dict[str, Any]]]:
+    """The current state of every key the batch touches, and the stored item records."""
+    stored = StoredState()
+    item_ids = sorted({e.item_id for e in events} | {it.item_id for it in items})
+    known: dict[str, dict[str, Any]] = {}
+    for r in tx.run(q.READ_ITEMS, ids=item_ids):
+        known[r["item_id"]] = dict(r)
+        if r["category"]:
+            stored.item_categories[r["item_id"]] = r["category"]
+        if r["popularity"] is not None:
+            stored.popularity[r["item_id"]] = (float(r["popularity"]), float(r["popularity_ts"]))
+    for it in items:  # catalogue records win over stored categories
+        if it.category:
+            stored.item_categories[it.item_id] = it.category
+
+    pairs = sorted({(e.user_id, e.item_id) for e in events})
+    rows = [{"user_id": u, "item_id": i} for u, i in pairs]
+    for r in tx.run(q.READ_ITEM_EDGES, rows=rows):
+        stored.item_edges[(r["user_id"], r["item_id"])] = edge_state(r["props"])
+
+    categories = item_categories(events, stored.item_categories)
+    cats = {(e.user_id, c) for e in events if (c := event_category(e, categories))}
+    rows = [{"user_id": u, "category": c} for u, c in sorted(cats)]
+    for r in tx.run(q.READ_CATEGORY_EDGES, rows=rows):
+        key = (r["user_id"], r["category"])
+        stored.category_edges[key] = edge_state(r["props"])
+        days = zip(
+            r["props"].get("day_index") or [], r["props"].get("day_weight") or [], strict=True
+        )
+        stored.category_days[key] = {int(d): float(w) for d, w in days}
+
+    text_users = sorted({e.user_id for e in events if e.text})
+    for r in tx.run(q.READ_USER_TEXT, ids=text_users):
+        vec = np.asarray(r["vector"], dtype=np.float64)
+        stored.user_text[r["user_id"]] = TextState(vec, float(r["ts"]), r["version"] or "")
+    return stored, known
+
+
+def item_rows(
+    events: Sequence[Event], items: Sequence[ItemRecord], known: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Item fields from events, then catalogue records (last wins); flags changed texts."""
+    merged: dict[str, dict[str, Any]] = {}
+    for r in _records(events, items):
+        row = merged.setdefault(r.item_id, {"title": None, "category": None, "description": None})
+        for name in ("title", "category", "description"):
+            value = getattr(r, name)
+            if value:
+                row[name] = value
+    out = []
+    for item_id, row in sorted(merged.items()):
+        old = known.get(item_id)
+        changed = False
+        if old is not None and old.get("embedding_version") is not None:
+            before = item_text(old.get("title"), old.get("category"), old.get("description"))
+            fields = [row[n] or old.get(n) for n in ("title", "category", "description")]
+            changed = item_text(*fields) != before
+        out.append({"item_id": item_id, **row, "text_changed": changed})
+    return out
+
+
+def write_rows(
+    tx: Any,
+    batch: GraphBatch,
+    events: Sequence[Event],
+    items: Sequence[ItemRecord],
+    known: Mapping[str, Mapping[str, Any]],
+    folded: FoldResult,
+    offsets: Mapping[str, int],
+) -> dict[str, int]:
+    """Write every folded state as an absolute value; returns the rows written by kind."""
+    written: dict[str, int] = {}
+
+    def put(kind: str, query: str, rows: list[dict[str, Any]], **params: Any) -> None:
+        if rows:
+            tx.run(query, rows=rows, **params).consume()
+        written[kind] = len(rows)
+
+    users = [
+        {"user_id": u, "first_ts": f, "last_ts": t}
+        for u, (f, t) in sorted(folded.user_span.items())
+    ]
+    put("users", q.MERGE_USERS, users)
+    texts = [
+        {"user_id": u, "vector": s.vector.tolist(), "ts": s.ts, "version": s.version}
+        for u, s in sorted(folded.user_text.items())
+    ]
+    put("user_texts", q.SET_USER_TEXT, texts)
+    rows = item_rows(events, items, known)
+    put("items", q.MERGE_ITEMS, rows)
+    put("item_categories", q.SET_ITEM_CATEGORY, [r for r in rows if r["category"]])
+    pops = [
+        {"item_id": i, "popularity": s, "ts": t} for i, (s, t) in sorted(folded.popularity.items())
+    ]
+    put("popularity", q.SET_ITEM_POPULARITY, pops)
+    put(
+        "embeddings",
+        q.SET_ITEM_EMBEDDINGS,
+        embedding_rows(batch, known, rows),
+        version=batch.model_version,
+    )
+    put(
+        "item_edges",
+        q.MERGE_ITEM_EDGES,
+        [
+            {"user_id": u, "item_id": i, **state_row(s)}
+            for (u, i), s in sorted(folded.item_edges.items())
+        ],
+    )
+    put(
+        "category_edges",
+        q.MERGE_CATEGORY_EDGES,
+        [
+            {
+                "user_id": u,
+                "category": c,
+                **state_row(s),
+                **days_row(folded.category_days.get((u, c), {})),
+            }
+            for (u, c), s in sorted(folded.category_edges.items())
+        ],
+    )
+    put(
+        "applied_events",
+        q.MARK_APPLIED_EVENTS,
+        [{"event_id": e.event_id, "ts": e.ts} for e in events],
+    )
+    put("offsets", q.SET_OFFSETS, new_offsets(events, items, offsets))
+    return written
+
+
+def embedding_rows(
+    batch: GraphBatch, known: Mapping[str, Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Embeddings to store: skip items that already carry a current one of this version."""
+    changed = {r["item_id"] for r in rows if r["text_changed"]}
+    out = []
+    for item_id, vec in sorted(batch.item_embeddings.items()):
+        old = known.get(item_id, {})
+        current = old.get("embedding_version") == batch.model_version and not old.get("stale")
+        if current and item_id not in changed:
+            continue
+        out.append({"item_id": item_id, "embedding": np.asarray(vec, dtype=np.float64).tolist()})
+    return out
+
+
+def state_row(s: EdgeState) -> dict[str, Any]:
+    counts = {COUNT_PREFIX + t: n for t, n in sorted(s.counts.items())}
+    return {"strength": s.strength, "last_ts": s.last_ts, "first_ts": s.first_ts, "counts": counts}
+
+
+def days_row(days: Mapping[int, float]) -> dict[str, Any]:
+    ordered = sorted(days.items())
+    return {"day_index": [d for d, _ in ordered], "day_weight": [w for _, w in ordered]}

@@ -1,0 +1,384 @@
+"""All of tastegraph's Cypher, as constants. Parameters only: values are never formatted into the
+text; labels, relationship types and index names are fixed here.
+
+Sections: schema, batch reads (inside the write transaction), batch writes, refresh (embeddings and
+similarity), recommendation strategies, the other read queries, erasure and the canonical dump.
+"""
+
+from __future__ import annotations
+
+USER_VECTOR_INDEX = "user_embedding"
+ITEM_VECTOR_INDEX = "item_embedding"
+
+
+def _decayed(strength: str, last_ts: str) -> str:
+    """Cypher for ``strength`` decayed from ``last_ts`` to ``$now`` (``$half_life`` seconds)."""
+    return (
+        f"{strength} * 2.0 ^ (-(CASE WHEN $now > {last_ts} THEN $now - {last_ts} ELSE 0.0 END)"
+        " / $half_life)"
+    )
+
+
+# Interest of an INTERESTED_IN edge `r`, and popularity of an item `i`, as of $now.
+R_NOW = _decayed("r.strength", "r.last_ts")
+POP_NOW = _decayed("coalesce(i.popularity, 0.0)", "coalesce(i.popularity_ts, $now)")
+
+# --- schema ----------------------------------------------------------------------------------
+SCHEMA_CONSTRAINTS = (
+    "CREATE CONSTRAINT user_id IF NOT EXISTS FOR (u:User) REQUIRE u.user_id IS UNIQUE",
+    "CREATE CONSTRAINT item_id IF NOT EXISTS FOR (i:Item) REQUIRE i.item_id IS UNIQUE",
+    "CREATE CONSTRAINT category_name IF NOT EXISTS FOR (c:Category) REQUIRE c.name IS UNIQUE",
+    "CREATE CONSTRAINT partition_offset_key IF NOT EXISTS "
+    "FOR (p:PartitionOffset) REQUIRE p.key IS UNIQUE",
+    "CREATE CONSTRAINT applied_event_id IF NOT EXISTS "
+    "FOR (e:AppliedEvent) REQUIRE e.event_id IS UNIQUE",
+)
+SCHEMA_INDEXES = (
+    "CREATE INDEX user_dirty IF NOT EXISTS FOR (u:User) ON (u.dirty)",
+    "CREATE INDEX user_last_ts IF NOT EXISTS FOR (u:User) ON (u.last_ts)",
+    "CREATE INDEX item_dirty IF NOT EXISTS FOR (i:Item) ON (i.dirty)",
+    "CREATE INDEX applied_event_ts IF NOT EXISTS FOR (e:AppliedEvent) ON (e.ts)",
+)
+# The dimension is an index option, passed as a parameter.
+CREATE_USER_VECTOR_INDEX = (
+    "CREATE VECTOR INDEX user_embedding IF NOT EXISTS FOR (u:User) ON (u.embedding) "
+    "OPTIONS {indexConfig: {`vector.dimensions`: $dim, `vector.similarity_function`: 'cosine'}}"
+)
+CREATE_ITEM_VECTOR_INDEX = (
+    "CREATE VECTOR INDEX item_embedding IF NOT EXISTS FOR (i:Item) ON (i.embedding) "
+    "OPTIONS {indexConfig: {`vector.dimensions`: $dim, `vector.similarity_function`: 'cosine'}}"
+)
+VECTOR_INDEX_DIMENSIONS = (
+    "SHOW VECTOR INDEXES YIELD name, options "
+    "WHERE name IN ['user_embedding', 'item_embedding'] "
+    "RETURN name, options.indexConfig.`vector.dimensions` AS dim"
+)
+AWAIT_INDEXES = "CALL db.awaitIndexes($timeout_s)"
+
+# --- batch reads (inside the write transaction) ----------------------------------------------
+# Take a write lock on each (topic, partition) offset node (sorted keys, no deadlocks), then read.
+LOCK_OFFSETS = """UNWIND $rows AS row
+MERGE (p:PartitionOffset {key: row.key})
+ON CREATE SET p.topic = row.topic, p.partition = row.partition, p.offset = -1
+SET p._lock = true
+REMOVE p._lock
+RETURN p.key AS key, p.offset AS offset"""
+
+READ_APPLIED_EVENTS = """UNWIND $ids AS id
+MATCH (e:AppliedEvent {event_id: id})
+RETURN e.event_id AS event_id"""
+
+READ_ITEM_EDGES = """UNWIND $rows AS row
+MATCH (:User {user_id: row.user_id})-[r:INTERESTED_IN]->(:Item {item_id: row.item_id})
+RETURN row.user_id AS user_id, row.item_id AS item_id, properties(r) AS props"""
+
+READ_CATEGORY_EDGES = """UNWIND $rows AS row
+MATCH (:User {user_id: row.user_id})-[r:INTERESTED_IN]->(:Category {name: row.category})
+RETURN row.user_id AS user_id, row.category AS category, properties(r) AS props"""
+
+READ_ITEMS = """UNWIND $ids AS id
+MATCH (i:Item {item_id: id})
+OPTIONAL MATCH (i)-[:IN_CATEGORY]->(c:Category)
+RETURN i.item_id AS item_id, coalesce(c.name, i.category) AS category, i.title AS title,
+       i.description AS description, i.popularity AS popularity, i.popularity_ts AS popularity_ts,
+       i.embedding_version AS embedding_version, i.embedding_stale AS stale"""
+
+READ_USER_TEXT = """UNWIND $ids AS id
+MATCH (u:User {user_id: id})
+WHERE u.text_vec IS NOT NULL
+RETURN u.user_id AS user_id, u.text_vec AS vector, u.text_ts AS ts, u.text_version AS version"""
+
+EMBEDDED_ITEMS = """UNWIND $ids AS id
+MATCH (i:Item {item_id: id})
+WHERE i.embedding_version = $version AND i.embedding IS NOT NULL
+  AND coalesce(i.embedding_stale, false) = false
+RETURN i.item_id AS item_id"""
+
+# --- batch writes (absolute values: a retried transaction writes the same thing) ------------
+MERGE_USERS = """UNWIND $rows AS row
+MERGE (u:User {user_id: row.user_id})
+SET u.first_ts = CASE WHEN u.first_ts IS NULL OR row.first_ts < u.first_ts
+                      THEN row.first_ts ELSE u.first_ts END,
+    u.last_ts = CASE WHEN u.last_ts IS NULL OR row.last_ts > u.last_ts
+                     THEN row.last_ts ELSE u.last_ts END,
+    u.dirty = true"""
+
+SET_USER_TEXT = """UNWIND $rows AS row
+MATCH (u:User {user_id: row.user_id})
+SET u.text_vec = row.vector, u.text_ts = row.ts, u.text_version = row.version"""
+
+MERGE_ITEMS = """UNWIND $rows AS row
+MERGE (i:Item {item_id: row.item_id})
+SET i.title = coalesce(row.title, i.title),
+    i.description = coalesce(row.description, i.description),
+    i.category = coalesce(row.category, i.category),
+    i.embedding_stale = CASE WHEN row.text_changed THEN true ELSE i.embedding_stale END"""
+
+SET_ITEM_CATEGORY = """UNWIND $rows AS row
+MATCH (i:Item {item_id: row.item_id})
+MERGE (c:Category {name: row.category})
+WITH i, c
+OPTIONAL MATCH (i)-[old:IN_CATEGORY]->(other:Category)
+WHERE other <> c
+DELETE old
+WITH DISTINCT i, c
+MERGE (i)-[:IN_CATEGORY]->(c)"""
+
+SET_ITEM_POPULARITY = """UNWIND $rows AS row
+MATCH (i:Item {item_id: row.item_id})
+SET i.popularity = row.popularity, i.popularity_ts = row.ts"""
+
+SET_ITEM_EMBEDDINGS = """UNWIND $rows AS row
+MATCH (i:Item {item_id: row.item_id})
+SET i.embedding = row.embedding, i.embedding_version = $version,
+    i.embedding_stale = false, i.dirty = true"""
+
+MERGE_ITEM_EDGES = """UNWIND $rows AS row
+MATCH (u:User {user_id: row.user_id})
+MATCH (i:Item {item_id: row.item_id})
+MERGE (u)-[r:INTERESTED_IN]->(i)
+SET r.strength = row.strength, r.last_ts = row.last_ts, r.first_ts = row.first_ts,
+    r += row.counts"""
+
+MERGE_CATEGORY_EDGES = """UNWIND $rows AS row
+MATCH (u:User {user_id: row.user_id})
+MERGE (c:Category {name: row.category})
+MERGE (u)-[r:INTERESTED_IN]->(c)
+SET r.strength = row.strength, r.last_ts = row.last_ts, r.first_ts = row.first_ts,
+    r.day_index = row.day_index, r.day_weight = row.day_weight,
+    r += row.counts"""
+
+MARK_APPLIED_EVENTS = """UNWIND $rows AS row
+MERGE (e:AppliedEvent {event_id: row.event_id})
+SET e.ts = row.ts"""
+
+SET_OFFSETS = """UNWIND $rows AS row
+MATCH (p:PartitionOffset {key: row.key})
+SET p.offset = CASE WHEN row.offset > p.offset THEN row.offset ELSE p.offset END"""
+
+# --- refresh: user embeddings and similarity edges -------------------------------------------
+DIRTY_USERS = """MATCH (u:User)
+WHERE u.dirty = true
+WITH u ORDER BY u.user_id LIMIT $limit
+OPTIONAL MATCH (u)-[r:INTERESTED_IN]->(i:Item)
+WHERE i.embedding_version = $version AND coalesce(i.embedding_stale, false) = false
+  AND r.strength > 0
+RETURN u.user_id AS user_id, u.text_vec AS text_vec, u.text_ts AS text_ts,
+       u.text_version AS text_version,
+       collect([r.strength, r.last_ts, i.embedding]) AS edges"""
+
+SET_USER_EMBEDDINGS = """UNWIND $rows AS row
+MATCH (u:User {user_id: row.user_id})
+SET u.embedding = row.embedding, u.embedding_version = $version, u.dirty = false"""
+
+# A user with nothing to average: no embedding, no similarity edges.
+CLEAR_USER_EMBEDDINGS = """UNWIND $ids AS id
+MATCH (u:User {user_id: id})
+OPTIONAL MATCH (u)-[s:SIMILAR_TO]->(:User)
+DELETE s
+WITH DISTINCT u
+REMOVE u.embedding, u.embedding_version
+SET u.dirty = false"""
+
+# Replace a user's outgoing SIMILAR_TO edges by its top-k neighbours of the same embedding
+# version (vector index; Neo4j's cosine score is (1 + cos) / 2, we store cos), add the reverse
+# edge to each neighbour, then trim every neighbour back to its top-k (bounded out-degree).
+REFRESH_USER_SIMILARITY = """UNWIND $ids AS id
+MATCH (u:User {user_id: id})
+WHERE u.embedding IS NOT NULL AND u.embedding_version = $version
+OPTIONAL MATCH (u)-[old:SIMILAR_TO]->(:User)
+DELETE old
+WITH DISTINCT u
+CALL (u) {
+  CALL db.index.vector.queryNodes('user_embedding', $fetch, u.embedding) YIELD node, score
+  WITH node, 2.0 * score - 1.0 AS sim
+  WHERE node <> u AND node.embedding_version = u.embedding_version AND sim >= $threshold
+  WITH node, sim ORDER BY sim DESC, node.user_id LIMIT $k
+  MERGE (u)-[s:SIMILAR_TO]->(node)
+  SET s.score = sim, s.updated_at = u.last_ts
+  MERGE (node)-[b:SIMILAR_TO]->(u)
+  SET b.score = sim, b.updated_at = u.last_ts
+  WITH node
+  MATCH (node)-[e:SIMILAR_TO]->(other:User)
+  WITH node, e ORDER BY e.score DESC, other.user_id
+  WITH node, collect(e) AS edges
+  FOREACH (x IN edges[$k..] | DELETE x)
+  RETURN count(*) AS neighbours
+}
+RETURN count(u) AS refreshed"""
+
+# Items: the same, by content, for items embedded with this version and flagged dirty.
+REFRESH_ITEM_SIMILARITY = """MATCH (i:Item)
+WHERE i.dirty = true AND i.embedding_version = $version
+WITH i ORDER BY i.item_id LIMIT $limit
+OPTIONAL MATCH (i)-[old:SIMILAR_TO]->(:Item)
+DELETE old
+WITH DISTINCT i
+CALL (i) {
+  CALL db.index.vector.queryNodes('item_embedding', $fetch, i.embedding) YIELD node, score
+  WITH node, 2.0 * score - 1.0 AS sim
+  WHERE node <> i AND node.embedding_version = i.embedding_version
+    AND coalesce(node.embedding_stale, false) = false AND sim >= $threshold
+  WITH node, sim ORDER BY sim DESC, node.item_id LIMIT $k
+  MERGE (i)-[s:SIMILAR_TO]->(node)
+  SET s.score = sim
+  MERGE (node)-[b:SIMILAR_TO]->(i)
+  SET b.score = sim
+  WITH node
+  MATCH (node)-[e:SIMILAR_TO]->(other:Item)
+  WITH node, e ORDER BY e.score DESC, other.item_id
+  WITH node, collect(e) AS edges
+  FOREACH (x IN edges[$k..] | DELETE x)
+  RETURN count(*) AS neighbours
+}
+SET i.dirty = false
+RETURN count(i) AS refreshed"""
+
+# --- recommendation strategies ---------------------------------------------------------------
+# Tuned by the evaluation engineer: keep each strategy a self-contained query with the same
+# parameters ($user_id, $fetch, $now, $half_life) and the same columns (item_id, category, score).
+# Every strategy leaves out items the user purchased (n_purchase > 0 on their INTERESTED_IN edge).
+# `blend` is computed in graph/reads.py from these three, normalised and weighted.
+NOT_PURCHASED = (
+    "NOT EXISTS { MATCH (u)-[p:INTERESTED_IN]->(i) WHERE coalesce(p.n_purchase, 0) > 0 }"
+)
+
+RECOMMEND_CONTENT = f"""MATCH (u:User {{user_id: $user_id}})
+WHERE u.embedding IS NOT NULL
+CALL db.index.vector.queryNodes('item_embedding', $fetch, u.embedding) YIELD node AS i, score
+WITH u, i, 2.0 * score - 1.0 AS score
+WHERE i.embedding_version = u.embedding_version AND coalesce(i.embedding_stale, false) = false
+  AND {NOT_PURCHASED}
+RETURN i.item_id AS item_id, i.category AS category, score
+ORDER BY score DESC, item_id
+LIMIT $fetch"""
+
+RECOMMEND_COLLABORATIVE = f"""MATCH (u:User {{user_id: $user_id}})-[s:SIMILAR_TO]->(v:User)
+MATCH (v)-[r:INTERESTED_IN]->(i:Item)
+WHERE r.strength > 0 AND {NOT_PURCHASED}
+WITH i, sum(s.score * {R_NOW}) AS score
+WHERE score > 0
+RETURN i.item_id AS item_id, i.category AS category, score
+ORDER BY score DESC, item_id
+LIMIT $fetch"""
+
+RECOMMEND_POPULAR = f"""MATCH (u:User {{user_id: $user_id}})
+MATCH (i:Item)
+WHERE i.popularity > 0 AND {NOT_PURCHASED}
+WITH i, {POP_NOW} AS score
+RETURN i.item_id AS item_id, i.category AS category, score
+ORDER BY score DESC, item_id
+LIMIT $fetch"""
+
+# --- other read queries ----------------------------------------------------------------------
+EXPLAIN_DIRECT = f"""MATCH (u:User {{user_id: $user_id}})
+MATCH (u)-[r:INTERESTED_IN]->(i:Item {{item_id: $item_id}})
+RETURN {R_NOW} AS strength, properties(r) AS props"""
+
+EXPLAIN_SIMILAR_USERS = f"""MATCH (u:User {{user_id: $user_id}})-[s:SIMILAR_TO]->(v:User)
+MATCH (v)-[r:INTERESTED_IN]->(i:Item {{item_id: $item_id}})
+WITH v, s, {R_NOW} AS strength
+RETURN v.user_id AS user_id, s.score AS similarity, strength, s.score * strength AS contribution
+ORDER BY contribution DESC, user_id"""
+
+EXPLAIN_CATEGORY = f"""MATCH (i:Item {{item_id: $item_id}})-[:IN_CATEGORY]->(c:Category)
+OPTIONAL MATCH (:User {{user_id: $user_id}})-[r:INTERESTED_IN]->(c)
+RETURN c.name AS category, CASE WHEN r IS NULL THEN 0.0 ELSE {R_NOW} END AS strength"""
+
+EXPLAIN_SIMILAR_ITEMS = f"""MATCH (u:User {{user_id: $user_id}})-[r:INTERESTED_IN]->(j:Item)
+MATCH (j)-[s:SIMILAR_TO]->(i:Item {{item_id: $item_id}})
+WITH j, s, {R_NOW} AS strength
+RETURN j.item_id AS item_id, s.score AS similarity, strength
+ORDER BY similarity * strength DESC, item_id"""
+
+EXPLAIN_EMBEDDINGS = """OPTIONAL MATCH (u:User {user_id: $user_id})
+OPTIONAL MATCH (i:Item {item_id: $item_id})
+RETURN u.embedding AS user_embedding, u.embedding_version AS user_version,
+       i.embedding AS item_embedding, i.embedding_version AS item_version,
+       i.item_id IS NOT NULL AS item_exists, u.user_id IS NOT NULL AS user_exists"""
+
+SIMILAR_USERS = """MATCH (u:User {user_id: $user_id})-[s:SIMILAR_TO]->(v:User)
+RETURN v.user_id AS user_id, s.score AS score
+ORDER BY score DESC, user_id
+LIMIT $k"""
+
+AUDIENCE_CATEGORY = f"""MATCH (u:User)-[r:INTERESTED_IN]->(:Category {{name: $category}})
+WITH u, {R_NOW} AS score
+WHERE score > 0
+RETURN u.user_id AS user_id, score
+ORDER BY score DESC, user_id
+LIMIT $k"""
+
+AUDIENCE_ITEM = f"""MATCH (u:User)-[r:INTERESTED_IN]->(:Item {{item_id: $item_id}})
+WITH u, {R_NOW} AS score
+WHERE score > 0
+RETURN u.user_id AS user_id, score
+ORDER BY score DESC, user_id
+LIMIT $k"""
+
+# Co-interest: users interested in a cart item, what else they are interested in.
+CART_CO_INTEREST = f"""MATCH (c:Item)<-[r1:INTERESTED_IN]-(u:User)
+WHERE c.item_id IN $item_ids AND r1.strength > 0
+WITH u, sum({_decayed("r1.strength", "r1.last_ts")}) AS cart_interest
+MATCH (u)-[r:INTERESTED_IN]->(i:Item)
+WHERE NOT i.item_id IN $item_ids AND r.strength > 0
+WITH i, sum(sqrt(cart_interest * {R_NOW})) AS score
+WHERE score > 0
+RETURN i.item_id AS item_id, i.category AS category, score
+ORDER BY score DESC, item_id
+LIMIT $fetch"""
+
+CART_SIMILAR_ITEMS = """MATCH (c:Item)-[s:SIMILAR_TO]->(i:Item)
+WHERE c.item_id IN $item_ids AND NOT i.item_id IN $item_ids
+WITH i, max(s.score) AS score
+RETURN i.item_id AS item_id, i.category AS category, score
+ORDER BY score DESC, item_id
+LIMIT $fetch"""
+
+# Per category: weight of the user's events in [now - window, now) against the window before.
+INTEREST_TRENDS = f"""MATCH (u:User {{user_id: $user_id}})-[r:INTERESTED_IN]->(c:Category)
+WITH c, r, {R_NOW} AS strength,
+     [k IN range(0, size(coalesce(r.day_index, [])) - 1)
+      | [r.day_index[k], r.day_weight[k]]] AS days
+WITH c, strength,
+     reduce(a = 0.0, d IN days | a + CASE WHEN d[0] > $today - $window_days
+                                          AND d[0] <= $today THEN d[1] ELSE 0.0 END) AS recent,
+     reduce(a = 0.0, d IN days | a + CASE WHEN d[0] > $today - 2 * $window_days
+                                          AND d[0] <= $today - $window_days
+                                          THEN d[1] ELSE 0.0 END) AS previous
+RETURN c.name AS category, recent, previous, recent - previous AS change, strength
+ORDER BY change DESC, category"""
+
+CHURN_RISK = f"""MATCH (u:User)
+WHERE u.last_ts < $now - $inactive_s
+OPTIONAL MATCH (u)-[r:INTERESTED_IN]->(:Item)
+WITH u, sum(CASE WHEN r IS NULL THEN 0.0 ELSE {R_NOW} END) AS interest
+WHERE interest < $threshold
+RETURN u.user_id AS user_id, interest, u.last_ts AS last_ts
+ORDER BY interest ASC, user_id
+LIMIT $limit"""
+
+# --- erasure ---------------------------------------------------------------------------------
+# Subtract the user's share from item popularity, flag the users whose similarity lists pointed
+# at them (refresh_dirty refills those), then delete the user and every edge they had.
+FORGET_POPULARITY = """MATCH (u:User {user_id: $user_id})-[r:INTERESTED_IN]->(i:Item)
+WITH i, r.strength * 2.0 ^ (-(CASE WHEN i.popularity_ts > r.last_ts
+                                     THEN i.popularity_ts - r.last_ts ELSE 0.0 END)
+                             / $half_life) AS share
+SET i.popularity = CASE WHEN coalesce(i.popularity, 0.0) - share > 0
+                        THEN i.popularity - share ELSE 0.0 END"""
+
+FORGET_USER = """MATCH (u:User {user_id: $user_id})
+OPTIONAL MATCH (v:User)-[:SIMILAR_TO]->(u)
+SET v.dirty = true
+WITH DISTINCT u
+DETACH DELETE u
+RETURN count(u) AS deleted"""
+
+# --- canonical dump (tests: replay and crash comparisons) ------------------------------------
+DUMP_NODES = """MATCH (n)
+RETURN labels(n) AS labels, properties(n) AS props"""
+
+DUMP_RELATIONSHIPS = """MATCH (a)-[r]->(b)
+RETURN type(r) AS type, labels(a) AS a_labels, properties(a) AS a_props,
+       labels(b) AS b_labels, properties(b) AS b_props, properties(r) AS props"""

@@ -1,0 +1,212 @@
+"""The read side of the graph: recommendation strategies and the other queries of the catalogue.
+
+Strengths are stored as of their ``last_ts``; every query decays them to ``now`` in Cypher. ``now``
+defaults to the wall clock; tests and the offline evaluation pass event time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from graph import queries as q
+from graph.fold import DAY_S, day_of
+
+if TYPE_CHECKING:
+    from graph.store import InterestParams
+
+STRATEGIES = ("content", "collaborative", "blend")
+DEFAULT_BLEND: dict[str, float] = {"content": 1.0, "collaborative": 1.0, "popular": 0.5}
+STRATEGY_QUERIES = {
+    "content": q.RECOMMEND_CONTENT,
+    "collaborative": q.RECOMMEND_COLLABORATIVE,
+    "popular": q.RECOMMEND_POPULAR,
+}
+
+
+@dataclass
+class Scored:
+    """One ranked item; ``parts`` holds the normalised components of a blended score."""
+
+    item_id: str
+    score: float
+    category: str | None = None
+    parts: dict[str, float] = field(default_factory=dict)
+
+
+def normalise(scores: Mapping[str, float]) -> dict[str, float]:
+    """Min-max to [0, 1]; a lone candidate (or all equal) gets 1."""
+    if not scores:
+        return {}
+    lo, hi = min(scores.values()), max(scores.values())
+    if hi == lo:
+        return dict.fromkeys(scores, 1.0)
+    return {k: (v - lo) / (hi - lo) for k, v in scores.items()}
+
+
+def blend(components: Mapping[str, list[Scored]], weights: Mapping[str, float]) -> list[Scored]:
+    """Weighted sum of the min-max-normalised components; sorted by score, then item id."""
+    out: dict[str, Scored] = {}
+    for name, ranked in components.items():
+        w = weights.get(name, 0.0)
+        if w == 0.0:
+            continue
+        for item_id, value in normalise({s.item_id: s.score for s in ranked}).items():
+            category = next(s.category for s in ranked if s.item_id == item_id)
+            entry = out.setdefault(item_id, Scored(item_id, 0.0, category))
+            entry.parts[name] = value
+            entry.score += w * value
+    return sorted(out.values(), key=lambda s: (-s.score, s.item_id))
+
+
+def cap_categories(ranked: Iterable[Scored], k: int, cap: int) -> list[Scored]:
+    """The first ``k`` items, at most ``cap`` per category (``cap <= 0``: no cap)."""
+    out: list[Scored] = []
+    per: dict[str | None, int] = {}
+    for s in ranked:
+        if cap > 0 and s.category is not None and per.get(s.category, 0) >= cap:
+            continue
+        per[s.category] = per.get(s.category, 0) + 1
+        out.append(s)
+        if len(out) == k:
+            break
+    return out
+
+
+class GraphReads:
+    def __init__(self, driver: Any, database: str, params: InterestParams) -> None:
+        self._driver = driver
+        self._database = database
+        self._params = params
+
+    def _session(self) -> AbstractContextManager[Any]:
+        return self._driver.session(database=self._database)
+
+    def _read(self, query: str, now: float | None = None, **params: Any) -> list[dict[str, Any]]:
+        params["now"] = time.time() if now is None else float(now)
+        params["half_life"] = self._params.half_life_s
+        records, _, _ = self._driver.execute_query(
+            query, parameters_=params, database_=self._database, routing_="r"
+        )
+        return [dict(r) for r in records]
+
+    def _ranked(self, query: str, now: float | None, **params: Any) -> list[Scored]:
+        rows = self._read(query, now, **params)
+        return [Scored(r["item_id"], float(r["score"]), r["category"]) for r in rows]
+
+    def recommend(
+        self,
+        user_id: str,
+        k: int = 10,
+        strategy: str = "blend",
+        weights: Mapping[str, float] | None = None,
+        category_cap: int = 0,
+        now: float | None = None,
+    ) -> list[Scored]:
+        """Top-k items for a user that they have not purchased (see ``STRATEGIES``)."""
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+        fetch = max(50, 5 * k)
+        if strategy == "blend":
+            w = DEFAULT_BLEND if weights is None else weights
+            parts = {
+                name: self._ranked(STRATEGY_QUERIES[name], now, user_id=user_id, fetch=fetch)
+                for name in STRATEGY_QUERIES
+                if w.get(name, 0.0) != 0.0
+            }
+            ranked = blend(parts, w)
+        else:
+            ranked = self._ranked(STRATEGY_QUERIES[strategy], now, user_id=user_id, fetch=fetch)
+        return cap_categories(ranked, k, category_cap)
+
+    def explain(self, user_id: str, item_id: str, now: float | None = None) -> dict[str, Any]:
+        """The paths and scores that connect a user to an item."""
+        ids = {"user_id": user_id, "item_id": item_id}
+        direct = self._read(q.EXPLAIN_DIRECT, now, **ids)
+        emb = self._read(q.EXPLAIN_EMBEDDINGS, now, **ids)[0]
+        content = None
+        if (
+            emb["user_embedding"] is not None
+            and emb["item_embedding"] is not None
+            and emb["user_version"] == emb["item_version"]
+        ):
+            content = float(np.dot(emb["user_embedding"], emb["item_embedding"]))
+        edge = None
+        if direct:
+            props = direct[0]["props"]
+            counts = {k[2:]: v for k, v in sorted(props.items()) if k.startswith("n_")}
+            edge = {
+                "strength": direct[0]["strength"],
+                "last_ts": props["last_ts"],
+                "first_ts": props["first_ts"],
+                "counts": counts,
+            }
+        return {
+            "user_id": user_id,
+            "item_id": item_id,
+            "user_exists": emb["user_exists"],
+            "item_exists": emb["item_exists"],
+            "purchased": bool(edge and edge["counts"].get("purchase", 0) > 0),
+            "interest": edge,
+            "content_similarity": content,
+            "similar_users": self._read(q.EXPLAIN_SIMILAR_USERS, now, **ids),
+            "categories": self._read(q.EXPLAIN_CATEGORY, now, **ids),
+            "similar_items": self._read(q.EXPLAIN_SIMILAR_ITEMS, now, **ids),
+        }
+
+    def similar_users(self, user_id: str, k: int = 10) -> list[dict[str, Any]]:
+        return self._read(q.SIMILAR_USERS, user_id=user_id, k=k)
+
+    def audience(
+        self,
+        category: str | None = None,
+        item_id: str | None = None,
+        k: int = 100,
+        now: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Users with the strongest interest, now, in a category or in an item (ad targeting)."""
+        if (category is None) == (item_id is None):
+            raise ValueError("audience needs exactly one of category or item_id")
+        if category is not None:
+            return self._read(q.AUDIENCE_CATEGORY, now, category=category, k=k)
+        return self._read(q.AUDIENCE_ITEM, now, item_id=item_id, k=k)
+
+    def cart_complements(
+        self, item_ids: Iterable[str], k: int = 10, now: float | None = None
+    ) -> list[Scored]:
+        """Items to add to a cart: co-interest of the cart's users, then content similarity."""
+        ids = sorted(set(item_ids))
+        fetch = max(50, 5 * k)
+        parts = {
+            "co_interest": self._ranked(q.CART_CO_INTEREST, now, item_ids=ids, fetch=fetch),
+            "similar": self._ranked(q.CART_SIMILAR_ITEMS, now, item_ids=ids, fetch=fetch),
+        }
+        return blend(parts, {"co_interest": 1.0, "similar": 0.5})[:k]
+
+    def interest_trends(
+        self, user_id: str, now: float | None = None, window_days: int = 7
+    ) -> list[dict[str, Any]]:
+        """Per category: event weight in the last ``window_days`` against the window before."""
+        t = time.time() if now is None else float(now)
+        if window_days < 1 or 2 * window_days > self._params.trend_days:
+            raise ValueError(f"window_days must be in 1..{self._params.trend_days // 2}")
+        return self._read(
+            q.INTEREST_TRENDS, t, user_id=user_id, today=day_of(t), window_days=window_days
+        )
+
+    def churn_risk(
+        self,
+        threshold: float,
+        inactive_days: float,
+        now: float | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Users inactive for ``inactive_days`` whose total interest now is below ``threshold``."""
+        return self._read(
+            q.CHURN_RISK, now, threshold=threshold, inactive_s=inactive_days * DAY_S, limit=limit
+        )

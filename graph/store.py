@@ -1,0 +1,169 @@
+"""The Neo4j adapter: schema, the batch write path and the refresh of derived data.
+
+Synchronous neo4j driver; the worker calls it from a thread executor. One managed write
+transaction per batch (``session.execute_write``, retried on transient errors), so everything
+written is an absolute value computed from what the same transaction read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from graph import queries as q
+from graph.batch import filter_applied, offset_rows, read_stored, write_rows
+from graph.exceptions import GraphError
+from graph.fold import TextState, fold_events, user_embedding
+from graph.model import Event, ItemRecord
+from graph.reads import GraphReads
+
+log = logging.getLogger(__name__)
+
+Vector = Sequence[float] | np.ndarray
+
+
+@dataclass(frozen=True)
+class InterestParams:
+    half_life_s: float
+    weights: Mapping[str, float]
+    similar_k: int = 20
+    similar_threshold: float = 0.5  # cosine similarity in [-1, 1]
+    text_weight: float = 1.0  # weight of one free-text embedding in the user embedding
+    trend_days: int = 56  # day buckets kept on user->category edges for interest_trends
+
+
+@dataclass
+class GraphBatch:
+    events: list[Event]
+    items: list[ItemRecord] = field(default_factory=list)
+    item_embeddings: dict[str, Vector] = field(default_factory=dict)  # item_id -> vector
+    text_embeddings: dict[str, Vector] = field(default_factory=dict)  # event_id -> vector
+    model_version: str = ""
+
+
+@dataclass
+class ApplyResult:
+    applied: int  # events folded into the graph
+    duplicates: int  # events dropped: offset already applied, or event_id already applied
+    rows: dict[str, int] = field(default_factory=dict)  # rows written by kind
+
+
+class GraphStore(GraphReads):
+    def __init__(self, driver: Any, database: str, params: InterestParams) -> None:
+        super().__init__(driver, database, params)
+
+    # --- schema ---------------------------------------------------------------------------
+    def ensure_schema(self, dim: int, timeout_s: int = 60) -> None:
+        """Create constraints and indexes if missing (idempotent); refuse a dimension change."""
+        with self._session() as session:
+            for stmt in (*q.SCHEMA_CONSTRAINTS, *q.SCHEMA_INDEXES):
+                session.run(stmt).consume()
+            for stmt in (q.CREATE_USER_VECTOR_INDEX, q.CREATE_ITEM_VECTOR_INDEX):
+                session.run(stmt, dim=dim).consume()
+            found = {r["name"]: r["dim"] for r in session.run(q.VECTOR_INDEX_DIMENSIONS)}
+            wrong = {name: d for name, d in found.items() if d is not None and int(d) != dim}
+            if wrong:
+                raise GraphError(
+                    f"vector indexes {sorted(wrong)} have dimension {sorted(set(wrong.values()))},"
+                    f" the encoder has {dim}; drop them to change the model's dimension"
+                )
+            session.run(q.AWAIT_INDEXES, timeout_s=timeout_s).consume()
+
+    # --- write path -----------------------------------------------------------------------
+    def embedded_items(self, item_ids: Iterable[str], version: str) -> set[str]:
+        """The items that already carry a current embedding of ``version``."""
+        ids = sorted(set(item_ids))
+        if not ids:
+            return set()
+        records, _, _ = self._driver.execute_query(
+            q.EMBEDDED_ITEMS, ids=ids, version=version, database_=self._database, routing_="r"
+        )
+        return {r["item_id"] for r in records}
+
+    def apply_batch(self, batch: GraphBatch) -> ApplyResult:
+        """Fold the batch into the graph in one write transaction; exactly-once in effect."""
+        with self._session() as session:
+            result: ApplyResult = session.execute_write(self._apply_tx, batch)
+        return result
+
+    def _apply_tx(self, tx: Any, batch: GraphBatch) -> ApplyResult:
+        p = self._params
+        offsets = {r["key"]: r["offset"] for r in tx.run(q.LOCK_OFFSETS, rows=offset_rows(batch))}
+        seen = {
+            r["event_id"]
+            for r in tx.run(q.READ_APPLIED_EVENTS, ids=sorted({e.event_id for e in batch.events}))
+        }
+        events, items, duplicates = filter_applied(batch.events, batch.items, offsets, seen)
+        stored, known = read_stored(tx, events, items)
+        folded = fold_events(
+            events,
+            stored,
+            weights=p.weights,
+            half_life=p.half_life_s,
+            text_embeddings=batch.text_embeddings,
+            model_version=batch.model_version,
+            text_weight=p.text_weight,
+            trend_days=p.trend_days,
+        )
+        rows = write_rows(tx, batch, events, items, known, folded, offsets)
+        return ApplyResult(applied=len(events), duplicates=duplicates, rows=rows)
+
+    # --- derived data ---------------------------------------------------------------------
+    def refresh_dirty(self, version: str, limit: int = 1000) -> int:
+        """Recompute embeddings and similarity edges of up to ``limit`` dirty users and items.
+
+        Returns how many users and items were refreshed (call again while it returns > 0).
+        """
+        p = self._params
+        with self._session() as session:
+            ids = session.execute_write(self._user_embeddings_tx, version, limit)
+            fetch = max(4 * p.similar_k, p.similar_k + 10)
+            params = {"version": version, "k": p.similar_k, "fetch": fetch}
+            params["threshold"] = p.similar_threshold
+            if ids:
+                session.execute_write(_run, q.REFRESH_USER_SIMILARITY, ids=ids, **params)
+            items = session.execute_write(_single, q.REFRESH_ITEM_SIMILARITY, limit=limit, **params)
+        return len(ids) + int(items)
+
+    def _user_embeddings_tx(self, tx: Any, version: str, limit: int) -> list[str]:
+        half_life = self._params.half_life_s
+        embedded: list[dict[str, Any]] = []
+        empty: list[str] = []
+        for r in tx.run(q.DIRTY_USERS, limit=limit, version=version):
+            text = None
+            if r["text_vec"] is not None and r["text_version"] == version:
+                text = TextState(np.asarray(r["text_vec"]), float(r["text_ts"]), version)
+            edges = [(e[0], e[1], e[2]) for e in r["edges"] if e[0] is not None]
+            vec = user_embedding(edges, text, half_life)
+            if vec is None:
+                empty.append(r["user_id"])
+            else:
+                embedded.append({"user_id": r["user_id"], "embedding": vec.tolist()})
+        if embedded:
+            tx.run(q.SET_USER_EMBEDDINGS, rows=embedded, version=version).consume()
+        if empty:
+            tx.run(q.CLEAR_USER_EMBEDDINGS, ids=empty).consume()
+        return [row["user_id"] for row in embedded]
+
+    # --- erasure --------------------------------------------------------------------------
+    def forget(self, user_id: str) -> bool:
+        """Erase a user, their edges and their share of derived data; True if they existed."""
+        with self._session() as session:
+            deleted: int = session.execute_write(self._forget_tx, user_id)
+        return deleted > 0
+
+    def _forget_tx(self, tx: Any, user_id: str) -> int:
+        tx.run(q.FORGET_POPULARITY, user_id=user_id, half_life=self._params.half_life_s).consume()
+        return int(tx.run(q.FORGET_USER, user_id=user_id).single(strict=True)["deleted"])
+
+
+def _run(tx: Any, query: str, **params: Any) -> None:
+    tx.run(query, **params).consume()
+
+
+def _single(tx: Any, query: str, **params: Any) -> Any:
+    return tx.run(query, **params).single(strict=True)[0]

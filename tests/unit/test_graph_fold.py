@@ -1,0 +1,167 @@
+"""Folding a batch into absolute states (graph/fold.py) and the pure parts of apply_batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from graph.batch import filter_applied, item_rows, new_offsets, offset_rows
+from graph.decay import EdgeState
+from graph.fold import DAY_S, StoredState, TextState, add_to_days, fold_events, user_embedding
+from graph.model import Event, ItemRecord
+from graph.store import GraphBatch
+
+HL = 14 * DAY_S
+W = {"browse": 1.0, "click": 2.0, "add_to_cart": 3.0, "purchase": 5.0, "return": -5.0}
+
+
+def ev(n: int, user: str, item: str, kind: str, day: float, **kw: object) -> Event:
+    return Event(f"e{n}", user, item, kind, day * DAY_S, **kw)  # type: ignore[arg-type]
+
+
+def test_fold_item_and_category_edges_popularity_and_span() -> None:
+    events = [
+        ev(1, "u1", "i1", "click", 0, category="shoes"),
+        ev(2, "u1", "i1", "purchase", 14),
+        ev(3, "u2", "i1", "browse", 14),
+        ev(4, "u1", "i2", "browse", 7, category="shoes"),
+    ]
+    out = fold_events(events, StoredState(), weights=W, half_life=HL)
+    assert out.item_edges[("u1", "i1")].strength == pytest.approx(6.0)
+    assert out.item_edges[("u1", "i1")].counts == {"click": 1, "purchase": 1}
+    # category: click d0 (2) -> purchase d14: 1 + 5 = 6; late browse d7 adds 2^-0.5
+    shoes = out.category_edges[("u1", "shoes")]
+    assert shoes.strength == pytest.approx(6.0 + 2**-0.5)
+    assert shoes.last_ts == 14 * DAY_S
+    assert out.category_days[("u1", "shoes")] == {0: 2.0, 7: 1.0, 14: 5.0}
+    # u2's browse of i1: the category comes from the earlier event's item category
+    assert out.category_edges[("u2", "shoes")].strength == 1.0
+    # popularity of i1: 2 -> (d14) 1 + 5 + 1 = 7
+    assert out.popularity["i1"] == (pytest.approx(7.0), 14 * DAY_S)
+    assert out.user_span == {"u1": (0.0, 14 * DAY_S), "u2": (14 * DAY_S, 14 * DAY_S)}
+
+
+def test_fold_continues_from_stored_state() -> None:
+    stored = StoredState(
+        item_edges={("u1", "i1"): EdgeState(4.0, 0.0, 0.0, {"click": 2})},
+        item_categories={"i1": "books"},
+        popularity={"i1": (10.0, 0.0)},
+    )
+    out = fold_events([ev(1, "u1", "i1", "browse", 14)], stored, weights=W, half_life=HL)
+    assert out.item_edges[("u1", "i1")].strength == pytest.approx(3.0)
+    assert out.item_edges[("u1", "i1")].counts == {"click": 2, "browse": 1}
+    assert ("u1", "books") in out.category_edges
+    assert out.popularity["i1"][0] == pytest.approx(6.0)
+    assert stored.item_edges[("u1", "i1")].strength == 4.0  # input untouched
+
+
+def test_text_embeddings_decay_and_reset_on_a_new_model_version() -> None:
+    v1, v2 = [1.0, 0.0], [0.0, 1.0]
+    events = [ev(1, "u1", "i1", "click", 0, text="a"), ev(2, "u1", "i1", "click", 14, text="b")]
+    out = fold_events(
+        events,
+        StoredState(),
+        weights=W,
+        half_life=HL,
+        text_embeddings={"e1": v1, "e2": v2},
+        model_version="m1",
+    )
+    text = out.user_text["u1"]
+    assert text.version == "m1" and text.ts == 14 * DAY_S
+    np.testing.assert_allclose(text.vector, [0.5, 1.0])
+    stored = StoredState(user_text={"u1": text})
+    out = fold_events(
+        [ev(3, "u1", "i1", "click", 15, text="c")],
+        stored,
+        weights=W,
+        half_life=HL,
+        text_embeddings={"e3": v1},
+        model_version="m2",
+    )
+    np.testing.assert_allclose(out.user_text["u1"].vector, v1)
+
+
+def test_day_buckets_keep_a_bounded_horizon() -> None:
+    days: dict[int, float] = {}
+    add_to_days(days, 0.0, 1.0, 0.0, keep=3)
+    add_to_days(days, 2 * DAY_S, 2.0, 2 * DAY_S, keep=3)
+    assert days == {0: 1.0, 2: 2.0}
+    add_to_days(days, 5 * DAY_S, 1.0, 5 * DAY_S, keep=3)
+    assert days == {5: 1.0}
+    add_to_days(days, 1 * DAY_S, 1.0, 5 * DAY_S, keep=3)  # too late for the horizon
+    assert days == {5: 1.0}
+
+
+def test_user_embedding_is_a_weighted_normalised_mean() -> None:
+    vec = user_embedding([(3.0, 0.0, [1.0, 0.0]), (1.0, 0.0, [0.0, 1.0])], None, HL)
+    assert vec is not None
+    np.testing.assert_allclose(vec, np.array([3.0, 1.0]) / np.sqrt(10.0))
+    # an older edge weighs less: decayed to the newest timestamp
+    vec = user_embedding([(2.0, 0.0, [1.0, 0.0]), (1.0, HL, [0.0, 1.0])], None, HL)
+    assert vec is not None
+    np.testing.assert_allclose(vec, np.array([1.0, 1.0]) / np.sqrt(2.0))
+    text = TextState(np.array([0.0, 2.0]), 0.0, "m")
+    vec = user_embedding([(2.0, 0.0, [1.0, 0.0])], text, HL)
+    assert vec is not None
+    np.testing.assert_allclose(vec, np.array([1.0, 1.0]) / np.sqrt(2.0))
+    assert user_embedding([], None, HL) is None
+    assert user_embedding([(0.0, 0.0, [1.0, 0.0])], None, HL) is None
+
+
+def kafka(n: int, part: int, off: int, user: str = "u1") -> Event:
+    return Event(f"e{n}", user, "i1", "click", 0.0, topic="clicks", partition=part, offset=off)
+
+
+def test_exactly_once_filter_offsets_and_event_ids() -> None:
+    events = [
+        kafka(1, 0, 5),  # at the stored offset: applied before
+        kafka(2, 0, 6),
+        kafka(3, 1, 0),  # event id seen before (a replayed file)
+        kafka(2, 1, 1),  # same id twice in one batch
+        Event("e9", "u1", "i1", "click", 0.0),  # offline: no offset guard
+    ]
+    items = [
+        ItemRecord("i1", topic="items", partition=0, offset=3),
+        ItemRecord("i2", topic="items", partition=0, offset=4),
+    ]
+    offsets = {"clicks/0": 5, "items/0": 3}
+    kept, kept_items, dups = filter_applied(events, items, offsets, {"e3"})
+    assert [e.event_id for e in kept] == ["e2", "e9"]
+    assert [i.item_id for i in kept_items] == ["i2"]
+    assert dups == 3
+    assert new_offsets(kept, kept_items, offsets) == [
+        {"key": "clicks/0", "offset": 6},
+        {"key": "items/0", "offset": 4},
+    ]
+    batch = GraphBatch(events=events, items=items)
+    assert [r["key"] for r in offset_rows(batch)] == ["clicks/0", "clicks/1", "items/0"]
+
+
+def test_item_rows_merge_catalogue_last_and_flag_changed_text() -> None:
+    events = [Event("e1", "u1", "i1", "click", 0.0, title="Red shoe", category="shoes")]
+    items = [ItemRecord("i1", title="Red running shoe"), ItemRecord("i2", category="books")]
+    known = {
+        "i1": {
+            "title": "Red shoe",
+            "category": "shoes",
+            "description": None,
+            "embedding_version": "m1",
+        }
+    }
+    rows = item_rows(events, items, known)
+    assert rows == [
+        {
+            "item_id": "i1",
+            "title": "Red running shoe",
+            "category": "shoes",
+            "description": None,
+            "text_changed": True,
+        },
+        {
+            "item_id": "i2",
+            "title": None,
+            "category": "books",
+            "description": None,
+            "text_changed": False,
+        },
+    ]
