@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Regenerates the configuration table of docs/readme/15-configuration.md from stream/settings.py.
+
+Variables, groups and defaults come from `Settings`; the descriptions are kept from the current table
+(the only part a person edits). A new setting gets a row whose description says TODO.
+
+    python scripts/config-table.py          # rewrite the table in place
+    python scripts/config-table.py --check  # exit 1 if the table is stale or a description is missing
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stream.settings import ENV, Settings, default_home  # noqa: E402
+
+DOC = ROOT / "docs" / "readme" / "15-configuration.md"
+BEGIN = "<!-- BEGIN CONFIG TABLE (scripts/config-table.py; edit the Meaning column only) -->"
+END = "<!-- END CONFIG TABLE -->"
+TODO = "TODO: describe"
+# read by Settings.from_env without being a field of its own: (variable, after, default)
+EXTRA = [("NEO4J_PASSWORD_FILE", "NEO4J_PASSWORD", "")]
+ROW = re.compile(r"^\| `(?P<var>[A-Z0-9_]+)` \| (?P<default>.*?) \| (?P<meaning>.*) \|$")
+GROUP = re.compile(r"^\s*# --- (?P<name>[a-z][a-z -]*[a-z]) -+\s*$")
+
+
+def groups() -> list[tuple[str, list[str]]]:
+    """The settings' groups, in order, from the `# --- name ---` comments of Settings' body."""
+    source = (ROOT / "stream" / "settings.py").read_text().splitlines()
+    names = {f.name for f in dataclasses.fields(Settings)}
+    out: list[tuple[str, list[str]]] = []
+    in_class = False
+    for line in source:
+        if line.startswith("class Settings"):
+            in_class = True
+            continue
+        if not in_class:
+            continue
+        if line and not line.startswith((" ", "#")):
+            break
+        m = GROUP.match(line)
+        if m:
+            out.append((m["name"], []))
+            continue
+        field = re.match(r"^    ([a-z_][a-z0-9_]*): ", line)
+        if field and field[1] in names:
+            if not out:
+                out.append(("settings", []))
+            out[-1][1].append(ENV[field[1]])
+    listed = [v for _, vs in out for v in vs]
+    missing = [ENV[f.name] for f in dataclasses.fields(Settings) if ENV[f.name] not in listed]
+    if missing:  # a field outside any group: still documented
+        out.append(("other", missing))
+    for var, after, _ in EXTRA:
+        for _, vs in out:
+            if after in vs:
+                vs.insert(vs.index(after) + 1, var)
+    return out
+
+
+def defaults() -> dict[str, str]:
+    values = Settings(home=Path("~/.cache/tastegraph")).masked()
+    for f in dataclasses.fields(Settings):
+        if f.default_factory is default_home:  # type: ignore[comparison-overlap]
+            values[ENV[f.name]] = "~/.cache/tastegraph"
+    for var, _, default in EXTRA:
+        values[var] = default
+    return values
+
+
+def cell(value: str) -> str:
+    return f"`{value}`" if value else "*(empty)*"
+
+
+def current_meanings(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        m = ROW.match(line)
+        if m:
+            out[m["var"]] = m["meaning"].strip()
+    return out
+
+
+def render_table(meanings: dict[str, str]) -> str:
+    values = defaults()
+    lines = [BEGIN]
+    for name, variables in groups():
+        lines += ["", f"**{name.capitalize()}**", "", "| Variable | Default | Meaning |"]
+        lines.append("| --- | --- | --- |")
+        for var in variables:
+            meaning = meanings.get(var) or TODO
+            lines.append(f"| `{var}` | {cell(values[var])} | {meaning} |")
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def render(text: str) -> str:
+    table = render_table(current_meanings(text))
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        return head + table + tail
+    return text.rstrip("\n") + "\n\n" + table + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail instead of rewriting")
+    args = parser.parse_args(argv)
+    text = DOC.read_text()
+    new = render(text)
+    todo = [line.split("`")[1] for line in new.splitlines() if line.endswith(f"| {TODO} |")]
+    if args.check:
+        problems = []
+        if new != text:
+            problems.append(f"{DOC.relative_to(ROOT)} is stale: run scripts/config-table.py")
+        if todo:
+            problems.append(f"describe these settings in {DOC.name}: {', '.join(todo)}")
+        for p in problems:
+            print(p, file=sys.stderr)
+        return 1 if problems else 0
+    if new != text:
+        DOC.write_text(new)
+        print(f"updated {DOC.relative_to(ROOT)}", file=sys.stderr)
+    if todo:
+        print(f"now describe: {', '.join(todo)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
