@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Regenerates the configuration table of docs/readme/15-configuration.md from stream/settings.py.
 
-Variables, groups and defaults come from `Settings`; the descriptions are kept from the current table
-(the only part a person edits). A new setting gets a row whose description says TODO.
+Variables, groups and defaults come from `Settings`; the descriptions are kept from the current
+table (the only part a person edits). A new setting gets a row whose description says TODO.
 
     python scripts/config-table.py          # rewrite the table in place
-    python scripts/config-table.py --check  # exit 1 if the table is stale or a description is missing
+    python scripts/config-table.py --check  # exit 1: the table is stale or lacks a description
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def groups() -> list[tuple[str, list[str]]]:
 def defaults() -> dict[str, str]:
     values = Settings(home=Path("~/.cache/tastegraph")).masked()
     for f in dataclasses.fields(Settings):
-        if f.default_factory is default_home:  # type: ignore[comparison-overlap]
+        if f.default_factory is default_home:
             values[ENV[f.name]] = "~/.cache/tastegraph"
     for var, _, default in EXTRA:
         values[var] = default
