@@ -1,0 +1,42 @@
+"""`tastegraph services up | down | status`: the local Kafka and Neo4j (see stream/services/)."""
+
+from __future__ import annotations
+
+import argparse
+
+from stream.settings import Settings
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub.add_parser(
+        "up",
+        help="start Kafka and Neo4j (downloads them the first time) and wait until both answer",
+    )
+    sub.add_parser("down", help="stop the Kafka and Neo4j that `up` started")
+    status = sub.add_parser("status", help="say what runs where")
+    status.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print nothing; exit 0 when both run, 1 otherwise",
+    )
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from stream import services
+
+    if args.action == "up":
+        for state in services.up(settings):
+            print(state.line())
+        if settings.use_local_services:
+            print(f"neo4j password: {settings.home / 'neo4j-password'} (user neo4j)")
+        return 0
+    if args.action == "down":
+        for state in services.down(settings):
+            print(state.line())
+        return 0
+    states = services.status(settings)
+    if not args.quiet:
+        for state in states:
+            print(state.line())
+    return 0 if all(s.running for s in states) else 1
