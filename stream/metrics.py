@@ -38,8 +38,9 @@ evaluation=None)``                            ``failed``) and its figures by rol
 
 Names follow the Prometheus conventions (``tastegraph_`` prefix, counters end in ``_total``, times
 are seconds); every histogram has explicit buckets. Label values that form a small known set
-(stages, fine-tuning results, write-failure reasons) are created at start so that their series
-exist, at 0, before anything happened; ``docs/readme/70-metrics.md`` has the table of all metrics.
+(stages, fine-tuning results, validation and write-failure reasons) are created at start so that
+their series exist, at 0, before anything happened; ``docs/readme/70-metrics.md`` has the table of
+all metrics.
 """
 
 from __future__ import annotations
@@ -69,8 +70,8 @@ PREFIX = "tastegraph"
 
 #: the stages of one micro-batch, in order
 STAGES: tuple[str, ...] = ("decode", "encode", "graph_write", "refresh", "commit")
-#: results of a fine-tuning run
-FINETUNE_RESULTS: tuple[str, ...] = ("promoted", "rejected", "failed")
+#: results of a fine-tuning run (``skipped``: another run held the lock)
+FINETUNE_RESULTS: tuple[str, ...] = ("promoted", "rejected", "failed", "skipped")
 #: reasons a Neo4j write gives up; any other string is accepted too
 WRITE_FAILURE_REASONS: tuple[str, ...] = (
     "unavailable",
@@ -152,6 +153,7 @@ class Metrics:
         registry: CollectorRegistry | None = None,
         *,
         version: str | None = None,
+        invalid_reasons: Iterable[str] | None = None,
         clock: Callable[[], float] = time.perf_counter,
         wall_clock: Callable[[], float] = time.time,
     ) -> Metrics:
@@ -159,7 +161,8 @@ class Metrics:
 
         Without a registry, a fresh one with the process and platform collectors is made (so two
         calls never collide, unlike the global ``prometheus_client.REGISTRY``). ``clock`` times
-        stages; ``wall_clock`` is the commit time for freshness.
+        stages; ``wall_clock`` is the commit time for freshness. ``invalid_reasons`` (default: the
+        validation's ``REASONS``) get their series at 0 from the start.
         """
         if registry is None:
             registry = CollectorRegistry(auto_describe=True)
@@ -314,6 +317,12 @@ class Metrics:
             m.finetune_runs.labels(result=result)
         for reason in WRITE_FAILURE_REASONS:
             m.neo4j_write_failures.labels(reason=reason)
+        if invalid_reasons is None:
+            from stream.validation import REASONS
+
+            invalid_reasons = REASONS
+        for reason in invalid_reasons:
+            m.invalid_events.labels(reason=reason)
         m.model_version.info({"version": "unknown"})
         return m
 
@@ -409,24 +418,28 @@ class Metrics:
         self,
         result: str,
         seconds: float,
-        evaluation: Mapping[str, Mapping[str, float]] | None = None,
+        evaluation: Mapping[str, Mapping[str, object]] | None = None,
     ) -> None:
-        """One fine-tuning run ended with ``result`` after ``seconds``; ``evaluation`` maps a role
-        (``current``, ``candidate``) to figures by metric name, e.g. ``{"candidate": {"ndcg@10":
-        0.31}}``."""
-        if result not in FINETUNE_RESULTS:
-            raise ValueError(
-                f"fine-tuning result must be one of {FINETUNE_RESULTS}, not {result!r}"
-            )
+        """One fine-tuning run ended with ``result`` (see ``FINETUNE_RESULTS``) after ``seconds``.
+
+        ``evaluation`` maps a version role (``current``: the version trained from, ``candidate``:
+        the new one) to its figures, e.g. ``{"current": result.metrics_before, "candidate":
+        result.metrics_after}``; non-numeric entries are left out. A ``skipped`` run (another
+        one held the lock) is only counted.
+        """
         self.finetune_runs.labels(result=result).inc()
+        if result == "skipped":
+            return
         self.finetune_seconds.observe(seconds)
         self.finetune_last_run.set(self.wall_clock())
         for role, figures in (evaluation or {}).items():
             self.set_evaluation(role, figures)
 
-    def set_evaluation(self, role: str, figures: Mapping[str, float]) -> None:
+    def set_evaluation(self, role: str, figures: Mapping[str, object]) -> None:
+        """Evaluation figures of a version role, e.g. the current version's at start-up."""
         for metric, value in figures.items():
-            self.finetune_evaluation.labels(metric=metric, role=role).set(value)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                self.finetune_evaluation.labels(metric=metric, role=role).set(value)
 
     def set_model_version(self, version: str) -> None:
         self.model_version.info({"version": version})

@@ -182,10 +182,20 @@ def test_events_consumed_by_topic_and_type(metrics: Metrics, registry: Collector
 
 
 def test_invalid_by_reason(metrics: Metrics, registry: CollectorRegistry) -> None:
-    metrics.invalid("bad_json")
+    from stream.validation import REASONS
+
+    name = "tastegraph_invalid_events_total"
+    for reason in REASONS:  # every validation reason has its series from the start
+        assert value(registry, name, reason=reason) == 0
+    metrics.invalid("not_json")
     metrics.invalid("missing_field", 3)
-    assert value(registry, "tastegraph_invalid_events_total", reason="bad_json") == 1
-    assert value(registry, "tastegraph_invalid_events_total", reason="missing_field") == 3
+    metrics.invalid("something_new")
+    assert value(registry, name, reason="not_json") == 1
+    assert value(registry, name, reason="missing_field") == 3
+    assert value(registry, name, reason="something_new") == 1
+    own = Metrics.create(CollectorRegistry(), invalid_reasons=["a"])
+    assert own.registry.get_sample_value(name, {"reason": "a"}) == 0
+    assert own.registry.get_sample_value(name, {"reason": "not_json"}) is None
 
 
 def test_lag_per_partition_and_forget(metrics: Metrics, registry: CollectorRegistry) -> None:
@@ -332,8 +342,20 @@ def test_finetune_run(metrics: Metrics, registry: CollectorRegistry, wall: FakeC
     name = "tastegraph_finetune_evaluation"
     assert value(registry, name, metric="ndcg@10", role="candidate") == pytest.approx(0.32)
     assert value(registry, name, metric="ndcg@10", role="current") == pytest.approx(0.30)
-    with pytest.raises(ValueError, match="promoted"):
-        metrics.finetune_run("crashed", 1.0)
+    metrics.finetune_run("skipped", 0.0)  # counted, but not a run that took time
+    assert value(registry, "tastegraph_finetune_runs_total", result="skipped") == 1
+    assert value(registry, "tastegraph_finetune_duration_seconds_count") == 2
+
+
+def test_evaluation_figures_from_result_records(
+    metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    before = {"hr_at_10": 0.4, "ndcg_at_10": 0.25, "examples": 120, "k": 10, "note": "x"}
+    metrics.set_evaluation("current", before)
+    name = "tastegraph_finetune_evaluation"
+    assert value(registry, name, metric="hr_at_10", role="current") == pytest.approx(0.4)
+    assert value(registry, name, metric="examples", role="current") == 120
+    assert registry.get_sample_value(name, {"metric": "note", "role": "current"}) is None
 
 
 # --- the endpoint ------------------------------------------------------------------------------
