@@ -1,0 +1,346 @@
+"""Labelled examples for fine-tuning: (a user's recent context, the item they then chose).
+
+Pure code: no Kafka, no Neo4j, no torch. The stream feeds `ExampleBuilder.observe` with every event
+it accepts; each purchase or click (configurable) of a user who already has a history yields an
+`Example` whose ``context`` is the texts of the user's last N distinct interacted items, most recent
+first, joined with `CONTEXT_SEP`, and whose ``item_text`` is the chosen item's text.
+
+`ExampleStore` keeps the newest ``max_examples`` examples (older ones fall off), splits off the
+newest slice for evaluation, forgets a user on request, and persists itself as a JSON-lines file:
+`add` appends lines (flushed and fsynced by `flush`), `forget` and `compact` rewrite the whole file
+atomically (write a temporary file, fsync, ``os.replace``). A crash between an append and its
+fsync can lose the last few examples, never corrupt older ones: a torn last line is skipped on load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger(__name__)
+
+CONTEXT_SEP = " ; "
+"""Joins the context items' texts, most recent first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One labelled pair: the user's context before ``ts`` and the item chosen at ``ts``."""
+
+    user_id: str
+    context: str
+    item_id: str
+    item_text: str
+    ts: float
+    context_ids: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["context_ids"] = list(self.context_ids)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Example:
+        return cls(
+            user_id=str(d["user_id"]),
+            context=str(d["context"]),
+            item_id=str(d["item_id"]),
+            item_text=str(d["item_text"]),
+            ts=float(d["ts"]),
+            context_ids=tuple(str(x) for x in d.get("context_ids", ())),
+        )
+
+
+@dataclass
+class _History:
+    items: deque[tuple[str, str]]  # (item_id, text), most recent first, distinct ids
+    pending: list[tuple[str, str]] = field(default_factory=list)  # same-ts items not yet in items
+    pending_ts: float = float("-inf")
+
+
+class ExampleBuilder:
+    """Turns a user's event sequence into examples; bounded memory (at most ``max_users`` users).
+
+    ``context_n``: how many distinct recent items make the context. ``label_types``: the event
+    types that yield an example. ``history_types``: the event types that enter the history
+    (``None``: every type except ``"return"``). With ``strict_time`` (default) items interacted
+    with at the same timestamp as the chosen one (a basket) are not in its context: only strictly
+    earlier ones are.
+    With ``skip_repeats`` (default) a choice of an item already in the context yields no example
+    (re-buying is not what the encoder should learn).
+    """
+
+    def __init__(
+        self,
+        context_n: int = 5,
+        *,
+        label_types: Iterable[str] = ("purchase", "click"),
+        history_types: Iterable[str] | None = None,
+        strict_time: bool = True,
+        skip_repeats: bool = True,
+        max_users: int = 200_000,
+    ) -> None:
+        if context_n < 1:
+            raise ValueError("context_n must be at least 1")
+        self.context_n = context_n
+        self.label_types = frozenset(label_types)
+        self.history_types = None if history_types is None else frozenset(history_types)
+        self.strict_time = strict_time
+        self.skip_repeats = skip_repeats
+        self.max_users = max_users
+        self._users: OrderedDict[str, _History] = OrderedDict()
+
+    def _enters_history(self, event_type: str) -> bool:
+        if self.history_types is None:
+            return event_type != "return"
+        return event_type in self.history_types
+
+    def observe(
+        self, user_id: str, item_id: str, text: str, event_type: str, ts: float
+    ) -> Example | None:
+        """Feeds one event (in event-time order per user); returns the example it yields, if any."""
+        text = " ".join(text.split())
+        h = self._users.get(user_id)
+        if h is None:
+            h = _History(items=deque())
+            self._users[user_id] = h
+            if len(self._users) > self.max_users:
+                self._users.popitem(last=False)
+        else:
+            self._users.move_to_end(user_id)
+        if ts > h.pending_ts:
+            self._flush_pending(h)
+            h.pending_ts = ts
+        example = None
+        if event_type in self.label_types and text:
+            ctx = list(h.items) if self.strict_time else self._merged(h)
+            ctx = ctx[: self.context_n]
+            ids = tuple(i for i, _ in ctx)
+            if ctx and not (self.skip_repeats and item_id in ids):
+                example = Example(
+                    user_id=user_id,
+                    context=CONTEXT_SEP.join(t for _, t in ctx),
+                    item_id=item_id,
+                    item_text=text,
+                    ts=ts,
+                    context_ids=ids,
+                )
+        if self._enters_history(event_type) and text:
+            h.pending.append((item_id, text))
+            if not self.strict_time:
+                self._flush_pending(h)
+        return example
+
+    def _merged(self, h: _History) -> list[tuple[str, str]]:
+        self._flush_pending(h)
+        return list(h.items)
+
+    def _flush_pending(self, h: _History) -> None:
+        for item_id, text in h.pending:
+            for i, (other, _) in enumerate(h.items):
+                if other == item_id:
+                    del h.items[i]
+                    break
+            h.items.appendleft((item_id, text))
+            while len(h.items) > self.context_n:
+                h.items.pop()
+        h.pending.clear()
+
+    def forget(self, user_id: str) -> bool:
+        """Drops the user's history; True when there was one."""
+        return self._users.pop(user_id, None) is not None
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+
+def build_examples(
+    events: Iterable[tuple[str, str, str, float]],
+    item_texts: dict[str, str] | Callable[[str], str | None],
+    builder: ExampleBuilder | None = None,
+) -> Iterator[Example]:
+    """Examples from ``(user_id, item_id, event_type, ts)`` tuples sorted by ``ts``.
+
+    ``item_texts`` maps an item id to its text; events of items without text are skipped.
+    """
+    builder = builder or ExampleBuilder()
+    lookup = item_texts.get if isinstance(item_texts, dict) else item_texts
+    for user_id, item_id, event_type, ts in events:
+        text = lookup(item_id)
+        if not text:
+            continue
+        ex = builder.observe(user_id, item_id, text, event_type, ts)
+        if ex is not None:
+            yield ex
+
+
+class ExampleStore:
+    """The newest ``max_examples`` examples in arrival order; optionally backed by a JSONL file.
+
+    ``added_total`` counts every example ever added (also across reloads, it is the number of lines
+    appended since the file was created plus those loaded), so the periodic agent can compare it
+    with the value it saw at its last run to know how many examples are new.
+    """
+
+    def __init__(self, max_examples: int = 50_000, path: Path | str | None = None) -> None:
+        if max_examples < 1:
+            raise ValueError("max_examples must be at least 1")
+        self.max_examples = max_examples
+        self.path = Path(path) if path is not None else None
+        self._items: deque[Example] = deque(maxlen=max_examples)
+        self.added_total = 0
+        self._file: IO[str] | None = None
+        self._file_lines = 0
+        if self.path is not None and self.path.exists():
+            for ex in read_examples(self.path):
+                self._items.append(ex)
+                self._file_lines += 1
+            self.added_total = self._file_lines
+
+    # -- content ---------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Example]:
+        return iter(self._items)
+
+    def examples(self) -> list[Example]:
+        return list(self._items)
+
+    def add(self, example: Example) -> None:
+        self.add_many((example,))
+
+    def add_many(self, examples: Iterable[Example]) -> int:
+        """Appends examples (oldest fall off), and their lines to the file; returns the count."""
+        lines = []
+        n = 0
+        for ex in examples:
+            self._items.append(ex)
+            n += 1
+            if self.path is not None:
+                lines.append(json.dumps(ex.to_json(), ensure_ascii=False))
+        self.added_total += n
+        if lines:
+            f = self._open_append()
+            f.write("\n".join(lines) + "\n")
+            f.flush()
+            self._file_lines += len(lines)
+            if self._file_lines > 2 * self.max_examples:
+                self.compact()
+        return n
+
+    def forget(self, user_id: str) -> int:
+        """Removes every example of ``user_id`` (and rewrites the file); returns how many."""
+        before = len(self._items)
+        kept = [ex for ex in self._items if ex.user_id != user_id]
+        removed = before - len(kept)
+        if removed:
+            self._items = deque(kept, maxlen=self.max_examples)
+            if self.path is not None:
+                self.compact()
+        return removed
+
+    def split(
+        self, holdout_fraction: float = 0.1, holdout_max: int | None = None
+    ) -> tuple[list[Example], list[Example]]:
+        """(train, held_out): the newest ``holdout_fraction`` (at most ``holdout_max``) held out."""
+        return split_examples(list(self._items), holdout_fraction, holdout_max)
+
+    # -- persistence -----------------------------------------------------------------------------
+    def _open_append(self) -> IO[str]:
+        assert self.path is not None
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        return self._file
+
+    def flush(self) -> None:
+        """Makes the appended lines durable (fsync)."""
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def compact(self) -> None:
+        """Rewrites the file to hold exactly the examples in memory, atomically."""
+        if self.path is None:
+            return
+        self.close()
+        write_examples(self.path, self._items)
+        self._file_lines = len(self._items)
+
+    def close(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self.flush()
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> ExampleStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def split_examples(
+    examples: list[Example], holdout_fraction: float = 0.1, holdout_max: int | None = None
+) -> tuple[list[Example], list[Example]]:
+    """Splits examples (in arrival order) into (train, newest slice held out for evaluation)."""
+    if not 0.0 <= holdout_fraction < 1.0:
+        raise ValueError("holdout_fraction must be in [0, 1)")
+    n_hold = round(len(examples) * holdout_fraction)
+    if holdout_max is not None:
+        n_hold = min(n_hold, holdout_max)
+    if n_hold == 0:
+        return list(examples), []
+    return list(examples[:-n_hold]), list(examples[-n_hold:])
+
+
+def read_examples(path: Path | str) -> Iterator[Example]:
+    """Reads a JSONL examples file; a torn or malformed line is skipped with a warning."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield Example.from_json(json.loads(line))
+            except (ValueError, KeyError, TypeError):
+                log.warning("skipping malformed example line %s:%d", path, lineno)
+
+
+def write_examples(path: Path | str, examples: Iterable[Example]) -> int:
+    """Writes examples to ``path`` atomically (temporary file in the same folder, os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    n = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for ex in examples:
+                f.write(json.dumps(ex.to_json(), ensure_ascii=False) + "\n")
+                n += 1
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return n
+
+
+def catalog_of(examples: Iterable[Example]) -> dict[str, str]:
+    """Item id -> text of every chosen item in ``examples`` (the last text seen wins)."""
+    out: dict[str, str] = {}
+    for ex in examples:
+        out[ex.item_id] = ex.item_text
+    return out

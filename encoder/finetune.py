@@ -1,0 +1,314 @@
+"""Contrastive fine-tuning of the sentence encoder on (context, chosen item) pairs.
+
+Objective: multiple-negatives ranking loss (in-batch negatives). For a batch of B pairs the
+contexts ``q_i`` and chosen items ``d_j`` are embedded exactly as at inference (mean pooling over
+the attention mask, L2 normalisation), and the loss is the cross-entropy of ``scale * q_i . d_j``
+over ``j`` with target ``i``: each context must pick its own item among the B items of the batch.
+Batches never hold the same item twice (that would be a false negative).
+
+Full fine-tuning updates every weight; with ``lora=True`` a LoRA adapter (peft) on the attention
+projections is trained instead and merged into the weights before the model is returned, so a saved
+version is always a plain Hugging Face model directory. Training stops at ``steps`` or when the time
+budget is spent, whichever comes first. torch is imported lazily by the functions that need it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from encoder.examples import Example
+
+log = logging.getLogger("tastegraph.finetune")
+
+# sentence-transformers files copied next to the weights, so a version also loads there
+_ST_FILES = (
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+    "1_Pooling",
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 300
+    budget_s: float = 300.0
+    batch_size: int = 32
+    lr: float = 3e-5
+    max_len: int = 64
+    scale: float = 20.0
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    lora: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    lora_targets: tuple[str, ...] = ("query", "key", "value")
+    seed: int = 0
+    device: str = "cpu"
+
+
+@dataclass
+class TrainStats:
+    steps: int = 0
+    seconds: float = 0.0
+    pairs_seen: int = 0
+    first_loss: float | None = None
+    last_loss: float | None = None
+    stopped_by: str = "steps"  # steps | budget | no-data
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def mean_pool(last_hidden: Any, attention_mask: Any) -> Any:
+    """Mean of the token vectors under the attention mask, L2-normalised (torch tensors)."""
+    import torch
+
+    mask = attention_mask.unsqueeze(-1).to(last_hidden.dtype)
+    summed = (last_hidden * mask).sum(dim=1)
+    counts = mask.sum(dim=1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(summed / counts, p=2, dim=-1)
+
+
+def _embed(model: Any, tokenizer: Any, texts: Sequence[str], max_len: int, device: str) -> Any:
+    enc = tokenizer(
+        list(texts), padding=True, truncation=True, max_length=max_len, return_tensors="pt"
+    )
+    enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+    out = model(**enc)
+    return mean_pool(out.last_hidden_state, enc["attention_mask"])
+
+
+def mnr_loss(q: Any, d: Any, scale: float) -> Any:
+    """Multiple-negatives ranking loss: row ``i`` of ``q`` must score ``d[i]`` above the rest."""
+    import torch
+
+    scores = scale * (q @ d.T)
+    labels = torch.arange(q.shape[0], device=q.device)
+    return torch.nn.functional.cross_entropy(scores, labels)
+
+
+def distinct_item_batches(
+    examples: Sequence[Example], batch_size: int, rng: random.Random
+) -> Iterator[list[Example]]:
+    """Endless shuffled batches in which no item id appears twice; reshuffles each epoch."""
+    if batch_size < 2:
+        raise ValueError("batch_size must be at least 2 (in-batch negatives)")
+    order = list(examples)
+    while True:
+        rng.shuffle(order)
+        batch: list[Example] = []
+        seen: set[str] = set()
+        deferred: list[Example] = []
+        for ex in order:
+            if ex.item_id in seen:
+                deferred.append(ex)
+                continue
+            batch.append(ex)
+            seen.add(ex.item_id)
+            if len(batch) == batch_size:
+                yield batch
+                batch, seen = [], set()
+                # give deferred examples the next batch first
+                again, deferred = deferred, []
+                for d in again:
+                    if d.item_id in seen or len(batch) == batch_size:
+                        deferred.append(d)
+                    else:
+                        batch.append(d)
+                        seen.add(d.item_id)
+        if len(batch) >= 2:
+            yield batch
+
+
+def train(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    config: TrainConfig,
+    *,
+    progress: bool | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[Any, TrainStats]:
+    """Fine-tunes ``model`` (a Hugging Face encoder) on ``examples``; returns (model, stats).
+
+    The returned model is in eval mode; with LoRA it is the base model with the adapter merged.
+    ``progress``: a tqdm bar on stderr (default: when stderr is a terminal). ``on_step(step, loss)``
+    runs after every optimiser step (the fault-injection hook of the tests uses it).
+    """
+    import torch
+
+    stats = TrainStats()
+    start = clock()
+    distinct = {ex.item_id for ex in examples}
+    if config.steps <= 0 or len(examples) < 2 or len(distinct) < 2:
+        stats.stopped_by = "steps" if config.steps <= 0 else "no-data"
+        model.eval()
+        return model, stats
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    device = config.device
+    model.to(device)
+    if config.lora:
+        from peft import LoraConfig, get_peft_model
+
+        peft_config = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=list(config.lora_targets),
+            bias="none",
+        )
+        model = get_peft_model(model, peft_config)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    warmup = max(1, int(config.steps * config.warmup_fraction))
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (config.steps - step) / max(1, config.steps - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_factor)
+    batch_size = min(config.batch_size, len(distinct))
+    batches = distinct_item_batches(examples, batch_size, rng)
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = None
+    if show:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.steps, desc="fine-tune", unit="step", file=sys.stderr)
+    step_time = 0.0
+    try:
+        for step in range(config.steps):
+            elapsed = clock() - start
+            if step > 0 and elapsed + step_time > config.budget_s:
+                stats.stopped_by = "budget"
+                break
+            t0 = clock()
+            batch = next(batches)
+            q = _embed(model, tokenizer, [ex.context for ex in batch], config.max_len, device)
+            d = _embed(model, tokenizer, [ex.item_text for ex in batch], config.max_len, device)
+            loss = mnr_loss(q, d, config.scale)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            optimiser.step()
+            scheduler.step()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"loss is {value} at step {step}")
+            stats.steps = step + 1
+            stats.pairs_seen += len(batch)
+            if stats.first_loss is None:
+                stats.first_loss = value
+            stats.last_loss = value
+            dt = clock() - t0
+            step_time = dt if step == 0 else 0.8 * step_time + 0.2 * dt
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.3f}")
+            if on_step is not None:
+                on_step(step + 1, value)
+    finally:
+        if bar is not None:
+            bar.close()
+    if config.lora:
+        model = model.merge_and_unload()
+    model.eval()
+    stats.seconds = clock() - start
+    log.info(
+        "trained steps=%d seconds=%.1f loss=%s->%s stopped_by=%s",
+        stats.steps,
+        stats.seconds,
+        stats.first_loss,
+        stats.last_loss,
+        stats.stopped_by,
+    )
+    return model, stats
+
+
+class TorchTextEncoder:
+    """A minimal `TextEncoder` over an in-memory model (for evaluating a candidate before saving).
+
+    Same embedding as inference: mean pooling under the mask, L2-normalised; texts sorted by length
+    and batched so that padding stays small.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        version: str,
+        *,
+        max_len: int = 128,
+        batch_size: int = 64,
+        device: str = "cpu",
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self._version = version
+        self.max_len = max_len
+        self.batch_size = batch_size
+        self.device = device
+        self._dim = int(model.config.hidden_size)
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        self.model.eval()
+        self.model.to(self.device)
+        with torch.inference_mode():
+            for s in range(0, len(order), self.batch_size):
+                idx = order[s : s + self.batch_size]
+                vecs = _embed(
+                    self.model, self.tokenizer, [texts[i] for i in idx], self.max_len, self.device
+                )
+                out[idx] = vecs.float().cpu().numpy()
+        return out
+
+
+def save_model(model: Any, tokenizer: Any, dest: Path | str, source_dir: Path | str | None) -> None:
+    """Writes ``model`` and ``tokenizer`` to ``dest`` as a plain Hugging Face directory.
+
+    The sentence-transformers files of ``source_dir`` (pooling config, modules.json) are copied too,
+    so the directory also loads with ``SentenceTransformer(dest)``.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(dest), safe_serialization=True)
+    tokenizer.save_pretrained(str(dest))
+    if source_dir is not None:
+        src = Path(source_dir)
+        for name in _ST_FILES:
+            p = src / name
+            if p.is_dir():
+                shutil.copytree(p, dest / name, dirs_exist_ok=True)
+            elif p.is_file():
+                shutil.copy2(p, dest / name)
