@@ -1,0 +1,432 @@
+"""The dashboards against a real Prometheus (Debian's package, see scripts/ensure-prometheus.sh).
+
+Each test starts its own Prometheus on a free loopback port, with a temporary configuration that
+scrapes a tastegraph metrics endpoint every second and a temporary TSDB directory. Then every PromQL
+expression of every dashboard panel goes through Prometheus' HTTP API and must return at least one
+series, and every metric name the dashboards use must be in the endpoint's /metrics.
+
+- `test_dashboards_against_prometheus_scraping_the_metrics_endpoint`: the metrics object of this
+  process, driven through its whole API, served by `start_metrics_server` (needs only Prometheus).
+- `test_worker_replay_scraped_by_prometheus`: a real `tastegraph worker` processes a replay into
+  the real Kafka and Neo4j while Prometheus scrapes it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from stream.metrics import Metrics, start_metrics_server
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+T = TypeVar("T")
+
+
+def _load_queries() -> ModuleType:
+    path = ROOT / "deploy" / "grafana" / "queries.py"
+    spec = importlib.util.spec_from_file_location("tastegraph_dashboard_queries", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+queries = _load_queries()
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.25) -> T:
+    """Polls ``check`` until it returns something truthy; fails with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            got = check()
+            if got:
+                return got
+        except (OSError, urllib.error.URLError, ValueError) as e:
+            last_error = e
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout:.0f} s waiting for {what}: {last_error}"
+            )
+        time.sleep(interval)
+
+
+def http_get(url: str, timeout: float = 10.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return str(response.read().decode())
+
+
+def sample_names(metrics_text: str) -> set[str]:
+    return {s.name for f in text_string_to_metric_families(metrics_text) for s in f.samples}
+
+
+class Prometheus:
+    """A real Prometheus server scraping one target every second, in a temporary directory."""
+
+    def __init__(self, workdir: Path, target: str) -> None:
+        binary = shutil.which("prometheus")
+        if binary is None:
+            pytest.fail("prometheus is not installed: run scripts/ensure-prometheus.sh")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workdir = workdir
+        config = workdir / "prometheus.yml"
+        config.write_text(
+            json.dumps(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "scrape_configs": [
+                        {
+                            "job_name": "tastegraph",
+                            "scrape_interval": "1s",
+                            "scrape_timeout": "900ms",
+                            "static_configs": [{"targets": [target]}],
+                        }
+                    ],
+                }
+            )
+        )
+        self.log_path = workdir / "prometheus.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={workdir / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=1h",
+                "--query.lookback-delta=30s",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for("Prometheus to be ready", self._ready, timeout=60)
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"prometheus exited early:\n{self.log_tail()}")
+        try:
+            http_get(f"{self.url}/-/ready", timeout=2)
+            return True
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def log_tail(self, n: int = 40) -> str:
+        self._log.flush()
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query at the current time; the result's series (vector or scalar)."""
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        try:
+            body = json.loads(http_get(url))
+        except urllib.error.HTTPError as e:
+            raise AssertionError(f"Prometheus rejected {expr!r}: {e.read().decode()}") from e
+        assert body["status"] == "success", body
+        data = body["data"]
+        if data["resultType"] == "scalar":
+            return [{"metric": {}, "value": data["result"]}]
+        return list(data["result"])
+
+    def value(self, expr: str) -> float | None:
+        series = self.query(expr)
+        return float(series[0]["value"][1]) if series else None
+
+    def target_up(self) -> bool:
+        return self.value('up{job="tastegraph"}') == 1.0
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+@pytest.fixture
+def prometheus_factory(tmp_path: Path) -> Iterator[Callable[[str], Prometheus]]:
+    started: list[Prometheus] = []
+
+    def start(target: str) -> Prometheus:
+        server = Prometheus(tmp_path, target)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+
+
+def check_dashboards(prom: Prometheus, metrics_text: str) -> None:
+    """Every panel expression returns a series; every metric name used is in /metrics."""
+    empty = []
+    for q in queries.panel_queries():
+        if not prom.query(q.promql):
+            empty.append(f"{q.dashboard} / {q.panel} [{q.ref_id}]: {q.promql}")
+    assert not empty, "panels without any series:\n" + "\n".join(empty)
+    missing = queries.all_metric_names() - sample_names(metrics_text)
+    assert not missing, f"dashboards use metrics absent from /metrics: {sorted(missing)}"
+
+
+def all_panels_have_series(prom: Prometheus) -> bool:
+    return all(prom.query(q.promql) for q in queries.panel_queries())
+
+
+# --- the metrics endpoint alone ------------------------------------------------------------------
+
+
+def drive_every_metric(m: Metrics, step: int) -> None:
+    """One round of what a worker, its encoder, its writer and its fine-tuning agent report."""
+    for topic, etype in (("clicks", "click"), ("browses", "browse"), ("purchases", "purchase")):
+        m.event_consumed(topic, etype, 10 + step)
+        for partition in range(2):
+            m.set_lag(topic, partition, 100 - step)
+    m.invalid("not_json")
+    m.set_in_flight(20)
+    m.observe_batch(30, 0.12)
+    for stage, seconds in (
+        ("decode", 0.002),
+        ("encode", 0.06),
+        ("graph_write", 0.04),
+        ("refresh", 0.01),
+        ("commit", 0.003),
+    ):
+        m.observe_stage(stage, seconds)
+    m.observe_committed([m.wall_clock() - 0.3, m.wall_clock() - 5400.0])
+    m.encoder_stats(texts=12, seconds=0.05, tokens=700, cache_hits=18, cache_misses=12)
+    m.rows_written("event", 30)
+    m.rows_written("interest", 12)
+    m.observe_write(0.04)
+    m.write_retry()
+    if step == 0:
+        m.finetune_run(
+            "promoted",
+            95.0,
+            evaluation={
+                "current": {"hr_at_10": 0.41, "ndcg_at_10": 0.22},
+                "candidate": {"hr_at_10": 0.45, "ndcg_at_10": 0.25},
+            },
+        )
+        m.set_model_version("ft-0001")
+
+
+def test_dashboards_against_prometheus_scraping_the_metrics_endpoint(
+    prometheus_factory: Callable[[str], Prometheus],
+) -> None:
+    metrics = Metrics.create(CollectorRegistry())
+    with start_metrics_server(metrics, "127.0.0.1", 0) as server:
+        prom = prometheus_factory(f"127.0.0.1:{server.port}")
+        wait_for("Prometheus to scrape the endpoint", prom.target_up, timeout=60)
+        step = 0
+
+        def ready() -> bool:
+            nonlocal step
+            drive_every_metric(metrics, step)  # keeps the counters moving between scrapes
+            step += 1
+            return step >= 3 and all_panels_have_series(prom)
+
+        wait_for("every dashboard panel to have a series", ready, timeout=90, interval=1.0)
+        text = http_get(server.url)
+        check_dashboards(prom, text)
+        # the figures went through unchanged
+        assert prom.value('tastegraph_finetune_runs_total{result="promoted"}') == 1.0
+        assert prom.value('tastegraph_model_version_info{version="ft-0001"}') == 1.0
+        assert prom.value('sum(tastegraph_batch_stage_seconds_count{stage="refresh"})')
+
+
+# --- a real worker -------------------------------------------------------------------------------
+
+
+def tastegraph_cli() -> str:
+    exe = VENV_BIN / "tastegraph"
+    return str(exe) if exe.exists() else "tastegraph"
+
+
+def replay_file() -> Path:
+    for candidate in (ROOT / "deploy/demo/events.jsonl.gz", ROOT / "tests/data/recording.jsonl"):
+        if candidate.exists():
+            return candidate
+    pytest.fail("no replay sample: deploy/demo/events.jsonl.gz or tests/data/recording.jsonl")
+
+
+def read_lines(path: Path) -> list[bytes]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        return [line for line in f.read().splitlines() if line.strip()]
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [tastegraph_cli(), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, f"tastegraph {' '.join(args)}: {done.stdout}\n{done.stderr}"
+    return done
+
+
+@pytest.fixture
+def worker_env(tmp_path: Path) -> dict[str, str]:
+    """Unique topics and consumer group, the private services, a free metrics port."""
+    run = f"obs{uuid.uuid4().hex[:10]}"
+    env = dict(os.environ)
+    env.update(
+        {
+            "TASTEGRAPH_APP_ID": run,
+            "TASTEGRAPH_TOPIC_CLICKS": f"{run}-clicks",
+            "TASTEGRAPH_TOPIC_BROWSES": f"{run}-browses",
+            "TASTEGRAPH_TOPIC_PURCHASES": f"{run}-purchases",
+            "TASTEGRAPH_TOPIC_ITEMS": f"{run}-items",
+            "TASTEGRAPH_TOPIC_DEAD_LETTER": f"{run}-dead-letter",
+            "TASTEGRAPH_TOPIC_PARTITIONS": "2",
+            "TASTEGRAPH_METRICS_HOST": "127.0.0.1",
+            "TASTEGRAPH_METRICS_PORT": str(free_port()),
+            "TASTEGRAPH_MAX_WAIT_S": "0.1",
+            "TASTEGRAPH_LOG_LEVEL": "INFO",
+        }
+    )
+    done = subprocess.run(
+        [tastegraph_cli(), "services", "status", "--quiet"], env=env, capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.fail("the services are not running: `tastegraph services up` (same environment)")
+    return env
+
+
+@pytest.fixture
+def worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [tastegraph_cli(), "worker"],
+            env=worker_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
+
+
+def produce_raw(servers: str, topic: str, values: list[bytes]) -> None:
+    """Sends raw bytes (not through tastegraph) so that the worker sees invalid events too."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=servers)
+        await producer.start()
+        try:
+            for v in values:
+                await producer.send_and_wait(topic, v)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_worker_replay_scraped_by_prometheus(
+    worker_env: dict[str, str],
+    worker: subprocess.Popen[bytes],
+    prometheus_factory: Callable[[str], Prometheus],
+    tmp_path: Path,
+) -> None:
+    from stream.settings import Settings
+
+    settings = Settings.from_env(worker_env)
+    metrics_url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+    prom = prometheus_factory(f"127.0.0.1:{settings.metrics_port}")
+
+    def worker_serving() -> bool:
+        if worker.poll() is not None:
+            log = (tmp_path / "worker.log").read_text(errors="replace")[-4000:]
+            raise AssertionError(f"the worker exited ({worker.returncode}):\n{log}")
+        try:
+            return "tastegraph_build_info" in http_get(metrics_url, timeout=2)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    wait_for("the worker's /metrics", worker_serving, timeout=300, interval=1.0)
+    wait_for("Prometheus to scrape the worker", prom.target_up, timeout=60)
+
+    sample = replay_file()
+    run_cli(["replay", str(sample)], worker_env, timeout=600)
+    invalid = [b"{not json", b'{"event_id": "x"}', b"[]"]
+    produce_raw(settings.kafka_servers, settings.topic_clicks, invalid)
+    events = len(read_lines(sample))
+
+    def consumed() -> float | None:
+        text = http_get(metrics_url)
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            if family.name in ("tastegraph_events_consumed", "tastegraph_invalid_events"):
+                total += sum(s.value for s in family.samples if s.name.endswith("_total"))
+        return total if total >= events + len(invalid) else None
+
+    wait_for("the worker to consume the replay", consumed, timeout=600, interval=1.0)
+    # Prometheus has the final figures once in flight is back to 0 in a scrape after the last batch
+    wait_for(
+        "Prometheus to see the replay done",
+        lambda: (
+            prom.value("sum(tastegraph_events_in_flight)") == 0.0
+            and (prom.value("sum(tastegraph_invalid_events_total)") or 0) >= len(invalid)
+        ),
+        timeout=60,
+    )
+    wait_for("every dashboard panel to have a series", lambda: all_panels_have_series(prom), 60)
+    check_dashboards(prom, http_get(metrics_url))
+
+    # the pipeline's core figures moved, as seen by Prometheus
+    assert (prom.value("sum(tastegraph_event_to_graph_seconds_count)") or 0) > 0
+    assert (prom.value("sum(tastegraph_neo4j_rows_written_total)") or 0) > 0
+    assert (prom.value("sum(tastegraph_batch_size_count)") or 0) > 0
+    assert (prom.value("sum(tastegraph_encoder_texts_total)") or 0) > 0
+    assert prom.query("tastegraph_consumer_lag")
+    topics = {s["metric"]["topic"] for s in prom.query("tastegraph_events_consumed_total")}
+    assert topics <= set(settings.event_topics), topics
