@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from types import ModuleType
 
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.exceptions import ConfigError
@@ -465,3 +467,30 @@ def test_prometheus_accepts_every_dashboard_expression(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def sample_labels(collector: MetricWrapperBase) -> set[str]:
+    """The labels an Info metric's value carries (e.g. ``version``)."""
+    return {k for f in collector.collect() for s in f.samples for k in s.labels}
+
+
+def test_readme_table_lists_every_metric(metrics: Metrics) -> None:
+    """docs/readme/70-metrics.md has one row per metric, with its type and labels."""
+    import re
+
+    text = (ROOT / "docs" / "readme" / "70-metrics.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if len(cells) == 4 and cells[0].startswith("`tastegraph_"):
+            labels = set(re.findall(r"`(\w+)`", cells[2]))
+            rows[cells[0].strip("`")] = (cells[1].split()[0], labels)
+    expected = {}
+    for field in dataclasses.fields(metrics):
+        collector = getattr(metrics, field.name)
+        if isinstance(collector, MetricWrapperBase):
+            kind = str(collector._type)
+            name = collector._name + {"counter": "_total", "info": "_info"}.get(kind, "")
+            labels = (set(collector._labelnames) | sample_labels(collector)) - {"le"}
+            expected[name] = ({"info": "gauge"}.get(kind, kind), labels)
+    assert rows == expected
