@@ -68,20 +68,23 @@ async def ensure_topics_async(
                 for name in missing
             ]
             response = await admin.create_topics(new)
+            created = []
+            for error in response.topic_errors:
+                name, code = error[0], error[1]
+                if code == 0:
+                    created.append(name)
+                elif code != _TOPIC_ALREADY_EXISTS:
+                    message = error[2] if len(error) > 2 else ""
+                    raise ServicesError(
+                        f"Kafka refused to create topic {name!r}: error {code} {message}"
+                    )
+            await _wait_for_leaders(admin, created)
         except KafkaError as e:
             raise ServicesError(
                 f"could not create topics {wanted} on Kafka at {settings.kafka_servers}: {e}"
             ) from e
     finally:
         await admin.close()
-    created = []
-    for error in response.topic_errors:
-        name, code = error[0], error[1]
-        if code == 0:
-            created.append(name)
-        elif code != _TOPIC_ALREADY_EXISTS:
-            message = error[2] if len(error) > 2 else ""
-            raise ServicesError(f"Kafka refused to create topic {name!r}: error {code} {message}")
     if created:
         log.info(
             "created topics %s",
@@ -92,6 +95,41 @@ async def ensure_topics_async(
             ),
         )
     return created
+
+
+async def _wait_for_leaders(admin: Any, names: list[str], deadline_s: float = 15.0) -> None:
+    """Waits until every partition of the new topics has a leader, so the first produce does not
+    bounce off NotLeaderForPartition (polls metadata, bounded)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_s
+    while names and loop.time() < deadline:
+        topics = await admin.describe_topics(names)
+        if all(
+            t["error_code"] == 0
+            and t["partitions"]
+            and all(p["error_code"] == 0 and p["leader"] >= 0 for p in t["partitions"])
+            for t in topics
+        ):
+            return
+        await asyncio.sleep(0.1)
+
+
+async def topic_partitions(settings: Settings, names: Iterable[str]) -> dict[str, list[int]]:
+    """Partition numbers of the topics among ``names`` that exist (never auto-creates one)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        present = [n for n in dict.fromkeys(names) if n in existing]
+        topics = await admin.describe_topics(present) if present else []
+    except KafkaError as e:
+        raise ServicesError(f"cannot reach Kafka at {settings.kafka_servers}: {e}") from e
+    finally:
+        await admin.close()
+    return {t["topic"]: sorted(p["partition"] for p in t["partitions"]) for t in topics}
 
 
 def ensure_topics(
