@@ -65,7 +65,8 @@ def filter_applied(
 def new_offsets(
     events: Sequence[Event], items: Sequence[ItemRecord], offsets: Mapping[str, int]
 ) -> list[dict[str, Any]]:
-    """The highest processed offset per partition (offset-fresh records only)."""
+    """The highest offset per partition among ``records`` and the stored ``offsets``: every record
+    of a batch was processed (applied, or dropped as a duplicate)."""
     best: dict[str, int] = {}
     for r in _records(events, items):
         if r.partition >= 0:
@@ -212,7 +213,7 @@ def write_rows(
         q.MARK_APPLIED_EVENTS,
         [{"event_id": e.event_id, "ts": e.ts} for e in events],
     )
-    put("offsets", q.SET_OFFSETS, new_offsets(events, items, offsets))
+    put("offsets", q.SET_OFFSETS, new_offsets(batch.events, batch.items, offsets))
     return written
 
 

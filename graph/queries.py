@@ -181,7 +181,8 @@ REMOVE u.embedding, u.embedding_version
 SET u.dirty = false"""
 
 # Replace a user's outgoing SIMILAR_TO edges by its top-k neighbours of the same embedding
-# version (vector index; Neo4j's cosine score is (1 + cos) / 2, we store cos), add the reverse
+# version: candidates from the vector index (approximate, quantised), rescored exactly; Neo4j's
+# cosine functions return (1 + cos) / 2, we store cos in [-1, 1]. Then add the reverse
 # edge to each neighbour, then trim every neighbour back to its top-k (bounded out-degree).
 REFRESH_USER_SIMILARITY = """UNWIND $ids AS id
 MATCH (u:User {user_id: id})
@@ -190,8 +191,8 @@ OPTIONAL MATCH (u)-[old:SIMILAR_TO]->(:User)
 DELETE old
 WITH DISTINCT u
 CALL (u) {
-  CALL db.index.vector.queryNodes('user_embedding', $fetch, u.embedding) YIELD node, score
-  WITH node, 2.0 * score - 1.0 AS sim
+  CALL db.index.vector.queryNodes('user_embedding', $fetch, u.embedding) YIELD node
+  WITH node, 2.0 * vector.similarity.cosine(u.embedding, node.embedding) - 1.0 AS sim
   WHERE node <> u AND node.embedding_version = u.embedding_version AND sim >= $threshold
   WITH node, sim ORDER BY sim DESC, node.user_id LIMIT $k
   MERGE (u)-[s:SIMILAR_TO]->(node)
@@ -215,8 +216,8 @@ OPTIONAL MATCH (i)-[old:SIMILAR_TO]->(:Item)
 DELETE old
 WITH DISTINCT i
 CALL (i) {
-  CALL db.index.vector.queryNodes('item_embedding', $fetch, i.embedding) YIELD node, score
-  WITH node, 2.0 * score - 1.0 AS sim
+  CALL db.index.vector.queryNodes('item_embedding', $fetch, i.embedding) YIELD node
+  WITH node, 2.0 * vector.similarity.cosine(i.embedding, node.embedding) - 1.0 AS sim
   WHERE node <> i AND node.embedding_version = i.embedding_version
     AND coalesce(node.embedding_stale, false) = false AND sim >= $threshold
   WITH node, sim ORDER BY sim DESC, node.item_id LIMIT $k
@@ -245,8 +246,8 @@ NOT_PURCHASED = (
 
 RECOMMEND_CONTENT = f"""MATCH (u:User {{user_id: $user_id}})
 WHERE u.embedding IS NOT NULL
-CALL db.index.vector.queryNodes('item_embedding', $fetch, u.embedding) YIELD node AS i, score
-WITH u, i, 2.0 * score - 1.0 AS score
+CALL db.index.vector.queryNodes('item_embedding', $fetch, u.embedding) YIELD node AS i
+WITH u, i, 2.0 * vector.similarity.cosine(u.embedding, i.embedding) - 1.0 AS score
 WHERE i.embedding_version = u.embedding_version AND coalesce(i.embedding_stale, false) = false
   AND {NOT_PURCHASED}
 RETURN i.item_id AS item_id, i.category AS category, score

@@ -108,7 +108,9 @@ def open_store(settings: Settings) -> tuple[Any, Any]:
     from graph.store import GraphStore, InterestParams
 
     auth = (settings.neo4j_user, settings.neo4j_password.get_secret_value())
-    driver = neo4j.GraphDatabase.driver(settings.neo4j_url, auth=auth)
+    driver = neo4j.GraphDatabase.driver(
+        settings.neo4j_url, auth=auth, notifications_min_severity="OFF"
+    )
     params = InterestParams(
         half_life_s=settings.half_life_s,
         weights=settings.weights,

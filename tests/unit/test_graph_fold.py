@@ -129,6 +129,11 @@ def test_exactly_once_filter_offsets_and_event_ids() -> None:
     assert [e.event_id for e in kept] == ["e2", "e9"]
     assert [i.item_id for i in kept_items] == ["i2"]
     assert dups == 3
+    assert new_offsets(events, items, offsets) == [
+        {"key": "clicks/0", "offset": 6},
+        {"key": "clicks/1", "offset": 1},
+        {"key": "items/0", "offset": 4},
+    ]
     assert new_offsets(kept, kept_items, offsets) == [
         {"key": "clicks/0", "offset": 6},
         {"key": "items/0", "offset": 4},

@@ -1,0 +1,287 @@
+"""GraphStore's write path on the real Neo4j: hand-worked strengths, exactly-once effect,
+embeddings, similarity edges, schema and erasure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from encoder.protocol import HashingEncoder
+from graph.dump import canonical_dump
+from graph.exceptions import GraphError
+from graph.model import Event, ItemRecord, item_text
+from graph.store import GraphBatch, GraphStore, InterestParams
+from stream.settings import DEFAULT_WEIGHTS, Settings
+
+pytestmark = pytest.mark.integration
+
+DAY = 86400.0
+HL = 14 * DAY
+DIM = 384  # the real model's dimension: the vector indexes are shared with the worker's tests
+ENC = HashingEncoder(dim=DIM)
+
+
+@pytest.fixture
+def store(clean_graph: Any, settings: Settings) -> GraphStore:
+    params = InterestParams(
+        half_life_s=HL, weights=DEFAULT_WEIGHTS, similar_k=2, similar_threshold=0.3
+    )
+    s = GraphStore(clean_graph, settings.neo4j_database, params)
+    s.ensure_schema(DIM)
+    return s
+
+
+def cypher(store: GraphStore, query: str, **params: Any) -> list[dict[str, Any]]:
+    records, _, _ = store._driver.execute_query(query, params, database_=store._database)
+    return [dict(r) for r in records]
+
+
+def embed(items: list[ItemRecord]) -> dict[str, Any]:
+    texts = [item_text(i.title, i.category, i.description) for i in items]
+    return {i.item_id: v for i, v in zip(items, ENC.encode(texts), strict=True)}
+
+
+def ev(n: int, user: str, item: str, kind: str, day: float, offset: int = -1, **kw: Any) -> Event:
+    part = 0 if offset >= 0 else -1
+    return Event(
+        f"e{n}", user, item, kind, day * DAY, topic="clicks", partition=part, offset=offset, **kw
+    )
+
+
+def edge(store: GraphStore, user: str, target: str) -> dict[str, Any]:
+    rows = cypher(
+        store,
+        "MATCH (:User {user_id: $u})-[r:INTERESTED_IN]->(t) "
+        "WHERE t.item_id = $t OR t.name = $t RETURN properties(r) AS p",
+        u=user,
+        t=target,
+    )
+    assert len(rows) == 1
+    return rows[0]["p"]  # type: ignore[no-any-return]
+
+
+CATALOGUE = [
+    ItemRecord("i1", "red trail running shoe", "shoes", "grippy"),
+    ItemRecord("i2", "blue road running shoe", "shoes", "light"),
+    ItemRecord("i3", "italian pasta cook book", "books", "recipes"),
+]
+
+
+def test_strengths_worked_out_by_hand(store: GraphStore) -> None:
+    first = [
+        ev(1, "u1", "i1", "click", 0, offset=0),  # 2
+        ev(2, "u1", "i1", "add_to_cart", 14, offset=1),  # 2/2 + 3 = 4
+        ev(3, "u1", "i3", "browse", 3, offset=2),
+    ]
+    second = [
+        ev(4, "u1", "i1", "browse", 7, offset=3),  # late: + 1 * 2^(-7/14), last_ts stays day 14
+        ev(5, "u1", "i1", "purchase", 28, offset=4),  # (4 + 2^-0.5) / 2 + 5
+        ev(6, "u1", "i1", "return", 29, offset=5),  # ((4 + 2^-0.5)/2 + 5) * 2^(-1/14) - 5
+    ]
+    store.apply_batch(GraphBatch(first, CATALOGUE))
+    r = edge(store, "u1", "i1")
+    assert r["strength"] == pytest.approx(4.0)
+    store.apply_batch(GraphBatch(second))
+    r = edge(store, "u1", "i1")
+    expected = ((4 + 2**-0.5) / 2 + 5) * 2 ** (-1 / 14) - 5
+    assert r["strength"] == pytest.approx(expected)
+    assert (r["first_ts"], r["last_ts"]) == (0.0, 29 * DAY)
+    counts = {k: v for k, v in r.items() if k.startswith("n_")}
+    assert counts == {
+        "n_click": 1,
+        "n_add_to_cart": 1,
+        "n_browse": 1,
+        "n_purchase": 1,
+        "n_return": 1,
+    }
+    # the category edge folds i1's and i3's events in arrival order: shoes only from i1
+    shoes = edge(store, "u1", "shoes")
+    assert shoes["strength"] == pytest.approx(expected)
+    assert edge(store, "u1", "books")["strength"] == 1.0
+    # popularity of i1 is the same fold across all users (one user here)
+    (pop,) = cypher(
+        store, "MATCH (i:Item {item_id: 'i1'}) RETURN i.popularity AS p, i.popularity_ts AS t"
+    )
+    assert pop == {"p": pytest.approx(expected), "t": 29 * DAY}
+    # readers decay to now: 14 days after the last event, half of it
+    (aud,) = store.audience(item_id="i1", now=43 * DAY)
+    assert aud["score"] == pytest.approx(expected / 2)
+    (row,) = cypher(store, "MATCH (u:User {user_id: 'u1'}) RETURN u.first_ts AS f, u.last_ts AS l")
+    assert row == {"f": 0.0, "l": 29 * DAY}
+
+
+def test_a_strength_never_goes_below_zero(store: GraphStore) -> None:
+    store.apply_batch(GraphBatch([ev(1, "u1", "i1", "click", 0), ev(2, "u1", "i1", "return", 1)]))
+    assert edge(store, "u1", "i1")["strength"] == 0.0
+
+
+def recording() -> GraphBatch:
+    events = [
+        ev(1, "u1", "i1", "click", 0, offset=10, text="trail shoes"),
+        ev(2, "u2", "i2", "purchase", 1, offset=11),
+        ev(3, "u1", "i2", "browse", 2, offset=12),
+        ev(4, "u2", "i3", "click", 0.5, offset=13),
+    ]
+    return GraphBatch(
+        events, CATALOGUE, embed(CATALOGUE), {"e1": ENC.encode(["trail shoes"])[0]}, ENC.version
+    )
+
+
+def test_applying_the_same_batch_twice_gives_an_identical_graph(store: GraphStore) -> None:
+    driver, db = store._driver, store._database
+    first = store.apply_batch(recording())
+    assert (first.applied, first.duplicates) == (4, 0)
+    assert store.refresh_dirty(ENC.version) > 0
+    before = canonical_dump(driver, db)
+    again = store.apply_batch(recording())
+    assert (again.applied, again.duplicates) == (0, 4)
+    store.refresh_dirty(ENC.version)
+    assert canonical_dump(driver, db) == before
+
+
+def test_a_replayed_file_with_new_offsets_is_deduplicated_by_event_id(store: GraphStore) -> None:
+    store.apply_batch(recording())
+    before = canonical_dump(store._driver, store._database, exclude_labels=["PartitionOffset"])
+    replay = [
+        Event(
+            e.event_id,
+            e.user_id,
+            e.item_id,
+            e.type,
+            e.ts,
+            topic="clicks",
+            partition=1,
+            offset=100 + i,
+        )
+        for i, e in enumerate(recording().events)
+    ]
+    result = store.apply_batch(GraphBatch(replay))
+    assert (result.applied, result.duplicates) == (0, 4)
+    after = canonical_dump(store._driver, store._database, exclude_labels=["PartitionOffset"])
+    assert after == before
+    (off,) = cypher(store, "MATCH (p:PartitionOffset {key: 'clicks/1'}) RETURN p.offset AS o")
+    assert off["o"] == 103  # processed, so the partition's offset still advances
+
+
+def test_offsets_at_or_below_the_stored_one_are_dropped(store: GraphStore) -> None:
+    store.apply_batch(GraphBatch([ev(1, "u1", "i1", "click", 0, offset=5)]))
+    redelivered = [ev(2, "u1", "i1", "click", 1, offset=5), ev(3, "u1", "i1", "click", 1, offset=4)]
+    result = store.apply_batch(GraphBatch(redelivered))
+    assert (result.applied, result.duplicates) == (0, 2)
+    assert edge(store, "u1", "i1")["n_click"] == 1
+    result = store.apply_batch(GraphBatch([ev(4, "u1", "i1", "click", 1, offset=6)]))
+    assert result.applied == 1
+    assert edge(store, "u1", "i1")["n_click"] == 2
+
+
+def test_embeddings_user_vectors_and_similarity_edges(store: GraphStore) -> None:
+    store.apply_batch(recording())
+    assert store.embedded_items(["i1", "i2", "i3", "nope"], ENC.version) == {"i1", "i2", "i3"}
+    assert store.embedded_items(["i1"], "other-model") == set()
+    assert store.refresh_dirty(ENC.version) == 2 + 3  # two users, three items
+    assert store.refresh_dirty(ENC.version) == 0
+
+    # u1: click i1 at day 0 (2), browse i2 at day 2 (1), text "trail shoes" at day 0 (weight 1);
+    # every term decayed to u1's latest timestamp (day 2), then L2-normalised
+    vecs = embed(CATALOGUE)
+    text = ENC.encode(["trail shoes"])[0]
+    decay = 2 ** (-2 / 14)
+    expected = 2 * decay * vecs["i1"] + 1 * vecs["i2"] + decay * text
+    expected = expected / np.linalg.norm(expected)
+    (u1,) = cypher(
+        store,
+        "MATCH (u:User {user_id: 'u1'}) RETURN u.embedding AS e, "
+        "u.embedding_version AS v, u.dirty AS d",
+    )
+    np.testing.assert_allclose(u1["e"], expected, rtol=1e-5, atol=1e-6)
+    assert (u1["v"], u1["d"]) == (ENC.version, False)
+
+    sims = cypher(
+        store,
+        "MATCH (a:User)-[s:SIMILAR_TO]->(b:User) "
+        "RETURN a.user_id AS a, b.user_id AS b, s.score AS s ORDER BY a",
+    )
+    (u2,) = cypher(store, "MATCH (u:User {user_id: 'u2'}) RETURN u.embedding AS e")
+    cos = float(np.dot(u1["e"], u2["e"]))
+    assert cos >= 0.3  # both like running shoes: above the threshold, so linked both ways
+    assert [(r["a"], r["b"]) for r in sims] == [("u1", "u2"), ("u2", "u1")]
+    assert sims[0]["s"] == pytest.approx(cos, abs=1e-5)
+    # items: the two shoes are the nearest content neighbours; degree bounded by k = 2
+    items = cypher(
+        store,
+        "MATCH (a:Item)-[s:SIMILAR_TO]->(b:Item) "
+        "RETURN a.item_id AS a, collect(b.item_id) AS bs ORDER BY a",
+    )
+    assert all(len(r["bs"]) <= 2 for r in items)
+    shoe_cos = float(np.dot(vecs["i1"], vecs["i2"]))
+    assert shoe_cos >= 0.3
+    assert "i2" in next(r["bs"] for r in items if r["a"] == "i1")
+
+
+def test_similarity_degree_stays_bounded_and_versions_do_not_mix(store: GraphStore) -> None:
+    catalogue = [ItemRecord(f"s{n}", f"running shoe model {n}", "shoes") for n in range(6)]
+    events = [ev(n, f"u{n}", f"s{n}", "click", 0) for n in range(6)]
+    events += [ev(10 + n, f"u{n}", "s0", "click", 0) for n in range(6)]
+    store.apply_batch(GraphBatch(events, catalogue, embed(catalogue), {}, ENC.version))
+    store.refresh_dirty(ENC.version)
+    degrees = cypher(
+        store,
+        "MATCH (u:User) OPTIONAL MATCH (u)-[s:SIMILAR_TO]->(:User) "
+        "RETURN u.user_id AS u, count(s) AS n",
+    )
+    assert {r["u"] for r in degrees} == {f"u{n}" for n in range(6)}
+    assert all(1 <= r["n"] <= 2 for r in degrees)
+    # a user embedded by another model version gets no similarity edges to these users
+    other = HashingEncoder(dim=DIM, version="hashing-v2")
+    item = ItemRecord("x1", "running shoe model 0", "shoes")
+    vec = other.encode([item_text(item.title, item.category, item.description)])[0]
+    store.apply_batch(
+        GraphBatch([ev(99, "v1", "x1", "click", 0)], [item], {"x1": vec}, {}, other.version)
+    )
+    store.refresh_dirty(other.version)
+    rows = cypher(store, "MATCH (:User {user_id: 'v1'})-[s:SIMILAR_TO]-() RETURN count(s) AS n")
+    assert rows == [{"n": 0}]
+
+
+def test_a_changed_catalogue_text_marks_the_embedding_stale(store: GraphStore) -> None:
+    store.apply_batch(recording())
+    changed = ItemRecord("i1", "red trail running shoe v2", "shoes", "grippy")
+    store.apply_batch(GraphBatch([], [changed]))
+    assert store.embedded_items(["i1", "i2"], ENC.version) == {"i2"}
+    store.apply_batch(GraphBatch([], [], embed([changed]), {}, ENC.version))
+    assert store.embedded_items(["i1", "i2"], ENC.version) == {"i1", "i2"}
+
+
+def test_ensure_schema_is_idempotent_and_refuses_another_dimension(store: GraphStore) -> None:
+    store.ensure_schema(DIM)
+    names = {r["name"] for r in cypher(store, "SHOW INDEXES YIELD name RETURN name")}
+    assert {
+        "user_embedding",
+        "item_embedding",
+        "user_id",
+        "item_id",
+        "category_name",
+        "partition_offset_key",
+        "applied_event_id",
+    } <= names
+    with pytest.raises(GraphError, match="dimension"):
+        store.ensure_schema(DIM + 1)
+
+
+def test_forget_erases_the_user_and_what_derives_from_them(store: GraphStore) -> None:
+    store.apply_batch(recording())
+    store.refresh_dirty(ENC.version)
+    (pop_before,) = cypher(store, "MATCH (i:Item {item_id: 'i2'}) RETURN i.popularity AS p")
+    assert store.forget("u1") is True
+    assert cypher(store, "MATCH (u:User {user_id: 'u1'}) RETURN u") == []
+    assert cypher(store, "MATCH ()-[s:SIMILAR_TO]->(:User {user_id: 'u1'}) RETURN s") == []
+    # u1 browsed i2 at day 2 (weight 1); u2 purchased it at day 1: popularity loses u1's share
+    (pop,) = cypher(store, "MATCH (i:Item {item_id: 'i2'}) RETURN i.popularity AS p")
+    assert pop["p"] == pytest.approx(pop_before["p"] - 1.0)
+    assert all(r["user_id"] != "u1" for r in store.audience(category="shoes", now=3 * DAY))
+    assert store.similar_users("u2") == []
+    assert store.forget("u1") is False
+    # a replay of u1's events does not bring them back (the event-id ledger remembers)
+    assert store.apply_batch(recording()).applied == 0
