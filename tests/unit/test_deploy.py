@@ -402,3 +402,43 @@ def test_docker_build_context_holds_what_the_dockerfile_copies() -> None:
 def test_every_setting_is_a_dataclass_field() -> None:
     """The compose checks above rely on ENV covering Settings exactly."""
     assert set(ENV) == {f.name for f in dataclasses.fields(Settings)}
+
+
+# --- what the stack mounts from deploy/ ---------------------------------------------------------
+
+
+def test_grafana_provisioning_variables_are_set_by_compose(services: dict[str, Any]) -> None:
+    """Grafana expands provisioning values with Go's os.ExpandEnv: `$VAR` and `${VAR}` only. A
+    shell default such as `${VAR:-x}` is read as a variable named `VAR:-x`, which is never set, so
+    the value comes out empty. Every variable used must be set in the grafana service's environment.
+    """
+    env = env_of(services["grafana"])
+    found = 0
+    for path in sorted((ROOT / "deploy" / "grafana" / "provisioning").rglob("*.y*ml")):
+        text = "\n".join(
+            line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")
+        )
+        for m in re.finditer(r"\$\{([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)", text):
+            found += 1
+            name = m[1] if m[1] is not None else m[2]
+            rel = path.relative_to(ROOT)
+            assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name), (
+                f"{rel}: Grafana cannot expand ${{{name}}}: use ${{VAR}}, set in docker-compose.yml"
+            )
+            assert name in env, f"{rel} reads ${name}, which the grafana service does not set"
+    assert found, "the data source URL should come from the compose environment"
+
+
+def test_prometheus_discovers_every_worker_replica() -> None:
+    """`docker compose up --scale worker=N` and the GPU worker: a static `worker:9108` target
+    resolves to one replica; DNS service discovery finds all of them."""
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    names: set[str] = set()
+    for job in config.get("scrape_configs") or []:
+        for sd in job.get("dns_sd_configs") or []:
+            if sd.get("type", "SRV") == "A" and sd.get("port") == Settings.metrics_port:
+                names.update(sd.get("names") or [])
+    assert {"worker", "worker-gpu"} <= names, (
+        "scrape the compose workers with dns_sd_configs: "
+        f"{{names: [worker, worker-gpu], type: A, port: {Settings.metrics_port}}}"
+    )

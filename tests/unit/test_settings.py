@@ -345,3 +345,29 @@ def test_the_config_command_reports_a_bad_value_without_a_traceback(tmp_path: Pa
     assert done.returncode == 2
     assert "TASTEGRAPH_MAX_BATCH" in done.stderr and "Traceback" not in done.stderr
     assert PASSWORD not in done.stdout + done.stderr
+
+
+# --- the configuration table of the README ------------------------------------------------------
+
+
+def test_the_configuration_table_lists_every_setting() -> None:
+    doc = (ROOT / "docs" / "readme" / "15-configuration.md").read_text()
+    rows = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", doc, flags=re.M))
+    missing = sorted(set(ENV.values()) - rows)
+    assert not missing, (
+        f"add to docs/readme/15-configuration.md (scripts/config-table.py): {missing}"
+    )
+    assert not rows - set(ENV.values()) - {"NEO4J_PASSWORD_FILE"}, "rows of settings that are gone"
+
+
+def test_the_configuration_table_is_current() -> None:
+    """Defaults match Settings and every row has a description (scripts/config-table.py --check)."""
+    done = subprocess.run(
+        [sys.executable, "scripts/config-table.py", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "TASTEGRAPH_HOME"},
+    )
+    assert done.returncode == 0, done.stderr
