@@ -43,11 +43,16 @@ def neo4j_driver(settings: Settings) -> Iterator[Any]:
 
     auth = (settings.neo4j_user, settings.neo4j_password.get_secret_value())
     driver = GraphDatabase.driver(settings.neo4j_url, auth=auth, connection_timeout=10)
+    error: Exception | None = None
     try:
+        driver.verify_connectivity()  # fails at once, where a query would retry for 30 s
         driver.execute_query("RETURN 1", database_=settings.neo4j_database)
     except Exception as e:
+        error = e
+    if error is not None:
         driver.close()
-        pytest.fail(f"Neo4j at {settings.neo4j_url} does not answer ({e!r}): {HINT}", pytrace=False)
+        message = f"Neo4j at {settings.neo4j_url} does not answer ({error}): {HINT}"
+        pytest.fail(message, pytrace=False)
     yield driver
     driver.close()
 
@@ -142,14 +147,13 @@ class KafkaAdmin:
 def kafka_admin(settings: Settings) -> KafkaAdmin:
     from stream.services.kafka import describe_cluster
 
+    error: Exception | None = None
+    brokers: list[object] = []
     try:
         brokers = run_sync(describe_cluster(settings.kafka_servers, 10.0))
     except Exception as e:
-        brokers, error = [], e
-    else:
-        error = None
+        error = e
     if not brokers:
-        pytest.fail(
-            f"Kafka at {settings.kafka_servers} does not answer ({error!r}): {HINT}", pytrace=False
-        )
+        message = f"Kafka at {settings.kafka_servers} does not answer ({error}): {HINT}"
+        pytest.fail(message, pytrace=False)
     return KafkaAdmin(settings.kafka_servers)
