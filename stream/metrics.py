@@ -23,6 +23,8 @@ The API the worker calls (all cheap, thread-safe, never raising for a well-typed
 ``observe_committed(event_times, now=None)``  same, computed from event times and ``wall_clock``
 ``encoder_stats(texts, seconds, tokens=0,     one encoder call: texts encoded, time, tokens in the
 cache_hits=0, cache_misses=0)``               batch, cache hits and misses
+``observe_encoder(stats)``                    the same from the encoder's cumulative
+                                              ``EncoderStats`` (call once per batch: deltas)
 ``rows_written(kind, n)``                     ``n`` rows of ``kind`` written to Neo4j
 ``observe_write(seconds)``                    time of one Neo4j write transaction
 ``write_retry(n=1)``                          a transient Neo4j error was retried
@@ -50,7 +52,7 @@ import platform
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -146,6 +148,7 @@ class Metrics:
     finetune_evaluation: Gauge
     model_version: Info
     build_info: Info
+    _encoder_seen: dict[str, float] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(
@@ -397,6 +400,29 @@ class Metrics:
             self.encoder_cache_hits.inc(cache_hits)
         if cache_misses:
             self.encoder_cache_misses.inc(cache_misses)
+
+    def observe_encoder(self, stats: object) -> None:
+        """Reports what an encoder did since the last call, from its cumulative counters
+        (``encoder.stats.EncoderStats`` or anything with ``texts_encoded``, ``encode_seconds``,
+        ``tokens``, ``cache_hits``, ``cache_misses``; a ``snapshot()`` is used when present).
+        The first call reports everything counted so far."""
+        snapshot = getattr(stats, "snapshot", None)
+        current = snapshot() if callable(snapshot) else stats
+        names = ("texts_encoded", "encode_seconds", "tokens", "cache_hits", "cache_misses")
+        now = {n: float(getattr(current, n, 0) or 0) for n in names}
+        seen = self._encoder_seen
+        # a counter that went down means a new encoder (e.g. a promoted version): start over
+        delta = {n: now[n] - seen.get(n, 0.0) for n in names}
+        if any(d < 0 for d in delta.values()):
+            delta = now
+        seen.update(now)
+        self.encoder_stats(
+            texts=int(delta["texts_encoded"]),
+            seconds=delta["encode_seconds"],
+            tokens=int(delta["tokens"]),
+            cache_hits=int(delta["cache_hits"]),
+            cache_misses=int(delta["cache_misses"]),
+        )
 
     # --- Neo4j ----------------------------------------------------------------------------------
 

@@ -296,6 +296,29 @@ def test_encoder_stats(metrics: Metrics, registry: CollectorRegistry) -> None:
     assert value(registry, "tastegraph_encoder_cache_misses_total") == 64
 
 
+def test_observe_encoder_reports_deltas_of_cumulative_stats(
+    metrics: Metrics, registry: CollectorRegistry
+) -> None:
+    from encoder.stats import EncoderStats
+
+    stats = EncoderStats()
+    stats.add(texts_encoded=10, encode_seconds=0.5, tokens=300, cache_hits=4, cache_misses=10)
+    metrics.observe_encoder(stats)
+    stats.add(texts_encoded=2, encode_seconds=0.1, tokens=40, cache_hits=30, cache_misses=2)
+    metrics.observe_encoder(stats)
+    metrics.observe_encoder(stats)  # nothing new: no encoder call observed
+    assert value(registry, "tastegraph_encoder_texts_total") == 12
+    assert value(registry, "tastegraph_encoder_encode_seconds_count") == 2
+    assert value(registry, "tastegraph_encoder_encode_seconds_sum") == pytest.approx(0.6)
+    assert value(registry, "tastegraph_encoder_batch_tokens_bucket", le="64.0") == 1
+    assert value(registry, "tastegraph_encoder_cache_hits_total") == 34
+    assert value(registry, "tastegraph_encoder_cache_misses_total") == 12
+    fresh = EncoderStats()  # a new encoder (promoted version) starts from zero again
+    fresh.add(texts_encoded=3, encode_seconds=0.2, tokens=90, cache_misses=3)
+    metrics.observe_encoder(fresh)
+    assert value(registry, "tastegraph_encoder_texts_total") == 15
+
+
 # --- Neo4j -------------------------------------------------------------------------------------
 
 
