@@ -37,7 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported (so `--help` of one command is fast)."""
     parser = argparse.ArgumentParser(
         prog="tastegraph",
         description="Keep an e-commerce user-interest graph in Neo4j fresh from Kafka events.",
@@ -48,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module_name)
+        if name != command:
+            continue
         module = importlib.import_module(module_name)
         if hasattr(module, "configure_command"):
             module.configure_command(name, p)
@@ -56,11 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "--log-level":
+            args = args[1:]
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from stream.logs import setup_logging
     from stream.settings import Settings
 
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     try:
         overrides = {"log_level": args.log_level} if args.log_level else {}
