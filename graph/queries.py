@@ -239,6 +239,7 @@ RETURN count(i) AS refreshed"""
 # Tuned by the evaluation engineer: keep each strategy a self-contained query with the same
 # parameters ($user_id, $fetch, $now, $half_life) and the same columns (item_id, category, score).
 # Every strategy leaves out items the user purchased (n_purchase > 0 on their INTERESTED_IN edge).
+# Popularity also answers for an unknown user (cold start).
 # `blend` is computed in graph/reads.py from these three, normalised and weighted.
 NOT_PURCHASED = (
     "NOT EXISTS { MATCH (u)-[p:INTERESTED_IN]->(i) WHERE coalesce(p.n_purchase, 0) > 0 }"
@@ -263,7 +264,7 @@ RETURN i.item_id AS item_id, i.category AS category, score
 ORDER BY score DESC, item_id
 LIMIT $fetch"""
 
-RECOMMEND_POPULAR = f"""MATCH (u:User {{user_id: $user_id}})
+RECOMMEND_POPULAR = f"""OPTIONAL MATCH (u:User {{user_id: $user_id}})
 MATCH (i:Item)
 WHERE i.popularity > 0 AND {NOT_PURCHASED}
 WITH i, {POP_NOW} AS score

@@ -1,0 +1,179 @@
+"""The query catalogue on a small planted graph in the real Neo4j: each query's expected answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from encoder.protocol import HashingEncoder
+from graph.model import Event, ItemRecord, item_text
+from graph.store import GraphBatch, GraphStore, InterestParams
+from stream.settings import DEFAULT_WEIGHTS, Settings
+
+pytestmark = pytest.mark.integration
+
+DAY = 86400.0
+HL = 14 * DAY
+NOW = 15 * DAY
+ENC = HashingEncoder(dim=384)
+
+CATALOGUE = [
+    ItemRecord("s1", "trail running shoe", "shoes"),
+    ItemRecord("s2", "road running shoe", "shoes"),
+    ItemRecord("s3", "racing running shoe", "shoes"),
+    ItemRecord("s4", "kids running shoe", "shoes"),
+    ItemRecord("b1", "italian cook book", "books"),
+    ItemRecord("b2", "french cook book", "books"),
+    ItemRecord("t1", "two person tent", "camping"),
+]
+
+# (user, item, type, day)
+PLANTED = [
+    ("alice", "b1", "click", 2),
+    ("alice", "b2", "browse", 3),  # books, the previous week
+    ("alice", "s1", "purchase", 10),
+    ("alice", "s2", "click", 12),  # shoes, this week
+    ("bob", "s1", "purchase", 9),
+    ("bob", "s3", "click", 11),
+    ("bob", "s3", "click", 12),
+    ("bob", "s3", "add_to_cart", 13),
+    ("bob", "s4", "browse", 13),
+    ("carol", "b1", "click", 5),
+    ("carol", "b2", "click", 5),
+    ("carol", "b2", "purchase", 6),
+    ("dave", "t1", "browse", 0),
+]
+
+
+@pytest.fixture(scope="module")
+def store(neo4j_driver: Any, settings: Settings) -> GraphStore:
+    neo4j_driver.execute_query("MATCH (n) DETACH DELETE n", database_=settings.neo4j_database)
+    params = InterestParams(
+        half_life_s=HL, weights=DEFAULT_WEIGHTS, similar_k=5, similar_threshold=0.6
+    )
+    s = GraphStore(neo4j_driver, settings.neo4j_database, params)
+    s.ensure_schema(ENC.dim)
+    texts = [item_text(i.title, i.category, i.description) for i in CATALOGUE]
+    vecs = dict(zip([i.item_id for i in CATALOGUE], ENC.encode(texts), strict=True))
+    events = [Event(f"p{n}", u, i, t, d * DAY) for n, (u, i, t, d) in enumerate(PLANTED)]
+    s.apply_batch(GraphBatch(events, CATALOGUE, vecs, {}, ENC.version))
+    while s.refresh_dirty(ENC.version):
+        pass
+    return s
+
+
+def strength(events: list[tuple[str, float]], now: float = NOW) -> float:
+    """Closed form for positive weights: sum of w * 2^(-(now - t) / h)."""
+    return sum(DEFAULT_WEIGHTS[k] * 2 ** (-(now - d * DAY) / HL) for k, d in events)
+
+
+def test_similar_users(store: GraphStore) -> None:
+    top = store.similar_users("alice", k=3)
+    assert top[0]["user_id"] == "bob"
+    assert all(r["score"] >= 0.6 for r in top)
+    assert "dave" not in {r["user_id"] for r in top}
+    assert store.similar_users("nobody") == []
+
+
+def test_collaborative_recommends_what_similar_users_like_minus_purchases(
+    store: GraphStore,
+) -> None:
+    recs = store.recommend("alice", k=5, strategy="collaborative", now=NOW)
+    ids = [r.item_id for r in recs]
+    assert ids[:2] == ["s3", "s4"]
+    assert "s1" not in ids  # alice purchased it
+    (bob,) = [r for r in store.similar_users("alice") if r["user_id"] == "bob"]
+    s3 = strength([("click", 11), ("click", 12), ("add_to_cart", 13)])
+    assert recs[0].score == pytest.approx(bob["score"] * s3)
+
+
+def test_content_recommends_nearest_items_to_the_user_embedding(store: GraphStore) -> None:
+    recs = store.recommend("alice", k=10, strategy="content", now=NOW)
+    ids = [r.item_id for r in recs]
+    assert "s1" not in ids
+    assert set(ids) == {"s2", "s3", "s4", "b1", "b2", "t1"}
+    assert ids.index("t1") == len(ids) - 1  # nothing in common with alice's tastes
+    scores = [r.score for r in recs]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+
+
+def test_blend_and_the_category_cap(store: GraphStore) -> None:
+    recs = store.recommend("alice", k=3, strategy="blend", now=NOW)
+    assert recs[0].item_id == "s3"  # top of collaborative and high in content
+    assert recs[0].parts["collaborative"] == 1.0
+    assert "s1" not in [r.item_id for r in recs]
+    capped = store.recommend("alice", k=3, strategy="blend", category_cap=1, now=NOW)
+    assert len({r.category for r in capped}) == 3
+    only_pop = store.recommend("alice", k=2, weights={"popular": 1.0}, now=NOW)
+    # popularity: s3 = bob's three events; s1 is purchased by alice so it never shows
+    assert only_pop[0].item_id == "s3" and only_pop[0].parts == {"popular": 1.0}
+    # an unknown user: no embedding, no neighbours, only popularity (s1 was bought twice)
+    cold = store.recommend("nobody", k=2, now=NOW)
+    assert [r.item_id for r in cold] == ["s1", "s3"] and set(cold[1].parts) == {"popular"}
+    with pytest.raises(ValueError):
+        store.recommend("alice", strategy="magic")
+
+
+def test_explain_shows_the_paths(store: GraphStore) -> None:
+    e = store.explain("alice", "s3", now=NOW)
+    assert e["interest"] is None and e["purchased"] is False
+    (via,) = [u for u in e["similar_users"] if u["user_id"] == "bob"]
+    assert via["strength"] == pytest.approx(
+        strength([("click", 11), ("click", 12), ("add_to_cart", 13)])
+    )
+    assert via["contribution"] == pytest.approx(via["similarity"] * via["strength"])
+    (cat,) = e["categories"]
+    assert cat["category"] == "shoes"
+    assert cat["strength"] == pytest.approx(strength([("purchase", 10), ("click", 12)]))
+    assert e["content_similarity"] is not None and -1 <= e["content_similarity"] <= 1
+    bought = store.explain("alice", "s1", now=NOW)
+    assert bought["purchased"] is True
+    assert bought["interest"]["counts"] == {"purchase": 1}
+
+
+def test_audience_of_a_category_and_of_an_item(store: GraphStore) -> None:
+    books = store.audience(category="books", k=10, now=NOW)
+    assert [r["user_id"] for r in books] == ["carol", "alice"]
+    assert books[0]["score"] == pytest.approx(
+        strength([("click", 5), ("click", 5), ("purchase", 6)])
+    )
+    assert [r["user_id"] for r in store.audience(item_id="s1", k=10, now=NOW)] == ["alice", "bob"]
+    assert store.audience(category="books", k=1, now=NOW)[0]["user_id"] == "carol"
+    with pytest.raises(ValueError):
+        store.audience()
+
+
+def test_cart_complements(store: GraphStore) -> None:
+    recs = store.cart_complements(["s1"], k=5, now=NOW)
+    ids = [r.item_id for r in recs]
+    assert ids[0] == "s3"  # bob (who bought s1) likes s3 most
+    assert "s1" not in ids
+    assert {"s2", "s3", "s4"} <= set(ids)
+
+
+def test_interest_trends_compare_two_windows(store: GraphStore) -> None:
+    trends = {r["category"]: r for r in store.interest_trends("alice", now=14 * DAY)}
+    assert trends["shoes"]["recent"] == 7.0 and trends["shoes"]["previous"] == 0.0
+    assert trends["books"]["recent"] == 0.0 and trends["books"]["previous"] == 3.0
+    ordered = [r["category"] for r in store.interest_trends("alice", now=14 * DAY)]
+    assert ordered == ["shoes", "books"]  # rising first, falling last
+
+
+def test_churn_risk(store: GraphStore) -> None:
+    later = 60 * DAY
+    rows = store.churn_risk(threshold=0.1, inactive_days=30, now=later)
+    assert [r["user_id"] for r in rows] == ["dave"]
+    assert rows[0]["interest"] == pytest.approx(strength([("browse", 0)], now=later))
+    assert store.churn_risk(threshold=0.1, inactive_days=90, now=later) == []
+    everyone = store.churn_risk(threshold=1e9, inactive_days=0, now=later)
+    assert {r["user_id"] for r in everyone} == {"alice", "bob", "carol", "dave"}
+
+
+def test_user_embeddings_are_unit_vectors(store: GraphStore) -> None:
+    records, _, _ = store._driver.execute_query(
+        "MATCH (u:User) RETURN u.user_id AS u, u.embedding AS e", database_=store._database
+    )
+    for r in records:
+        assert np.linalg.norm(r["e"]) == pytest.approx(1.0, abs=1e-6)
