@@ -87,7 +87,18 @@ def spawn(argv: Sequence[str], log_file: Path, pid_file: Path) -> int:
     except OSError as e:
         raise ServicesError(f"could not start {argv[0]}: {e}") from e
     pid_file.write_text(f"{pid}\n")
+    _wait_exec(pid, list(argv))
     return pid
+
+
+def _wait_exec(pid: int, argv: list[str], timeout_s: float = 10.0) -> None:
+    """Waits until the child shows ``argv`` (posix_spawn may return before the exec is visible)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and alive(pid):
+        cmdline = _cmdline(pid)
+        if cmdline is None or cmdline[: len(argv)] == argv:
+            return
+        time.sleep(0.01)
 
 
 def stop(pid: int, timeout_s: float) -> bool:
