@@ -38,6 +38,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from stream.metrics import Metrics, start_metrics_server
 
+pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 T = TypeVar("T")
@@ -272,22 +273,13 @@ def test_dashboards_against_prometheus_scraping_the_metrics_endpoint(
 # --- a real worker -------------------------------------------------------------------------------
 
 
+REPLAY_EVENTS = 300  # events taken from the sample: enough for several batches, quick on a CPU
+DEFAULT_TOPICS = ("clicks", "browses", "purchases", "items")
+
+
 def tastegraph_cli() -> str:
     exe = VENV_BIN / "tastegraph"
     return str(exe) if exe.exists() else "tastegraph"
-
-
-def replay_file() -> Path:
-    for candidate in (ROOT / "deploy/demo/events.jsonl.gz", ROOT / "tests/data/recording.jsonl"):
-        if candidate.exists():
-            return candidate
-    pytest.fail("no replay sample: deploy/demo/events.jsonl.gz or tests/data/recording.jsonl")
-
-
-def read_lines(path: Path) -> list[bytes]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        return [line for line in f.read().splitlines() if line.strip()]
 
 
 def run_cli(
@@ -300,9 +292,46 @@ def run_cli(
     return done
 
 
+def read_lines(path: Path) -> list[bytes]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        return [line for line in f.read().splitlines() if line.strip()]
+
+
+def is_event_line(line: bytes) -> bool:
+    """A plain event (has a ``type``) or a recorded record of an event topic."""
+    record = json.loads(line)
+    if "type" in record:
+        return True
+    return "value" in record and record.get("topic") in DEFAULT_TOPICS[:3]
+
+
+def replay_sample(tmp_path: Path, env: dict[str, str]) -> tuple[Path, int]:
+    """The first REPLAY_EVENTS events of the demo sample (or the recording, or a generated set),
+    written to a temporary file; returns it with the number of events in it."""
+    sources = [ROOT / "deploy/demo/events.jsonl.gz", ROOT / "tests/data/recording.jsonl"]
+    source = next((p for p in sources if p.exists()), None)
+    if source is None:
+        generated = tmp_path / "generated"
+        size = ["--users", "40", "--items", "80", "--events", str(REPLAY_EVENTS)]
+        run_cli(["generate", "--out", str(generated), *size, "--item-fields"], env, timeout=300)
+        source = generated / "events.jsonl.gz"
+    lines, events = [], 0
+    for line in read_lines(source):
+        event = is_event_line(line)
+        if event and events >= REPLAY_EVENTS:
+            break
+        lines.append(line)
+        events += event
+    sample = tmp_path / "replay.jsonl"
+    sample.write_bytes(b"\n".join(lines) + b"\n")
+    assert events > 0, f"no events in {source}"
+    return sample, events
+
+
 @pytest.fixture
 def worker_env(tmp_path: Path) -> dict[str, str]:
-    """Unique topics and consumer group, the private services, a free metrics port."""
+    """Unique topics and consumer group, the services of the environment, a free metrics port."""
     run = f"obs{uuid.uuid4().hex[:10]}"
     env = dict(os.environ)
     env.update(
@@ -316,20 +345,19 @@ def worker_env(tmp_path: Path) -> dict[str, str]:
             "TASTEGRAPH_TOPIC_PARTITIONS": "2",
             "TASTEGRAPH_METRICS_HOST": "127.0.0.1",
             "TASTEGRAPH_METRICS_PORT": str(free_port()),
+            "TASTEGRAPH_MAX_BATCH": "64",
             "TASTEGRAPH_MAX_WAIT_S": "0.1",
             "TASTEGRAPH_LOG_LEVEL": "INFO",
         }
     )
-    done = subprocess.run(
-        [tastegraph_cli(), "services", "status", "--quiet"], env=env, capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.fail("the services are not running: `tastegraph services up` (same environment)")
     return env
 
 
 @pytest.fixture
-def worker(worker_env: dict[str, str], tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def worker(
+    worker_env: dict[str, str], clean_graph: Any, tmp_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`tastegraph worker` on an empty graph (so every event is new and rows get written)."""
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -369,7 +397,19 @@ def produce_raw(servers: str, topic: str, values: list[bytes]) -> None:
     asyncio.run(send())
 
 
-@pytest.mark.integration
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The samples of a /metrics page by (name, sorted labels)."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(http_get(url))
+        for s in f.samples
+    }
+
+
+def total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> float:
+    return sum(v for (n, _), v in samples.items() if n == name)
+
+
 @pytest.mark.slow
 def test_worker_replay_scraped_by_prometheus(
     worker_env: dict[str, str],
@@ -392,41 +432,53 @@ def test_worker_replay_scraped_by_prometheus(
         except (OSError, urllib.error.URLError):
             return False
 
+    sample, events = replay_sample(tmp_path, worker_env)
     wait_for("the worker's /metrics", worker_serving, timeout=300, interval=1.0)
     wait_for("Prometheus to scrape the worker", prom.target_up, timeout=60)
 
-    sample = replay_file()
-    run_cli(["replay", str(sample)], worker_env, timeout=600)
+    remap = [
+        f"--topic={old}={new}"
+        for old, new in zip(
+            DEFAULT_TOPICS, (*settings.event_topics, settings.topic_items), strict=True
+        )
+    ]
+    run_cli(["replay", "--no-progress", *remap, str(sample)], worker_env, timeout=600)
     invalid = [b"{not json", b'{"event_id": "x"}', b"[]"]
     produce_raw(settings.kafka_servers, settings.topic_clicks, invalid)
-    events = len(read_lines(sample))
 
-    def consumed() -> float | None:
-        text = http_get(metrics_url)
-        total = 0.0
-        for family in text_string_to_metric_families(text):
-            if family.name in ("tastegraph_events_consumed", "tastegraph_invalid_events"):
-                total += sum(s.value for s in family.samples if s.name.endswith("_total"))
-        return total if total >= events + len(invalid) else None
+    def replay_done() -> bool:
+        worker_serving()  # fails at once if the worker died
+        s = scrape(metrics_url)
+        lags = [v for (n, _), v in s.items() if n == "tastegraph_consumer_lag"]
+        return (
+            total(s, "tastegraph_events_consumed_total")
+            + total(s, "tastegraph_invalid_events_total")
+            >= events + len(invalid)
+            and total(s, "tastegraph_invalid_events_total") >= len(invalid)
+            and total(s, "tastegraph_events_in_flight") == 0
+            and bool(lags)
+            and not any(lags)
+        )
 
-    wait_for("the worker to consume the replay", consumed, timeout=600, interval=1.0)
-    # Prometheus has the final figures once in flight is back to 0 in a scrape after the last batch
+    wait_for("the worker to process the replay", replay_done, timeout=600, interval=1.0)
+    final = scrape(metrics_url)
+    consumed = total(final, "tastegraph_events_consumed_total")
     wait_for(
-        "Prometheus to see the replay done",
-        lambda: (
-            prom.value("sum(tastegraph_events_in_flight)") == 0.0
-            and (prom.value("sum(tastegraph_invalid_events_total)") or 0) >= len(invalid)
-        ),
+        "Prometheus to scrape the final figures",
+        lambda: prom.value("sum(tastegraph_events_consumed_total)") == consumed,
         timeout=60,
     )
     wait_for("every dashboard panel to have a series", lambda: all_panels_have_series(prom), 60)
     check_dashboards(prom, http_get(metrics_url))
 
-    # the pipeline's core figures moved, as seen by Prometheus
-    assert (prom.value("sum(tastegraph_event_to_graph_seconds_count)") or 0) > 0
+    # the pipeline's figures moved, as Prometheus sees them
+    assert consumed >= events * 0.9, (consumed, events)  # the sample is valid data
+    assert (prom.value("sum(tastegraph_invalid_events_total)") or 0) >= len(invalid)
+    assert prom.value("sum(tastegraph_event_to_graph_seconds_count)") == consumed
     assert (prom.value("sum(tastegraph_neo4j_rows_written_total)") or 0) > 0
-    assert (prom.value("sum(tastegraph_batch_size_count)") or 0) > 0
+    assert (prom.value("sum(tastegraph_batch_size_count)") or 0) >= 2
     assert (prom.value("sum(tastegraph_encoder_texts_total)") or 0) > 0
-    assert prom.query("tastegraph_consumer_lag")
+    assert (prom.value('sum(tastegraph_batch_stage_seconds_count{stage="encode"})') or 0) > 0
     topics = {s["metric"]["topic"] for s in prom.query("tastegraph_events_consumed_total")}
-    assert topics <= set(settings.event_topics), topics
+    assert topics and topics <= set(settings.event_topics), topics
+    assert prom.query(f'tastegraph_consumer_lag{{topic="{settings.topic_clicks}"}}')
