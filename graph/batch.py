@@ -10,6 +10,7 @@ offset guard but not the event-id ledger.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +83,23 @@ def edge_state(props: Mapping[str, Any]) -> EdgeState:
     return EdgeState(
         float(props["strength"]), float(props["last_ts"]), float(props["first_ts"]), counts
     )
+
+
+def claim_events(tx: Any, events: Sequence[Event]) -> set[str]:
+    """Create the events' ledger nodes; returns the ids this transaction created (fresh)."""
+    claim = uuid.uuid4().hex  # a retried transaction claims again under a new token
+    rows = [{"event_id": e.event_id, "ts": e.ts} for e in sorted(events, key=lambda e: e.event_id)]
+    return {r["event_id"] for r in tx.run(q.CLAIM_EVENTS, rows=rows, claim=claim) if r["fresh"]}
+
+
+def lock_keys(tx: Any, events: Sequence[Event], items: Sequence[ItemRecord]) -> None:
+    """Write-lock the users and items the batch folds into, in sorted order."""
+    users = sorted({e.user_id for e in events})
+    item_ids = sorted({e.item_id for e in events} | {it.item_id for it in items})
+    if users:
+        tx.run(q.LOCK_USERS, ids=users).consume()
+    if item_ids:
+        tx.run(q.LOCK_ITEMS, ids=item_ids).consume()
 
 
 def read_stored(
@@ -208,11 +226,10 @@ def write_rows(
             for (u, c), s in sorted(folded.category_edges.items())
         ],
     )
-    put(
-        "applied_events",
-        q.MARK_APPLIED_EVENTS,
-        [{"event_id": e.event_id, "ts": e.ts} for e in events],
-    )
+    ids = [e.event_id for e in events]  # claimed by this transaction: now just applied
+    if ids:
+        tx.run(q.RELEASE_CLAIMS, ids=ids).consume()
+    written["applied_events"] = len(ids)
     put("offsets", q.SET_OFFSETS, new_offsets(batch.events, batch.items, offsets))
     return written
 

@@ -64,9 +64,24 @@ SET p._lock = true
 REMOVE p._lock
 RETURN p.key AS key, p.offset AS offset"""
 
-READ_APPLIED_EVENTS = """UNWIND $ids AS id
-MATCH (e:AppliedEvent {event_id: id})
-RETURN e.event_id AS event_id"""
+# Claim the batch's event ids: MERGE on the unique key waits for a concurrent transaction that
+# creates the same id, so exactly one claimant sees fresh = true (a file replayed twice).
+CLAIM_EVENTS = """UNWIND $rows AS row
+MERGE (e:AppliedEvent {event_id: row.event_id})
+ON CREATE SET e.ts = row.ts, e.claim = $claim
+RETURN e.event_id AS event_id, coalesce(e.claim = $claim, false) AS fresh"""
+
+# Write-lock the users and items a batch folds into (sorted ids), so two workers that share a user
+# or an item (three event topics, several partitions) serialise their read-modify-write.
+LOCK_USERS = """UNWIND $ids AS id
+MERGE (u:User {user_id: id})
+SET u._lock = true
+REMOVE u._lock"""
+
+LOCK_ITEMS = """UNWIND $ids AS id
+MERGE (i:Item {item_id: id})
+SET i._lock = true
+REMOVE i._lock"""
 
 READ_ITEM_EDGES = """UNWIND $rows AS row
 MATCH (:User {user_id: row.user_id})-[r:INTERESTED_IN]->(:Item {item_id: row.item_id})
@@ -148,9 +163,15 @@ SET r.strength = row.strength, r.last_ts = row.last_ts, r.first_ts = row.first_t
     r.day_index = row.day_index, r.day_weight = row.day_weight,
     r += row.counts"""
 
-MARK_APPLIED_EVENTS = """UNWIND $rows AS row
-MERGE (e:AppliedEvent {event_id: row.event_id})
-SET e.ts = row.ts"""
+RELEASE_CLAIMS = """UNWIND $ids AS id
+MATCH (e:AppliedEvent {event_id: id})
+REMOVE e.claim"""
+
+PRUNE_APPLIED_EVENTS = """MATCH (e:AppliedEvent)
+WHERE e.ts < $before_ts
+WITH e LIMIT $limit
+DELETE e
+RETURN count(*) AS deleted"""
 
 SET_OFFSETS = """UNWIND $rows AS row
 MATCH (p:PartitionOffset {key: row.key})

@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 
 from graph import queries as q
-from graph.batch import filter_applied, offset_rows, read_stored, write_rows
+from graph.batch import (
+    claim_events,
+    filter_applied,
+    lock_keys,
+    offset_rows,
+    read_stored,
+    write_rows,
+)
 from graph.exceptions import GraphError
 from graph.fold import TextState, fold_events, user_embedding
 from graph.model import Event, ItemRecord
@@ -93,11 +100,12 @@ class GraphStore(GraphReads):
     def _apply_tx(self, tx: Any, batch: GraphBatch) -> ApplyResult:
         p = self._params
         offsets = {r["key"]: r["offset"] for r in tx.run(q.LOCK_OFFSETS, rows=offset_rows(batch))}
-        seen = {
-            r["event_id"]
-            for r in tx.run(q.READ_APPLIED_EVENTS, ids=sorted({e.event_id for e in batch.events}))
-        }
+        # exactly-once: the offset guard first, then the event-id ledger
+        events, items, _ = filter_applied(batch.events, batch.items, offsets, set())
+        fresh = claim_events(tx, events)
+        seen = {e.event_id for e in events} - fresh
         events, items, duplicates = filter_applied(batch.events, batch.items, offsets, seen)
+        lock_keys(tx, events, items)
         stored, known = read_stored(tx, events, items)
         folded = fold_events(
             events,
@@ -148,6 +156,19 @@ class GraphStore(GraphReads):
         if empty:
             tx.run(q.CLEAR_USER_EMBEDDINGS, ids=empty).consume()
         return [row["user_id"] for row in embedded]
+
+    def prune_applied_events(self, before_ts: float, limit: int = 10_000) -> int:
+        """Delete event-id ledger entries of events older than ``before_ts`` (event time).
+
+        After pruning, an event older than ``before_ts`` that arrives again with a new offset is
+        applied again; keep the horizon longer than any replay you intend to deduplicate.
+        Returns how many were deleted (call again while it returns ``limit``).
+        """
+        with self._session() as session:
+            deleted: int = session.execute_write(
+                _single, q.PRUNE_APPLIED_EVENTS, before_ts=before_ts, limit=limit
+            )
+        return deleted
 
     # --- erasure --------------------------------------------------------------------------
     def forget(self, user_id: str) -> bool:

@@ -12,7 +12,7 @@ from encoder.protocol import HashingEncoder
 from graph.dump import canonical_dump
 from graph.exceptions import GraphError
 from graph.model import Event, ItemRecord, item_text
-from graph.store import GraphBatch, GraphStore, InterestParams
+from graph.store import ApplyResult, GraphBatch, GraphStore, InterestParams
 from stream.settings import DEFAULT_WEIGHTS, Settings
 
 pytestmark = pytest.mark.integration
@@ -285,3 +285,54 @@ def test_forget_erases_the_user_and_what_derives_from_them(store: GraphStore) ->
     assert store.forget("u1") is False
     # a replay of u1's events does not bring them back (the event-id ledger remembers)
     assert store.apply_batch(recording()).applied == 0
+
+
+def test_concurrent_batches_on_shared_keys_lose_no_update(store: GraphStore) -> None:
+    """Workers on different partitions share users and items: locks serialise the folds, and
+    the same event id arriving on two partitions at once is applied once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def consume(part: int) -> list[ApplyResult]:  # one partition, in order, like a consumer
+        out = []
+        for n in range(10):
+            own = Event(
+                f"c{part}-{n}",
+                "u1",
+                "i1",
+                "click",
+                float(n),
+                topic="t",
+                partition=part,
+                offset=2 * n,
+            )
+            shared = Event(
+                f"shared-{n}",
+                "u1",
+                "i1",
+                "click",
+                float(n),
+                topic="t",
+                partition=part,
+                offset=2 * n + 1,
+            )
+            out.append(store.apply_batch(GraphBatch([own, shared])))
+        return out
+
+    with ThreadPoolExecutor(4) as pool:
+        results = [r for rs in pool.map(consume, range(4)) for r in rs]
+    assert sum(r.applied for r in results) == 4 * 10 + 10
+    assert sum(r.duplicates for r in results) == 3 * 10
+    assert edge(store, "u1", "i1")["n_click"] == 50
+    (pop,) = cypher(store, "MATCH (i:Item {item_id: 'i1'}) RETURN i.popularity AS p")
+    # 50 clicks within 10 seconds of a 14-day half-life: almost no decay
+    assert pop["p"] == pytest.approx(100.0, rel=1e-4)
+    assert edge(store, "u1", "i1")["strength"] == pytest.approx(100.0, rel=1e-4)
+
+
+def test_pruning_the_event_ledger(store: GraphStore) -> None:
+    store.apply_batch(recording())
+    assert store.prune_applied_events(before_ts=1 * DAY) == 2  # e1 (day 0) and e4 (day 0.5)
+    assert store.prune_applied_events(before_ts=1 * DAY) == 0
+    ids = cypher(store, "MATCH (e:AppliedEvent) RETURN e.event_id AS id ORDER BY id")
+    assert [r["id"] for r in ids] == ["e2", "e3"]
+    assert cypher(store, "MATCH (e:AppliedEvent) WHERE e.claim IS NOT NULL RETURN e") == []

@@ -107,8 +107,20 @@ def test_exactly_once_bookkeeping() -> None:
         "MATCH (p:PartitionOffset {key: row.key})\n"
         "SET p.offset = CASE WHEN row.offset > p.offset THEN row.offset ELSE p.offset END"
     )
-    assert q.MARK_APPLIED_EVENTS == (
-        "UNWIND $rows AS row\nMERGE (e:AppliedEvent {event_id: row.event_id})\nSET e.ts = row.ts"
+    assert q.CLAIM_EVENTS == (
+        "UNWIND $rows AS row\n"
+        "MERGE (e:AppliedEvent {event_id: row.event_id})\n"
+        "ON CREATE SET e.ts = row.ts, e.claim = $claim\n"
+        "RETURN e.event_id AS event_id, coalesce(e.claim = $claim, false) AS fresh"
+    )
+    assert q.RELEASE_CLAIMS == (
+        "UNWIND $ids AS id\nMATCH (e:AppliedEvent {event_id: id})\nREMOVE e.claim"
+    )
+    assert q.LOCK_USERS == (
+        "UNWIND $ids AS id\nMERGE (u:User {user_id: id})\nSET u._lock = true\nREMOVE u._lock"
+    )
+    assert q.LOCK_ITEMS == (
+        "UNWIND $ids AS id\nMERGE (i:Item {item_id: id})\nSET i._lock = true\nREMOVE i._lock"
     )
 
 
@@ -118,7 +130,7 @@ def test_writes_use_unwind_and_merge_on_stable_keys() -> None:
         q.MERGE_ITEMS,
         q.MERGE_ITEM_EDGES,
         q.MERGE_CATEGORY_EDGES,
-        q.MARK_APPLIED_EVENTS,
+        q.CLAIM_EVENTS,
         q.LOCK_OFFSETS,
     ]
     for text in writes:
