@@ -17,7 +17,8 @@ File formats (one JSON object per line; ``.gz`` is read and written transparentl
 - items: lines with ``item_id`` and no ``type``; produced to ``topic_items`` keyed by ``item_id``.
 
 Kinds are recognised line by line, so one file may mix them. A line that is not a JSON object of one
-of these kinds is skipped and counted, never produced.
+of these kinds is skipped and counted, never produced; so is a recorded record with neither key nor
+value (aiokafka cannot produce one).
 """
 
 from __future__ import annotations
@@ -140,6 +141,8 @@ def records_from_line(
             key, value = decode_bytes("key", obj), decode_bytes("value", obj)
         except ValueError:  # bad base64
             return None
+        if key is None and value is None:
+            return None  # Kafka allows it, the producer client does not: skipped and counted
         return ProducerRecord(topic_map.get(topic, topic), key, value, timestamp, "record")
     if "type" in obj:
         assigned = obj.get("event_id") in (None, "")

@@ -167,6 +167,7 @@ def test_topic_map_renames_recorded_and_routed_topics() -> None:
         {"topic": 5, "value": "x"},
         {"topic": "t", "value": "x", "timestamp": "yesterday"},
         {"topic": "t", "value_b64": "!!not base64!!"},
+        {"topic": "t", "key": None, "value": None},  # the producer cannot send it
     ],
 )
 def test_malformed_recorded_lines_are_skipped(obj: dict[str, Any]) -> None:
