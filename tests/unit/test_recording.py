@@ -129,7 +129,7 @@ def test_record_lines_round_trip_text_binary_and_tombstones(tmp_path: Path) -> N
     cases = [
         ("clicks", 0, 5, b"u1", b'{"event_id": "e1"}', 1_767_225_600_123),
         ("items", 3, 9, b"\xff\xfekey", b"\x00\x01 binary", None),
-        ("items", 1, 2, None, None, 17),
+        ("items", 1, 2, b"gone", None, 17),  # a tombstone
     ]
     path = tmp_path / "rec.jsonl.gz"
     with gzip.open(path, "wb") as f:
