@@ -315,12 +315,14 @@ async def record(
     from_beginning: bool = False,
     until_idle_s: float | None = None,
     until_end: bool = False,
+    stop: asyncio.Event | None = None,
 ) -> RecordSummary:
     """Writes the records of ``topics`` to ``out`` as JSON lines (flushed after every fetch).
 
     Reads without a consumer group (commits nothing). Stops after ``until_idle_s`` seconds without
     a record, once every partition reached the end offset it had at the start (``until_end``), or
-    on Ctrl-C; the file is complete up to the last fetch in every case.
+    when ``stop`` is set (the CLI sets it on Ctrl-C or SIGTERM); the file is complete up to the
+    last fetch in every case.
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.errors import KafkaError
@@ -347,10 +349,14 @@ async def record(
         else:
             await consumer.seek_to_end(*tps)
         ends = await consumer.end_offsets(tps) if until_end else {}
+        log.info(
+            "recording %s",
+            kv(topics=",".join(topics), partitions=len(tps), from_beginning=from_beginning),
+        )
         with ExitStack() as stack:
             sink = _open_sink(out, stack)
             last = time.monotonic()
-            while True:
+            while stop is None or not stop.is_set():
                 if until_end and await _reached(consumer, ends):
                     break
                 batch = await consumer.getmany(timeout_ms=200, max_records=5000)

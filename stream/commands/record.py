@@ -33,19 +33,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
+    import signal
     import sys
 
-    from stream.recording import record
+    from stream.recording import RecordSummary, record
 
-    summary = asyncio.run(
-        record(
-            settings,
-            args.topics,
-            args.out,
-            from_beginning=args.from_beginning,
-            until_idle_s=args.until_idle,
-            until_end=args.until_end,
-        )
-    )
+    async def main() -> RecordSummary:
+        # Ctrl-C or SIGTERM ends the recording cleanly: the last fetch is written, then a summary
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            return await record(
+                settings,
+                args.topics,
+                args.out,
+                from_beginning=args.from_beginning,
+                until_idle_s=args.until_idle,
+                until_end=args.until_end,
+                stop=stop,
+            )
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    summary = asyncio.run(main())
     print(summary.line(), file=sys.stderr if str(args.out) == "-" else sys.stdout)
     return 0

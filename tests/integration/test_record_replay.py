@@ -228,3 +228,51 @@ def test_the_cli_commands(topics: Settings, tmp_path: Path) -> None:
     assert bad.returncode == 2 and "no such topic" in bad.stderr
     # recording did not create the topic it was asked about
     assert run_sync(topic_partitions(topics, ["no-such-topic-here"])) == {}
+
+
+def test_record_from_now_on_until_ctrl_c(topics: Settings, tmp_path: Path) -> None:
+    import signal
+    import threading
+
+    ensure_topics(topics, [topics.topic_clicks])
+    old = tmp_path / "old.jsonl"
+    old.write_bytes(orjson.dumps({"user_id": "old", "type": "click", "ts": 1767261600}) + b"\n")
+    run_sync(replay(topics, [old], progress=False))  # before the recording: not recorded
+
+    out = tmp_path / "live.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "record", "--out", str(out), topics.topic_clicks],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stderr: list[str] = []
+    reader = threading.Thread(target=lambda: stderr.extend(proc.stderr or []), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any("recording" in line for line in stderr):
+            assert proc.poll() is None and time.monotonic() < deadline, stderr
+            time.sleep(0.05)
+        new = tmp_path / "new.jsonl"
+        new.write_bytes(
+            b"".join(
+                orjson.dumps({"user_id": f"u{n}", "type": "click", "ts": 1767261600}) + b"\n"
+                for n in range(5)
+            )
+        )
+        run_sync(replay(topics, [new], progress=False))
+        deadline = time.monotonic() + 60
+        while not out.exists() or len(out.read_bytes().splitlines()) < 5:
+            assert proc.poll() is None and time.monotonic() < deadline, stderr
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, stderr
+    assert "recorded 5 records" in stdout
+    users = sorted(orjson.loads(r["value"])["user_id"] for r in read_recording(out))
+    assert users == [f"u{n}" for n in range(5)]
