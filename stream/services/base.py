@@ -34,6 +34,11 @@ class JavaService(ABC):
         return self.dir / "logs" / "console.log"
 
     @property
+    def logs(self) -> tuple[Path, ...]:
+        """The files that say why the server failed, most telling first."""
+        return (self.console_log,)
+
+    @property
     def mark(self) -> str:
         return marker(self.name, self.layout.home)
 

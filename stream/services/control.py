@@ -96,6 +96,7 @@ def up(
                 )
             if state.pid is not None:
                 continue
+            _warn_ephemeral(service, say)
             java = java or find_java()
             classpath = resolve(service.artifact, layout.artifacts, say)
             service.prepare(java, classpath)
@@ -118,15 +119,26 @@ def up(
         ]
 
 
+def _warn_ephemeral(service: JavaService, say: Say) -> None:
+    ephemeral = processes.ephemeral_ports()
+    risky = [p for p in service.ports if p in ephemeral]
+    if risky:
+        say(
+            f"warning: {service.name} port {risky[0]} lies in the kernel's range for outgoing "
+            f"connections ({ephemeral.start}-{ephemeral.stop - 1}), so a client socket may take "
+            "it first; prefer a port below that range"
+        )
+
+
 def _wait_ready(service: JavaService, deadline: float) -> None:
     last = "no answer yet"
     while True:
         pid = processes.running_pid(service.pid_file, service.mark)
         if pid is None:
-            tail = processes.log_tail(service.console_log)
+            excerpt = processes.log_excerpt(service.logs)
             raise ServicesError(
                 f"{service.name} exited while starting; its logs are in {service.dir / 'logs'}:\n"
-                f"{tail}"
+                f"{excerpt}"
             )
         if processes.port_open(service.port):
             try:

@@ -9,6 +9,7 @@ import logging
 import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 from stream.exceptions import ServicesError
 from stream.services.artifacts import Artifact
@@ -52,6 +53,10 @@ class KafkaService(JavaService):
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def logs(self) -> tuple[Path, ...]:
+        return (self.dir / "logs" / "server.log", self.console_log)
 
     def render_properties(self) -> str:
         data = self.dir / "data"

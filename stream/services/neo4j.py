@@ -49,6 +49,10 @@ class Neo4jService(JavaService):
         return f"bolt://127.0.0.1:{self.port}"
 
     @property
+    def logs(self) -> tuple[Path, ...]:
+        return (self.dir / "logs" / "neo4j.log", self.console_log)
+
+    @property
     def conf_dir(self) -> Path:
         return self.dir / "conf"
 

@@ -145,8 +145,24 @@ def locked(lock_file: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def log_tail(path: Path, lines: int = 15) -> str:
+def log_excerpt(paths: Sequence[Path], lines: int = 12) -> str:
+    """What explains a failed start: the first error lines of the logs, else their last lines."""
+    errors: list[str] = []
+    tails: list[str] = []
+    for path in paths:
+        try:
+            text = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        errors += [t for t in text if " ERROR " in t or " FATAL " in t or "Exception:" in t]
+        tails += text[-lines:]
+    return "\n".join((errors or tails)[:lines])
+
+
+def ephemeral_ports() -> range:
+    """The kernel's range for outgoing connections' local ports (a listener there may lose)."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
+import random
 import subprocess
 import sys
 import time
@@ -115,13 +115,13 @@ def test_neo4j_creates_and_queries_a_vector_index(clean_graph: Any, settings: Se
 
 
 def _free_ports() -> tuple[int, int]:
-    """A Kafka port whose +1 is also free, and a Neo4j port, far from the team's defaults."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            kafka = s.getsockname()[1]
+    """A Kafka port whose +1 is also free, and a Neo4j port: below the kernel's ephemeral range
+    (where a client socket could take them) and away from the team's defaults."""
+    rng = random.Random()
+    for _ in range(200):
+        kafka = rng.randrange(20000, 32000, 10)
         neo4j = kafka + 5
-        if kafka + 5 < 65535 and not any(port_open(p) for p in (kafka, kafka + 1, neo4j)):
+        if not any(port_open(p) for p in (kafka, kafka + 1, neo4j)):
             return kafka, neo4j
     raise AssertionError("no free ports")
 

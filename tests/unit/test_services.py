@@ -274,3 +274,22 @@ def test_stale_pid_file_means_stopped(tmp_path: Path) -> None:
         "was not running"
     ] * 2
     assert not kafka.pid_file.exists()
+
+
+def test_a_failed_start_shows_the_error_lines_of_the_logs(tmp_path: Path) -> None:
+    server = tmp_path / "server.log"
+    server.write_text(
+        "[t] INFO starting\n"
+        "[t] ERROR Unable to start acceptor (kafka.network.DataPlaneAcceptor)\n"
+        "org.apache.kafka.common.KafkaException: Socket server failed to bind: in use.\n"
+        "[t] INFO shutting down\n"
+    )
+    excerpt = processes.log_excerpt([server, tmp_path / "missing.log"])
+    assert excerpt.splitlines() == [
+        "[t] ERROR Unable to start acceptor (kafka.network.DataPlaneAcceptor)",
+        "org.apache.kafka.common.KafkaException: Socket server failed to bind: in use.",
+    ]
+    quiet = tmp_path / "quiet.log"
+    quiet.write_text("a\nb\n")
+    assert processes.log_excerpt([quiet]) == "a\nb"
+    assert 9092 not in processes.ephemeral_ports()
