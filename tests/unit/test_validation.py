@@ -389,7 +389,7 @@ _message = st.one_of(
 )
 _topic = st.sampled_from(["clicks", "browses", "purchases", "items", ""])
 
-FUZZ_EXAMPLES = 12_000
+FUZZ_EXAMPLES = 10_500
 outcomes: dict[str, int] = {}
 
 
