@@ -178,3 +178,14 @@ def test_jsonl_lines_are_the_shared_format(tmp_path: Path) -> None:
         gzip.decompress((tmp_path / "events.jsonl.gz").read_bytes()).split(b"\n")[0]
     )
     assert {"event_id", "user_id", "item_id", "type", "ts"} <= set(first)
+
+
+def test_the_demo_sample_is_what_its_readme_command_writes(tmp_path: Path) -> None:
+    """deploy/demo/README.md: `tastegraph generate --out deploy/demo --users 300 --items 500
+    --events 20000 --days 60 --seed 7`. Changing the generator means regenerating the sample."""
+    demo = Path(__file__).parents[2] / "deploy" / "demo"
+    write_dataset(tmp_path, DatasetConfig(users=300, items=500, days=60, events=20_000, seed=7))
+    for name in ("events.jsonl.gz", "items.jsonl.gz"):
+        assert (tmp_path / name).read_bytes() == (demo / name).read_bytes(), (
+            f"deploy/demo/{name} is stale: rerun the command in deploy/demo/README.md"
+        )
