@@ -78,9 +78,7 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float, interval:
         except (OSError, urllib.error.URLError, ValueError) as e:
             last_error = e
         if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out after {timeout:.0f} s waiting for {what}: {last_error}"
-            )
+            raise AssertionError(f"timed out after {timeout:.0f} s: {what} ({last_error})")
         time.sleep(interval)
 
 
@@ -193,19 +191,24 @@ def prometheus_factory(tmp_path: Path) -> Iterator[Callable[[str], Prometheus]]:
         server.close()
 
 
-def check_dashboards(prom: Prometheus, metrics_text: str) -> None:
-    """Every panel expression returns a series; every metric name used is in /metrics."""
-    empty = []
-    for q in queries.panel_queries():
-        if not prom.query(q.promql):
-            empty.append(f"{q.dashboard} / {q.panel} [{q.ref_id}]: {q.promql}")
+def empty_panels(prom: Prometheus) -> list[str]:
+    """The panel expressions for which Prometheus returns no series."""
+    return [
+        f"{q.dashboard} / {q.panel} [{q.ref_id}]: {q.promql}"
+        for q in queries.panel_queries()
+        if not prom.query(q.promql)
+    ]
+
+
+def check_dashboards(prom: Prometheus, metrics_text: str, timeout: float = 60.0) -> None:
+    """Every panel expression returns a series (waiting up to ``timeout`` for the scrapes to
+    catch up); every metric name the dashboards use is in ``metrics_text`` (a /metrics page)."""
+    deadline = time.monotonic() + timeout
+    while (empty := empty_panels(prom)) and time.monotonic() < deadline:
+        time.sleep(1.0)
     assert not empty, "panels without any series:\n" + "\n".join(empty)
     missing = queries.all_metric_names() - sample_names(metrics_text)
     assert not missing, f"dashboards use metrics absent from /metrics: {sorted(missing)}"
-
-
-def all_panels_have_series(prom: Prometheus) -> bool:
-    return all(prom.query(q.promql) for q in queries.panel_queries())
 
 
 # --- the metrics endpoint alone ------------------------------------------------------------------
@@ -259,7 +262,7 @@ def test_dashboards_against_prometheus_scraping_the_metrics_endpoint(
             nonlocal step
             drive_every_metric(metrics, step)  # keeps the counters moving between scrapes
             step += 1
-            return step >= 3 and all_panels_have_series(prom)
+            return step >= 3 and not empty_panels(prom)
 
         wait_for("every dashboard panel to have a series", ready, timeout=90, interval=1.0)
         text = http_get(server.url)
@@ -330,24 +333,36 @@ def replay_sample(tmp_path: Path, env: dict[str, str]) -> tuple[Path, int]:
 
 
 @pytest.fixture
-def worker_env(tmp_path: Path) -> dict[str, str]:
-    """Unique topics and consumer group, the services of the environment, a free metrics port."""
+def worker_env(tmp_path: Path, settings: Any) -> dict[str, str]:
+    """Unique topics and consumer group, the services of the environment, a free metrics port, its
+    own home (model registry, fine-tuning examples) and fine-tuning knobs small enough for a
+    run to end within the test."""
     run = f"obs{uuid.uuid4().hex[:10]}"
     env = dict(os.environ)
     env.update(
         {
+            # the services stay those of the environment; the password moves out of their home
+            "TASTEGRAPH_HOME": str(tmp_path / "home"),
+            "NEO4J_PASSWORD": settings.neo4j_password.get_secret_value(),
+            "TASTEGRAPH_LOCAL_KAFKA_PORT": str(settings.local_kafka_port),
+            "TASTEGRAPH_LOCAL_NEO4J_PORT": str(settings.local_neo4j_port),
             "TASTEGRAPH_APP_ID": run,
             "TASTEGRAPH_TOPIC_CLICKS": f"{run}-clicks",
             "TASTEGRAPH_TOPIC_BROWSES": f"{run}-browses",
             "TASTEGRAPH_TOPIC_PURCHASES": f"{run}-purchases",
             "TASTEGRAPH_TOPIC_ITEMS": f"{run}-items",
             "TASTEGRAPH_TOPIC_DEAD_LETTER": f"{run}-dead-letter",
-            "TASTEGRAPH_TOPIC_PARTITIONS": "2",
             "TASTEGRAPH_METRICS_HOST": "127.0.0.1",
             "TASTEGRAPH_METRICS_PORT": str(free_port()),
             "TASTEGRAPH_MAX_BATCH": "64",
             "TASTEGRAPH_MAX_WAIT_S": "0.1",
             "TASTEGRAPH_LOG_LEVEL": "INFO",
+            "TASTEGRAPH_FINETUNE_INTERVAL_S": "5",
+            "TASTEGRAPH_FINETUNE_MIN_EXAMPLES": "10",
+            "TASTEGRAPH_FINETUNE_STEPS": "2",
+            "TASTEGRAPH_FINETUNE_BATCH_SIZE": "8",
+            "TASTEGRAPH_FINETUNE_BUDGET_S": "60",
+            "TASTEGRAPH_FINETUNE_HOLDOUT_FRACTION": "0.3",
         }
     )
     return env
@@ -461,6 +476,19 @@ def test_worker_replay_scraped_by_prometheus(
         )
 
     wait_for("the worker to process the replay", replay_done, timeout=600, interval=1.0)
+
+    def finetuned() -> bool:
+        worker_serving()
+        s = scrape(metrics_url)
+        runs = sum(
+            v
+            for (n, labels), v in s.items()
+            if n == "tastegraph_finetune_runs_total" and dict(labels)["result"] != "skipped"
+        )
+        return runs >= 1
+
+    # the fine-tuning dashboard needs a run: the worker's periodic agent (knobs above) does one
+    wait_for("the worker to report a fine-tuning run", finetuned, timeout=300, interval=1.0)
     final = scrape(metrics_url)
     consumed = total(final, "tastegraph_events_consumed_total")
     wait_for(
@@ -468,7 +496,6 @@ def test_worker_replay_scraped_by_prometheus(
         lambda: prom.value("sum(tastegraph_events_consumed_total)") == consumed,
         timeout=60,
     )
-    wait_for("every dashboard panel to have a series", lambda: all_panels_have_series(prom), 60)
     check_dashboards(prom, http_get(metrics_url))
 
     # the pipeline's figures moved, as Prometheus sees them
