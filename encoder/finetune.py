@@ -25,9 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from encoder.examples import Example
+from encoder.protocol import TextEncoder
 
 log = logging.getLogger("tastegraph.finetune")
 
@@ -73,17 +72,9 @@ class TrainStats:
         return asdict(self)
 
 
-def mean_pool(last_hidden: Any, attention_mask: Any) -> Any:
-    """Mean of the token vectors under the attention mask, L2-normalised (torch tensors)."""
-    import torch
-
-    mask = attention_mask.unsqueeze(-1).to(last_hidden.dtype)
-    summed = (last_hidden * mask).sum(dim=1)
-    counts = mask.sum(dim=1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(summed / counts, p=2, dim=-1)
-
-
 def _embed(model: Any, tokenizer: Any, texts: Sequence[str], max_len: int, device: str) -> Any:
+    from encoder.bert import mean_pool  # the pooling of inference, so training matches it
+
     enc = tokenizer(
         list(texts), padding=True, truncation=True, max_length=max_len, return_tensors="pt"
     )
@@ -244,54 +235,25 @@ def train(
     return model, stats
 
 
-class TorchTextEncoder:
-    """A minimal `TextEncoder` over an in-memory model (for evaluating a candidate before saving).
+def eval_encoder(
+    model: Any, tokenizer: Any, version: str, *, max_len: int = 128, device: str = "cpu"
+) -> TextEncoder:
+    """The inference encoder (`encoder.bert.BertEncoder`) over an in-memory model, in float32 and
+    without a cache, so a candidate is scored exactly as the worker would embed with it, before
+    it is saved, and the model can still be trained afterwards."""
+    import torch
 
-    Same embedding as inference: mean pooling under the mask, L2-normalised; texts sorted by length
-    and batched so that padding stays small.
-    """
+    from encoder.bert import BertEncoder
 
-    def __init__(
-        self,
-        model: Any,
-        tokenizer: Any,
-        version: str,
-        *,
-        max_len: int = 128,
-        batch_size: int = 64,
-        device: str = "cpu",
-    ) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
-        self._version = version
-        self.max_len = max_len
-        self.batch_size = batch_size
-        self.device = device
-        self._dim = int(model.config.hidden_size)
-
-    @property
-    def version(self) -> str:
-        return self._version
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        import torch
-
-        out = np.zeros((len(texts), self._dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        self.model.eval()
-        self.model.to(self.device)
-        with torch.inference_mode():
-            for s in range(0, len(order), self.batch_size):
-                idx = order[s : s + self.batch_size]
-                vecs = _embed(
-                    self.model, self.tokenizer, [texts[i] for i in idx], self.max_len, self.device
-                )
-                out[idx] = vecs.float().cpu().numpy()
-        return out
+    return BertEncoder.from_loaded(
+        model,
+        tokenizer,
+        version,
+        device=device,
+        max_len=max_len,
+        cache_size=0,
+        dtype=torch.float32,
+    )
 
 
 def save_model(model: Any, tokenizer: Any, dest: Path | str, source_dir: Path | str | None) -> None:

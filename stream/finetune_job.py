@@ -324,7 +324,7 @@ def child_main(job_path: str) -> int:
     import torch
 
     from encoder.examples import catalog_of
-    from encoder.finetune import TorchTextEncoder, TrainConfig, save_model, train
+    from encoder.finetune import TrainConfig, eval_encoder, save_model, train
     from encoder.gate import evaluate_retrieval
     from encoder.loading import fingerprint, load_pretrained
 
@@ -345,7 +345,7 @@ def child_main(job_path: str) -> int:
     cfg = job["config"]
     eval_len = int(cfg["max_len"])
     before = evaluate_retrieval(
-        TorchTextEncoder(model, tokenizer, job["parent_version"], max_len=eval_len, device=device),
+        eval_encoder(model, tokenizer, job["parent_version"], max_len=eval_len, device=device),
         held,
         catalog,
     )
@@ -370,7 +370,7 @@ def child_main(job_path: str) -> int:
         model, tokenizer, train_ex, config, progress=job.get("progress"), on_step=on_step
     )
     after = evaluate_retrieval(
-        TorchTextEncoder(model, tokenizer, job["version"], max_len=eval_len, device=device),
+        eval_encoder(model, tokenizer, job["version"], max_len=eval_len, device=device),
         held,
         catalog,
     )

