@@ -11,7 +11,8 @@ Build it once at the entry point and pass it down; serve it with `stream.metrics
 
 Tests pass their own ``CollectorRegistry`` (and a fixed ``clock``/``wall_clock``).
 
-The API the worker calls (all cheap, thread-safe, never raising for a well-typed call):
+The API the worker calls (cheap, never raising for a well-typed call; thread-safe except
+``observe_encoder``, which keeps the last counters it saw: call it from one place):
 
 ============================================  ======================================================
 ``event_consumed(topic, type, n=1)``          ``n`` events of ``type`` read from ``topic``
@@ -33,7 +34,7 @@ cache_hits=0, cache_misses=0)``               batch, cache hits and misses
 ``forget_partition(topic, partition)``        drop the lag series of a revoked partition
 ``set_in_flight(n)``                          events read but not yet committed
 ``finetune_run(result, seconds,               one fine-tuning run (``promoted``, ``rejected``,
-evaluation=None)``                            ``failed``) and its figures by role
+evaluation=None)``                            ``failed``, ``skipped``) and its figures by role
 ``set_evaluation(role, figures)``             evaluation figures of a model version role
 ``set_model_version(version)``                the encoder version now serving
 ============================================  ======================================================
