@@ -50,9 +50,19 @@ def services(settings: Settings) -> list[JavaService]:
 
 
 def external(settings: Settings) -> list[ServiceState]:
+    def detail(variable: str, value: str) -> str:
+        return f"from {variable}" if value else f"{variable} unset: the default address"
+
     return [
-        ServiceState("kafka", "external", settings.kafka_servers, detail="KAFKA_BOOTSTRAP_SERVERS"),
-        ServiceState("neo4j", "external", settings.neo4j_url, detail="NEO4J_URI"),
+        ServiceState(
+            "kafka",
+            "external",
+            settings.kafka_servers,
+            detail=detail("KAFKA_BOOTSTRAP_SERVERS", settings.kafka_bootstrap_servers),
+        ),
+        ServiceState(
+            "neo4j", "external", settings.neo4j_url, detail=detail("NEO4J_URI", settings.neo4j_uri)
+        ),
     ]
 
 
