@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from datetime import datetime
@@ -48,6 +49,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"share of users whose tastes drift (default {d.drift_share})",
     )
     parser.add_argument(
+        "--invalid",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also write N malformed event records (invalid.jsonl.gz, record format) for fuzzing",
+    )
+    parser.add_argument(
         "--item-fields",
         action="store_true",
         help="copy title, category and description into every event",
@@ -55,7 +63,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.datagen import DatasetConfig, write_dataset
+    from stream.datagen import (
+        DatasetConfig,
+        invalid_records,
+        iter_dataset,
+        write_dataset,
+        write_jsonl_gz,
+    )
 
     cfg = DatasetConfig(
         users=args.users,
@@ -81,4 +95,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         f"{summary['last_ts']} and {summary['items']} items for {cfg.users} users to "
         f"{args.out} in {time.monotonic() - t0:.1f} s"
     )
+    if args.invalid > 0:
+        _, events = iter_dataset(dataclasses.replace(cfg, events=min(cfg.events, 5000) or 100))
+        sample = list(events)
+        n = write_jsonl_gz(
+            args.out / "invalid.jsonl.gz",
+            invalid_records(sample, args.invalid, settings.event_topics, cfg.seed),
+        )
+        print(f"wrote {n} malformed event records to {args.out / 'invalid.jsonl.gz'}")
     return 0

@@ -15,12 +15,15 @@ import pytest
 from stream.datagen import (
     CATEGORIES,
     DAY,
+    MUTATIONS,
     DatasetConfig,
     generate_dataset,
     generate_events,
     generate_items,
     generate_users,
+    invalid_records,
     iter_dataset,
+    mutated_messages,
     write_dataset,
 )
 from stream.recording import route
@@ -189,3 +192,38 @@ def test_the_demo_sample_is_what_its_readme_command_writes(tmp_path: Path) -> No
         assert (tmp_path / name).read_bytes() == (demo / name).read_bytes(), (
             f"deploy/demo/{name} is stale: rerun the command in deploy/demo/README.md"
         )
+
+
+def test_mutated_messages_cover_every_reason_and_never_crash_validation() -> None:
+    from stream.exceptions import InvalidEvent
+    from stream.validation import REASONS, parse_event
+
+    _, events = generate_dataset(200, seed=1, users=10, items=20, days=2)
+    outcomes: Counter[str] = Counter()
+    first = list(mutated_messages(events, 3000, seed=4))
+    assert first == list(mutated_messages(events, 3000, seed=4))  # seeded
+    now = CFG.start + 90 * DAY
+    for how, raw in first:
+        try:
+            event = parse_event(raw, S, "", now=now)
+        except InvalidEvent as e:
+            assert how != "keep" and e.reason in REASONS
+            outcomes[e.reason] += 1
+        else:
+            outcomes["valid"] += 1
+            assert event.user_id
+    assert set(outcomes) >= set(REASONS) - {"empty", "too_large", "wrong_topic"}
+    assert 0.05 < outcomes["valid"] / 3000 < 0.4
+
+
+def test_invalid_records_are_replayable_record_lines() -> None:
+    from stream.recording import EventIds, records_from_line
+
+    _, events = generate_dataset(100, seed=1, users=5, items=10, days=2)
+    lines = list(invalid_records(events, 300, ("c", "b", "p"), seed=2))
+    assert Counter(line["topic"] for line in lines).keys() == {"c", "b", "p"}
+    ids = EventIds()
+    records = [records_from_line(orjson.dumps(line), S, ids) for line in lines]
+    assert all(r is not None and r.kind == "record" and r.value for r in records)
+    assert any("value_b64" in line for line in lines)
+    assert {line["mutation"] for line in lines} == set(MUTATIONS)
