@@ -186,3 +186,16 @@ def user_embedding(
     if norm == 0.0 or not math.isfinite(norm):
         return None
     return total / norm
+
+
+def embedding_moved(
+    old: Sequence[float] | np.ndarray | None, new: np.ndarray, tolerance: float
+) -> bool:
+    """Whether ``new`` differs from the stored ``old`` by more than ``tolerance`` (1 - cosine).
+
+    Both are unit vectors. A user whose embedding stays within the tolerance keeps the stored
+    one, so the drift between the stored embedding and the truth never exceeds the tolerance.
+    """
+    if old is None or len(old) != len(new):
+        return True
+    return 1.0 - float(np.dot(np.asarray(old, dtype=np.float64), new)) > tolerance

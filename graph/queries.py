@@ -185,12 +185,19 @@ OPTIONAL MATCH (u)-[r:INTERESTED_IN]->(i:Item)
 WHERE i.embedding_version = $version AND coalesce(i.embedding_stale, false) = false
   AND r.strength > 0
 RETURN u.user_id AS user_id, u.text_vec AS text_vec, u.text_ts AS text_ts,
-       u.text_version AS text_version,
+       u.text_version AS text_version, u.embedding AS embedding,
+       u.embedding_version AS embedding_version, coalesce(u.resimilar, false) AS resimilar,
        collect([r.strength, r.last_ts, i.embedding]) AS edges"""
 
 SET_USER_EMBEDDINGS = """UNWIND $rows AS row
 MATCH (u:User {user_id: row.user_id})
-SET u.embedding = row.embedding, u.embedding_version = $version, u.dirty = false"""
+SET u.embedding = row.embedding, u.embedding_version = $version, u.dirty = false
+REMOVE u.resimilar"""
+
+# The embedding barely moved: keep it (and the similarity edges computed from it).
+MARK_USERS_CLEAN = """UNWIND $ids AS id
+MATCH (u:User {user_id: id})
+SET u.dirty = false"""
 
 # A user with nothing to average: no embedding, no similarity edges.
 CLEAR_USER_EMBEDDINGS = """UNWIND $ids AS id
@@ -198,7 +205,7 @@ MATCH (u:User {user_id: id})
 OPTIONAL MATCH (u)-[s:SIMILAR_TO]->(:User)
 DELETE s
 WITH DISTINCT u
-REMOVE u.embedding, u.embedding_version
+REMOVE u.embedding, u.embedding_version, u.resimilar
 SET u.dirty = false"""
 
 # Replace a user's outgoing SIMILAR_TO edges by its top-k neighbours of the same embedding
@@ -227,6 +234,7 @@ CALL (u) {
   FOREACH (x IN edges[$k..] | DELETE x)
   RETURN count(*) AS neighbours
 }
+REMOVE u.resimilar
 RETURN count(u) AS refreshed"""
 
 # Items: the same, by content, for items embedded with this version and flagged dirty.
@@ -393,7 +401,7 @@ SET i.popularity = CASE WHEN coalesce(i.popularity, 0.0) - share > 0
 
 FORGET_USER = """MATCH (u:User {user_id: $user_id})
 OPTIONAL MATCH (v:User)-[:SIMILAR_TO]->(u)
-SET v.dirty = true
+SET v.dirty = true, v.resimilar = true
 WITH DISTINCT u
 DETACH DELETE u
 RETURN count(u) AS deleted"""

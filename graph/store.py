@@ -24,7 +24,7 @@ from graph.batch import (
     write_rows,
 )
 from graph.exceptions import GraphError
-from graph.fold import TextState, fold_events, user_embedding
+from graph.fold import TextState, embedding_moved, fold_events, user_embedding
 from graph.model import Event, ItemRecord
 from graph.reads import GraphReads
 
@@ -41,6 +41,7 @@ class InterestParams:
     similar_threshold: float = 0.5  # cosine similarity in [-1, 1]
     text_weight: float = 1.0  # weight of one free-text embedding in the user embedding
     trend_days: int = 56  # day buckets kept on user->category edges for interest_trends
+    embedding_tolerance: float = 1e-4  # 1 - cosine below which a user embedding is kept
 
 
 @dataclass
@@ -124,38 +125,51 @@ class GraphStore(GraphReads):
     def refresh_dirty(self, version: str, limit: int = 1000) -> int:
         """Recompute embeddings and similarity edges of up to ``limit`` dirty users and items.
 
-        Returns how many users and items were refreshed (call again while it returns > 0).
+        A user whose embedding moved less than ``InterestParams.embedding_tolerance`` keeps it
+        and its similarity edges. Returns how many users and items were processed (call again
+        while it returns > 0).
         """
         p = self._params
         with self._session() as session:
-            ids = session.execute_write(self._user_embeddings_tx, version, limit)
+            processed, ids = session.execute_write(self._user_embeddings_tx, version, limit)
             fetch = max(4 * p.similar_k, p.similar_k + 10)
             params = {"version": version, "k": p.similar_k, "fetch": fetch}
             params["threshold"] = p.similar_threshold
             if ids:
                 session.execute_write(_run, q.REFRESH_USER_SIMILARITY, ids=ids, **params)
             items = session.execute_write(_single, q.REFRESH_ITEM_SIMILARITY, limit=limit, **params)
-        return len(ids) + int(items)
+        return processed + int(items)
 
-    def _user_embeddings_tx(self, tx: Any, version: str, limit: int) -> list[str]:
+    def _user_embeddings_tx(self, tx: Any, version: str, limit: int) -> tuple[int, list[str]]:
+        """New embeddings for dirty users; returns (processed, users whose similarity to redo)."""
         half_life = self._params.half_life_s
         embedded: list[dict[str, Any]] = []
+        kept: list[str] = []
+        resimilar: list[str] = []
         empty: list[str] = []
-        for r in tx.run(q.DIRTY_USERS, limit=limit, version=version):
+        records = list(tx.run(q.DIRTY_USERS, limit=limit, version=version))
+        for r in records:
             text = None
             if r["text_vec"] is not None and r["text_version"] == version:
                 text = TextState(np.asarray(r["text_vec"]), float(r["text_ts"]), version)
             edges = [(e[0], e[1], e[2]) for e in r["edges"] if e[0] is not None]
             vec = user_embedding(edges, text, half_life)
+            old = r["embedding"] if r["embedding_version"] == version else None
             if vec is None:
                 empty.append(r["user_id"])
-            else:
+            elif embedding_moved(old, vec, self._params.embedding_tolerance):
                 embedded.append({"user_id": r["user_id"], "embedding": vec.tolist()})
+            else:
+                kept.append(r["user_id"])
+                if r["resimilar"]:
+                    resimilar.append(r["user_id"])
         if embedded:
             tx.run(q.SET_USER_EMBEDDINGS, rows=embedded, version=version).consume()
+        if kept:
+            tx.run(q.MARK_USERS_CLEAN, ids=kept).consume()
         if empty:
             tx.run(q.CLEAR_USER_EMBEDDINGS, ids=empty).consume()
-        return [row["user_id"] for row in embedded]
+        return len(records), [row["user_id"] for row in embedded] + resimilar
 
     def prune_applied_events(self, before_ts: float, limit: int = 10_000) -> int:
         """Delete event-id ledger entries of events older than ``before_ts`` (event time).

@@ -336,3 +336,50 @@ def test_pruning_the_event_ledger(store: GraphStore) -> None:
     ids = cypher(store, "MATCH (e:AppliedEvent) RETURN e.event_id AS id ORDER BY id")
     assert [r["id"] for r in ids] == ["e2", "e3"]
     assert cypher(store, "MATCH (e:AppliedEvent) WHERE e.claim IS NOT NULL RETURN e") == []
+
+
+def test_a_tiny_change_keeps_the_user_embedding(store: GraphStore) -> None:
+    store.apply_batch(
+        GraphBatch(
+            [ev(n, "u1", "i1", "click", 0) for n in range(100)],
+            CATALOGUE,
+            embed(CATALOGUE),
+            {},
+            ENC.version,
+        )
+    )
+    store.refresh_dirty(ENC.version)
+    (before,) = cypher(store, "MATCH (u:User {user_id: 'u1'}) RETURN u.embedding AS e")
+    np.testing.assert_allclose(before["e"], embed(CATALOGUE)["i1"], rtol=1e-6)
+    # one browse against 100 clicks moves the mean by 1 - cos ~ 1e-5: under the tolerance
+    store.apply_batch(GraphBatch([ev(200, "u1", "i2", "browse", 0)]))
+    assert store.refresh_dirty(ENC.version) == 1
+    (after,) = cypher(store, "MATCH (u:User {user_id: 'u1'}) RETURN u.embedding AS e, u.dirty AS d")
+    assert after == {"e": before["e"], "d": False}
+
+
+def test_forget_refills_the_similarity_lists_that_pointed_at_the_user(
+    clean_graph: Any, settings: Settings
+) -> None:
+    params = InterestParams(
+        half_life_s=HL, weights=DEFAULT_WEIGHTS, similar_k=1, similar_threshold=0.0
+    )
+    store = GraphStore(clean_graph, settings.neo4j_database, params)
+    store.ensure_schema(DIM)
+    events = [
+        ev(1, "a", "i1", "click", 0),
+        ev(2, "b", "i1", "click", 0),
+        ev(3, "b", "i2", "click", 0),
+        ev(4, "c", "i2", "click", 0),
+    ]
+    store.apply_batch(GraphBatch(events, CATALOGUE, embed(CATALOGUE), {}, ENC.version))
+    store.refresh_dirty(ENC.version)
+    (top,) = store.similar_users("a", k=5)
+    assert top["user_id"] == "b"  # a and b share i1
+    pointing = [u for u in ("b", "c") if any(r["user_id"] == "a" for r in store.similar_users(u))]
+    assert store.forget("a")
+    assert store.refresh_dirty(ENC.version) == len(pointing)
+    for user in ("b", "c"):
+        assert [r["user_id"] for r in store.similar_users(user, k=5)] == [
+            "c" if user == "b" else "b"
+        ]

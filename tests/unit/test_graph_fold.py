@@ -7,7 +7,15 @@ import pytest
 
 from graph.batch import filter_applied, item_rows, new_offsets, offset_rows
 from graph.decay import EdgeState
-from graph.fold import DAY_S, StoredState, TextState, add_to_days, fold_events, user_embedding
+from graph.fold import (
+    DAY_S,
+    StoredState,
+    TextState,
+    add_to_days,
+    embedding_moved,
+    fold_events,
+    user_embedding,
+)
 from graph.model import Event, ItemRecord
 from graph.store import GraphBatch
 
@@ -170,3 +178,13 @@ def test_item_rows_merge_catalogue_last_and_flag_changed_text() -> None:
             "text_changed": False,
         },
     ]
+
+
+def test_embedding_moved() -> None:
+    a = np.array([1.0, 0.0])
+    assert embedding_moved(None, a, 1e-4)
+    assert embedding_moved([1.0, 0.0, 0.0], a, 1e-4)  # another dimension
+    assert not embedding_moved([1.0, 0.0], a, 1e-4)
+    b = np.array([np.cos(0.02), np.sin(0.02)])  # 1 - cos = 2e-4
+    assert embedding_moved(a, b, 1e-4)
+    assert not embedding_moved(a, b, 1e-3)
