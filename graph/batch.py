@@ -142,25 +142,37 @@ def read_stored(
     return stored, known
 
 
+ITEM_FIELDS = ("title", "category", "description")
+
+
 def item_rows(
     events: Sequence[Event], items: Sequence[ItemRecord], known: Mapping[str, Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Item fields from events, then catalogue records (last wins); flags changed texts."""
-    merged: dict[str, dict[str, Any]] = {}
-    for r in _records(events, items):
-        row = merged.setdefault(r.item_id, {"title": None, "category": None, "description": None})
-        for name in ("title", "category", "description"):
-            value = getattr(r, name)
-            if value:
-                row[name] = value
+    """Item fields to write (``None``: leave as stored); flags items whose text changed.
+
+    Catalogue records are the authority (the last one in the batch wins); the item fields an event
+    carries only fill in what neither the graph nor the batch's catalogue records have (the first
+    event wins, as for categories in ``graph.fold.item_categories``).
+    """
+    catalogue: dict[str, dict[str, Any]] = {}
+    for it in items:
+        row = catalogue.setdefault(it.item_id, {})
+        row.update({n: getattr(it, n) for n in ITEM_FIELDS if getattr(it, n)})
+    from_events: dict[str, dict[str, Any]] = {}
+    for ev in events:
+        row = from_events.setdefault(ev.item_id, {})
+        for n in ITEM_FIELDS:
+            if getattr(ev, n):
+                row.setdefault(n, getattr(ev, n))
     out = []
-    for item_id, row in sorted(merged.items()):
-        old = known.get(item_id)
+    for item_id in sorted(catalogue.keys() | from_events.keys()):
+        old = known.get(item_id, {})
+        cat, evs = catalogue.get(item_id, {}), from_events.get(item_id, {})
+        row = {n: cat.get(n) or (None if old.get(n) else evs.get(n)) for n in ITEM_FIELDS}
         changed = False
-        if old is not None and old.get("embedding_version") is not None:
-            before = item_text(old.get("title"), old.get("category"), old.get("description"))
-            fields = [row[n] or old.get(n) for n in ("title", "category", "description")]
-            changed = item_text(*fields) != before
+        if old.get("embedding_version") is not None:
+            before = item_text(*(old.get(n) for n in ITEM_FIELDS))
+            changed = item_text(*(row[n] or old.get(n) for n in ITEM_FIELDS)) != before
         out.append({"item_id": item_id, **row, "text_changed": changed})
     return out
 

@@ -150,8 +150,12 @@ def test_exactly_once_filter_offsets_and_event_ids() -> None:
     assert [r["key"] for r in offset_rows(batch)] == ["clicks/0", "clicks/1", "items/0"]
 
 
-def test_item_rows_merge_catalogue_last_and_flag_changed_text() -> None:
-    events = [Event("e1", "u1", "i1", "click", 0.0, title="Red shoe", category="shoes")]
+def test_item_rows_catalogue_wins_events_fill_gaps_and_changed_text_is_flagged() -> None:
+    events = [
+        Event("e1", "u1", "i1", "click", 0.0, title="Red shoe", category="boots"),
+        Event("e2", "u1", "i3", "click", 0.0, title="Mug", description="blue"),
+        Event("e3", "u1", "i3", "click", 0.0, title="Cup", category="kitchen"),
+    ]
     items = [ItemRecord("i1", title="Red running shoe"), ItemRecord("i2", category="books")]
     known = {
         "i1": {
@@ -159,14 +163,16 @@ def test_item_rows_merge_catalogue_last_and_flag_changed_text() -> None:
             "category": "shoes",
             "description": None,
             "embedding_version": "m1",
-        }
+        },
+        "i3": {"title": "Mug", "category": None, "description": None, "embedding_version": "m1"},
     }
     rows = item_rows(events, items, known)
     assert rows == [
+        # catalogue title wins; the event's category does not override the stored one
         {
             "item_id": "i1",
             "title": "Red running shoe",
-            "category": "shoes",
+            "category": None,
             "description": None,
             "text_changed": True,
         },
@@ -176,6 +182,14 @@ def test_item_rows_merge_catalogue_last_and_flag_changed_text() -> None:
             "category": "books",
             "description": None,
             "text_changed": False,
+        },
+        # events fill the stored gaps (first event wins): the text grew, so re-embed
+        {
+            "item_id": "i3",
+            "title": None,
+            "category": "kitchen",
+            "description": "blue",
+            "text_changed": True,
         },
     ]
 
