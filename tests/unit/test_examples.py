@@ -116,3 +116,19 @@ def test_torn_last_line_is_skipped(tmp_path: Path) -> None:
     path = tmp_path / "examples.jsonl"
     path.write_text(json.dumps(ex("u", 1).to_json()) + "\n" + '{"user_id": "u", "cont')
     assert [e.ts for e in read_examples(path)] == [1.0]
+
+
+def test_collector_stores_examples_and_forgets_everywhere(tmp_path: Path) -> None:
+    from encoder.examples import ExampleCollector
+
+    store = ExampleStore(100, path=tmp_path / "ex.jsonl")
+    c = ExampleCollector(store, ExampleBuilder(context_n=2))
+    mark = store.added_total
+    for i, (user, item) in enumerate([("u", "a"), ("u", "b"), ("v", "a"), ("v", "c"), ("u", "c")]):
+        c.observe(user, item, item.upper(), "purchase", float(i))
+    assert c.new_since(mark) == 3
+    assert c.forget("u") == 2
+    assert [(e.user_id, e.item_id) for e in store] == [("v", "c")]
+    assert c.observe("u", "d", "D", "purchase", 9.0) is None  # u's history is gone too
+    store.close()
+    assert [e.user_id for e in read_examples(tmp_path / "ex.jsonl")] == ["v"]

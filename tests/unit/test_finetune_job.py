@@ -198,3 +198,30 @@ def test_commands_finetune_and_models(
     assert ModelRegistry(tmp_path / "models").current_version() == BASE_VERSION
     assert main(["models", "list"]) == 0
     assert "ft-0001" in capsys.readouterr().out
+
+
+def test_the_event_loop_keeps_ticking_while_a_run_trains(
+    tmp_path: Path, tiny_model: Path, examples_file: Path
+) -> None:
+    import asyncio
+    import time
+
+    from stream.finetune_job import run_finetune_async
+
+    settings = settings_for(tmp_path, tiny_model)
+
+    async def scenario() -> tuple[Any, float, int]:
+        task = asyncio.create_task(run_finetune_async(settings, examples_file, steps=10))
+        worst, ticks = 0.0, 0
+        while not task.done():
+            t0 = time.monotonic()
+            await asyncio.sleep(0.02)
+            worst = max(worst, time.monotonic() - t0 - 0.02)
+            ticks += 1
+        return task.result(), worst, ticks
+
+    result, worst_lag, ticks = asyncio.run(scenario())
+    assert result.result in ("promoted", "rejected"), result
+    assert result.train["steps"] == 10
+    assert ticks > 50
+    assert worst_lag < 0.5  # the training runs in another process; the loop only waits
