@@ -136,6 +136,10 @@ def test_private_instance_comes_up_on_its_own_ports_and_goes_down(
     private = dataclasses.replace(
         settings, home=tmp_path / "home", local_kafka_port=kafka_port, local_neo4j_port=neo4j_port
     )
+    shared_artifacts = settings.home / "services" / "artifacts"
+    if shared_artifacts.is_dir():  # resolved already: spare the test a copy out of ~/.m2
+        (private.home / "services").mkdir(parents=True)
+        (private.home / "services" / "artifacts").symlink_to(shared_artifacts)
     try:
         states = services.up(private, say=lambda _: None)
         assert [(s.name, s.state, s.detail) for s in states] == [
