@@ -383,3 +383,29 @@ def test_forget_refills_the_similarity_lists_that_pointed_at_the_user(
         assert [r["user_id"] for r in store.similar_users(user, k=5)] == [
             "c" if user == "b" else "b"
         ]
+
+
+class FailingOnce(GraphStore):
+    """Fails the first transaction attempt after it wrote everything (a lost connection)."""
+
+    failures = 0
+
+    def _apply_tx(self, tx: Any, batch: GraphBatch) -> ApplyResult:
+        result = super()._apply_tx(tx, batch)
+        if self.failures == 0:
+            from neo4j.exceptions import SessionExpired
+
+            self.failures += 1
+            raise SessionExpired("connection lost before commit (test)")
+        return result
+
+
+def test_a_retried_transaction_has_the_effect_of_one(store: GraphStore) -> None:
+    flaky = FailingOnce(store._driver, store._database, store._params)
+    result = flaky.apply_batch(recording())
+    assert flaky.failures == 1
+    assert (result.applied, result.duplicates) == (4, 0)  # the retry saw none of the first try
+    once = canonical_dump(store._driver, store._database)
+    cypher(store, "MATCH (n) DETACH DELETE n")
+    store.apply_batch(recording())
+    assert canonical_dump(store._driver, store._database) == once
