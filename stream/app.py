@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -79,7 +81,8 @@ def create_app(
 
     @app.agent(source, name="tastegraph.batches")
     async def consume(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.max_batch, within=settings.max_wait_s):
+        batches = stream.take_events(settings.max_batch, within=settings.max_wait_s)  # type: ignore[attr-defined]
+        async for events in batches:
             records = [
                 RawRecord(
                     topic=e.message.topic,
@@ -101,6 +104,13 @@ def create_app(
             if metrics is not None:
                 metrics.set_in_flight(0)
 
+    @app.timer(interval=settings.refresh_interval_s)
+    async def refresh_derived() -> None:
+        # drain the dirty users/items in bounded chunks; a timer tick never overlaps another
+        while await processor.refresh(settings.refresh_limit) >= settings.refresh_limit:
+            if processor.stopping:
+                return
+
     @app.timer(interval=2.0)
     async def report_lag() -> None:
         lags = {}
@@ -117,13 +127,8 @@ def create_app(
         idle = time.monotonic() - progress.last_record_at
         if idle >= until_idle_s and progress.in_flight == 0 and not any(lags.values()):
             log.info("caught up, stopping %s", kv(idle_s=round(idle, 1)))
-            app._tastegraph_caught_up = True  # type: ignore[attr-defined]
-            asyncio.get_running_loop().call_soon(_stop_worker, app)
+            processor.stopping = True
+            # the same path as an operator's SIGTERM: finish the batch, commit, close
+            os.kill(os.getpid(), signal.SIGTERM)
 
     return app, progress
-
-
-def _stop_worker(app: faust.App) -> None:
-    worker = getattr(app, "_worker", None) or getattr(app, "worker", None)
-    if worker is not None:
-        asyncio.ensure_future(worker.stop())

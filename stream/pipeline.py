@@ -15,12 +15,11 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import numpy as np
 from neo4j.exceptions import DriverError, Neo4jError
 
 from encoder.protocol import TextEncoder
 from graph.model import Event, ItemRecord, item_text
-from graph.store import GraphBatch, GraphStore
+from graph.store import GraphBatch, GraphStore, Vector
 from stream.logs import kv
 from stream.settings import Settings
 from stream.validation import Invalid, classify, classify_items, dead_letter_value
@@ -81,6 +80,7 @@ class BatchProcessor:
         self.metrics = metrics
         # one thread: the encoder and the driver are used by one batch at a time
         self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="tastegraph-batch")
+        self.refresh_executor = ThreadPoolExecutor(1, thread_name_prefix="tastegraph-refresh")
         self.clock = clock
         self.stopping = False
 
@@ -114,7 +114,7 @@ class BatchProcessor:
 
     async def embed(
         self, events: Sequence[Event], items: Sequence[ItemRecord]
-    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    ) -> tuple[dict[str, Vector], dict[str, Vector]]:
         """Embeds items that lack a current-version embedding (and free texts of events)."""
         version = self.encoder.version
         texts: dict[str, str] = {}
@@ -210,31 +210,35 @@ class BatchProcessor:
                 ]
             )
             out.dead_lettered = len(dead)
-        await self.refresh()
-        t4 = time.perf_counter()
-        out.stages = {
-            "decode": t1 - t0,
-            "encode": t2 - t1,
-            "graph_write": t3 - t2,
-            "refresh": t4 - t3,
-        }
+        out.stages = {"decode": t1 - t0, "encode": t2 - t1, "graph_write": t3 - t2}
         self._observe(out, events)
         return out
 
-    async def refresh(self) -> None:
-        """Recomputes embeddings and similarity edges of what the batch changed (retried)."""
+    async def refresh(self, limit: int = 500) -> int:
+        """Recomputes user embeddings and similarity edges of what batches changed.
+
+        Runs beside the batches (its own thread), not in their critical path: strengths are fresh
+        as soon as a batch commits, derived data follows within a refresh interval. The dirty flags
+        live in the graph, so a crash loses no refresh. Returns how many nodes it refreshed.
+        """
         delay = 0.1
         while True:
+            t0 = time.perf_counter()
             try:
-                await self._run(self.store.refresh_dirty, self.encoder.version)
-                return
+                n = await asyncio.get_running_loop().run_in_executor(
+                    self.refresh_executor, self.store.refresh_dirty, self.encoder.version, limit
+                )
             except Exception as e:
-                if not is_transient(e):
-                    # derived data only: the dirty flags stay and the next batch tries again
-                    log.error("refresh failed %s", kv(error=repr(e)))
-                    return
+                if not is_transient(e) or self.stopping:
+                    # derived data only: the dirty flags stay and the next run tries again
+                    log.error("refresh failed %s", kv(error=repr(e)[:300]))
+                    return 0
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.write_retry_max_s)
+                continue
+            if n and self.metrics is not None:
+                self.metrics.observe_stage("refresh", time.perf_counter() - t0)
+            return int(n)
 
     # -- metrics -----------------------------------------------------------------------------------
     def _count(self, what: str, label: str = "") -> None:

@@ -22,7 +22,8 @@ class Runtime:
     processor: BatchProcessor
 
     def close(self) -> None:
-        self.processor.executor.shutdown(wait=True)  # type: ignore[attr-defined]
+        self.processor.executor.shutdown(wait=True)
+        self.processor.refresh_executor.shutdown(wait=True)
         self.driver.close()
 
 
@@ -41,6 +42,7 @@ def open_driver(settings: Settings) -> Any:
     return neo4j.GraphDatabase.driver(
         settings.neo4j_url,
         auth=(settings.neo4j_user, settings.neo4j_password.get_secret_value()),
+        notifications_min_severity="OFF",
     )
 
 

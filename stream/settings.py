@@ -76,6 +76,8 @@ class Settings:
     # --- batching -----------------------------------------------------------------------------
     max_batch: int = 2000
     max_wait_s: float = 0.25
+    refresh_interval_s: float = 1.0
+    refresh_limit: int = 500
     # --- interest model -----------------------------------------------------------------------
     half_life_days: float = 14.0
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
