@@ -95,15 +95,16 @@ def up(
     layout = Layout.of(settings)
     with processes.locked(layout.lock_file):
         todo = services(settings)
-        started: dict[str, int] = {}
-        java: str | None = None
-        for service in todo:
-            state = _state(service)
+        states = [_state(service) for service in todo]
+        for state in states:  # refuse before starting anything
             if state.state == "port-busy":
                 raise ServicesError(
-                    f"{service.name} cannot start: {state.detail}; stop it or pick another port "
-                    f"(TASTEGRAPH_LOCAL_{service.name.upper()}_PORT)."
+                    f"{state.name} cannot start: {state.detail}; stop it or pick another port "
+                    f"(TASTEGRAPH_LOCAL_{state.name.upper()}_PORT)."
                 )
+        started: dict[str, int] = {}
+        java: str | None = None
+        for service, state in zip(todo, states, strict=True):
             if state.pid is not None:
                 continue
             _warn_ephemeral(service, say)

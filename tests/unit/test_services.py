@@ -293,3 +293,21 @@ def test_a_failed_start_shows_the_error_lines_of_the_logs(tmp_path: Path) -> Non
     quiet.write_text("a\nb\n")
     assert processes.log_excerpt([quiet]) == "a\nb"
     assert 9092 not in processes.ephemeral_ports()
+
+
+def test_a_port_held_by_another_program_is_reported_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        settings = make_settings(tmp_path, kafka=1, neo4j=busy)  # nothing listens on ports 1-2
+        states = {s.name: s for s in services.status(settings)}
+        assert states["neo4j"].state == "port-busy"
+        assert not states["neo4j"].running
+        with pytest.raises(ServicesError, match=f"neo4j cannot start: port {busy} is used"):
+            services.up(settings, say=lambda _: None)
+    assert not list((tmp_path / "services").glob("*/*.pid"))
