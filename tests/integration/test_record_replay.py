@@ -276,3 +276,23 @@ def test_record_from_now_on_until_ctrl_c(topics: Settings, tmp_path: Path) -> No
     assert "recorded 5 records" in stdout
     users = sorted(orjson.loads(r["value"])["user_id"] for r in read_recording(out))
     assert users == [f"u{n}" for n in range(5)]
+
+
+def test_ensure_topics_creates_only_what_is_missing(
+    settings: Settings, unique_topics: Callable[[str], str], kafka_admin: Any
+) -> None:
+    import asyncio
+
+    existing, fresh, compacted = (unique_topics(p) for p in ("et-old", "et-new", "et-cmp"))
+    kafka_admin.create_topics(existing, partitions=2)
+    assert ensure_topics(settings, [existing, fresh]) == [fresh]
+    assert ensure_topics(settings, [existing, fresh]) == []
+    parts = run_sync(topic_partitions(settings, [existing, fresh]))
+    assert {t: len(p) for t, p in parts.items()} == {existing: 2, fresh: settings.topic_partitions}
+
+    async def from_a_running_loop() -> list[str]:
+        return ensure_topics(settings, [compacted], compact=True, partitions=1)
+
+    assert asyncio.run(from_a_running_loop()) == [compacted]
+    assert topic_config(settings, compacted, "cleanup.policy") == "compact"
+    assert topic_config(settings, fresh, "cleanup.policy") == "delete"
