@@ -15,6 +15,7 @@ fsync can lose the last few examples, never corrupt older ones: a torn last line
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -188,6 +189,12 @@ class ExampleStore:
     ``added_total`` counts the examples loaded from the file plus every one added since, so the
     periodic agent can compare it with the value it saw at its last run to know how many are new
     (``TASTEGRAPH_FINETUNE_MIN_EXAMPLES``).
+
+    Several processes may open the same file (the worker appends, ``tastegraph forget`` or a
+    second worker forgets): every append and rewrite holds an exclusive ``flock`` on
+    ``<file>.lock``, and a store that finds the file replaced by someone else's rewrite reloads
+    it before writing, so a forgotten user's examples never come back from another process's
+    memory.
     """
 
     def __init__(self, max_examples: int = 50_000, path: Path | str | None = None) -> None:
@@ -199,11 +206,44 @@ class ExampleStore:
         self.added_total = 0
         self._file: IO[str] | None = None
         self._file_lines = 0
-        if self.path is not None and self.path.exists():
+        self._inode: int | None = None
+        if self.path is not None:
+            with self._locked():
+                self._load()
+            self.added_total = self._file_lines
+
+    def _load(self) -> None:
+        assert self.path is not None
+        self._items.clear()
+        self._file_lines = 0
+        self._inode = None
+        if self.path.exists():
+            self._inode = os.stat(self.path).st_ino
             for ex in read_examples(self.path):
                 self._items.append(ex)
                 self._file_lines += 1
-            self.added_total = self._file_lines
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+    def _sync(self) -> None:
+        """Under the lock: reload when another process replaced (rewrote) the file."""
+        assert self.path is not None
+        try:
+            inode: int | None = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            inode = None
+        if inode != self._inode:
+            self.close()
+            self._load()
 
     # -- content ---------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -220,32 +260,40 @@ class ExampleStore:
 
     def add_many(self, examples: Iterable[Example]) -> int:
         """Appends examples (oldest fall off), and their lines to the file; returns the count."""
-        lines = []
-        n = 0
-        for ex in examples:
-            self._items.append(ex)
-            n += 1
-            if self.path is not None:
-                lines.append(json.dumps(ex.to_json(), ensure_ascii=False))
-        self.added_total += n
-        if lines:
+        batch = list(examples)
+        if not batch:
+            return 0
+        self.added_total += len(batch)
+        if self.path is None:
+            self._items.extend(batch)
+            return len(batch)
+        with self._locked():
+            self._sync()
+            self._items.extend(batch)
             f = self._open_append()
-            f.write("\n".join(lines) + "\n")
+            f.write("".join(json.dumps(ex.to_json(), ensure_ascii=False) + "\n" for ex in batch))
             f.flush()
-            self._file_lines += len(lines)
+            self._file_lines += len(batch)
             if self._file_lines > 2 * self.max_examples:
-                self.compact()
-        return n
+                self._rewrite()
+        return len(batch)
 
     def forget(self, user_id: str) -> int:
         """Removes every example of ``user_id`` (and rewrites the file); returns how many."""
-        before = len(self._items)
+        if self.path is None:
+            return self._drop(user_id)
+        with self._locked():
+            self._sync()
+            removed = self._drop(user_id)
+            if removed:
+                self._rewrite()
+        return removed
+
+    def _drop(self, user_id: str) -> int:
         kept = [ex for ex in self._items if ex.user_id != user_id]
-        removed = before - len(kept)
+        removed = len(self._items) - len(kept)
         if removed:
             self._items = deque(kept, maxlen=self.max_examples)
-            if self.path is not None:
-                self.compact()
         return removed
 
     def split(
@@ -258,8 +306,8 @@ class ExampleStore:
     def _open_append(self) -> IO[str]:
         assert self.path is not None
         if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+            self._inode = os.fstat(self._file.fileno()).st_ino
         return self._file
 
     def flush(self) -> None:
@@ -272,8 +320,15 @@ class ExampleStore:
         """Rewrites the file to hold exactly the examples in memory, atomically."""
         if self.path is None:
             return
+        with self._locked():
+            self._sync()
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        assert self.path is not None
         self.close()
         write_examples(self.path, self._items)
+        self._inode = os.stat(self.path).st_ino
         self._file_lines = len(self._items)
 
     def close(self) -> None:

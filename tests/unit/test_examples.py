@@ -132,3 +132,17 @@ def test_collector_stores_examples_and_forgets_everywhere(tmp_path: Path) -> Non
     assert c.observe("u", "d", "D", "purchase", 9.0) is None  # u's history is gone too
     store.close()
     assert [e.user_id for e in read_examples(tmp_path / "ex.jsonl")] == ["v"]
+
+
+def test_a_forget_in_another_process_is_not_undone_by_the_writer(tmp_path: Path) -> None:
+    path = tmp_path / "ex.jsonl"
+    worker = ExampleStore(100, path=path)
+    worker.add_many([ex("alice", 1), ex("bob", 2)])
+    other = ExampleStore(100, path=path)  # e.g. `tastegraph forget alice` in another process
+    assert other.forget("alice") == 1
+    other.close()
+    worker.add(ex("bob", 3))  # the worker notices the rewrite and reloads before appending
+    assert [e.user_id for e in worker] == ["bob", "bob"]
+    worker.compact()
+    worker.close()
+    assert [e.user_id for e in read_examples(path)] == ["bob", "bob"]
