@@ -118,11 +118,14 @@ def create_app(
             high = app.consumer.highwater(tp)
             if high is None:
                 continue
-            done = progress.processed.get((tp.topic, tp.partition), -1)
+            done = progress.processed.get((tp.topic, tp.partition))
+            if done is None:  # nothing processed here in this run: where the consumer stands
+                position = await app.consumer.position(tp)
+                done = (position if position is not None else 0) - 1
             lags[(tp.topic, tp.partition)] = max(0, high - done - 1)
             if metrics is not None:
                 metrics.set_lag(tp.topic, tp.partition, lags[(tp.topic, tp.partition)])
-        if until_idle_s is None:
+        if until_idle_s is None or not lags:
             return
         idle = time.monotonic() - progress.last_record_at
         if idle >= until_idle_s and progress.in_flight == 0 and not any(lags.values()):
