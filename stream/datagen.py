@@ -7,6 +7,8 @@ What is planted (and so what a good recommender can find):
   materials, product nouns), so texts of one category share words;
 - each user has hidden tastes: a few favourite categories (weights from a gamma draw) and a small
   floor on all others; within a category popular items are more likely (Zipf-like);
+- each user also has a favourite brand per category; brand-loyal sessions browse only that brand,
+  a taste that only the item texts show (titles and descriptions name the brand);
 - a share of users drift: their favourite categories change gradually over a window of days;
 - sessions are funnels: browse a few items of one category -> click some -> add some to the cart
   -> purchase some; a few purchases are returned days later; some sessions start with a search
@@ -56,6 +58,7 @@ class DatasetConfig:
     text_share: float = 0.2  # sessions whose first browse carries a search query
     drift_share: float = 0.5  # users whose favourite categories drift
     revisit_share: float = 0.25  # browses of an item the user saw before
+    brand_loyalty: float = 0.4  # sessions that browse only the user's favourite brand
     p_click: float = 0.45
     p_cart: float = 0.35
     p_purchase: float = 0.6
@@ -77,6 +80,11 @@ class UserTaste:
     drift_start: float
     drift_end: float
     activity: float
+    brands: tuple[int, ...] = ()  # the favourite brand (index into its brands) per category
+
+    def brand(self, category: str) -> str:
+        """The user's favourite brand in ``category``."""
+        return VOCABULARY[category][0][self.brands[CATEGORIES.index(category)]]
 
     def at(self, ts: float) -> tuple[float, ...]:
         if ts <= self.drift_start or self.before is self.after:
@@ -148,7 +156,8 @@ def generate_users(cfg: DatasetConfig) -> list[UserTaste]:
             d0 = cfg.start + rng.uniform(0.2, 0.7) * (end - cfg.start)
             d1 = d0 + rng.uniform(3, 14) * DAY
         activity = rng.lognormvariate(0.0, 0.8)
-        users.append(UserTaste(f"u{n:0{width}d}", before, after, d0, d1, activity))
+        brands = tuple(rng.randrange(len(VOCABULARY[c][0])) for c in CATEGORIES)
+        users.append(UserTaste(f"u{n:0{width}d}", before, after, d0, d1, activity, brands))
     return users
 
 
@@ -174,16 +183,22 @@ class _Shop:
         self.cfg = cfg
         self.rng = rng
         self.by_id = {it["item_id"]: it for it in items}
-        self.pools: dict[str, tuple[list[str], list[float]]] = {}
+        # pools by category, and by (category, brand): ids in popularity order, cumulative weights
+        self.pools: dict[Any, tuple[list[str], list[float]]] = {}
         for category in CATEGORIES:
             ids = [it["item_id"] for it in items if it["category"] == category]
             rng.shuffle(ids)
-            cum = list(itertools.accumulate(1.0 / (r + 1) ** 0.9 for r in range(len(ids))))
-            self.pools[category] = (ids, cum)
+            self.pools[category] = (ids, _zipf(len(ids)))
+            for brand in VOCABULARY[category][0]:
+                of_brand = [i for i in ids if brand in self.by_id[i]["title"]]
+                self.pools[category, brand] = (of_brand, _zipf(len(of_brand)))
         self.new_items = 0
 
-    def pick(self, category: str) -> dict[str, Any]:
+    def pick(self, category: str, brand: str | None = None) -> dict[str, Any]:
+        """A popular item of ``category`` (of ``brand`` when given and the catalogue has one)."""
         ids, cum = self.pools[category]
+        if brand is not None and self.pools[category, brand][0]:
+            ids, cum = self.pools[category, brand]
         if not ids or (
             self.cfg.embedded_share < 1 and self.rng.random() >= self.cfg.embedded_share
         ):
@@ -193,6 +208,10 @@ class _Shop:
             self.by_id[item_id] = item
             return item
         return self.by_id[ids[bisect.bisect(cum, self.rng.random() * cum[-1])]]
+
+
+def _zipf(n: int) -> list[float]:
+    return list(itertools.accumulate(1.0 / (r + 1) ** 0.9 for r in range(n)))
 
 
 def generate_events(
@@ -275,15 +294,19 @@ def _session(
             )
         out.append((t, event))
 
+    # brand-loyal sessions browse the user's favourite brand (a taste only the titles show)
+    brand = user.brand(category) if user.brands and rng.random() < cfg.brand_loyalty else None
     query = None
     if rng.random() < cfg.text_share:
         _, styles, materials, nouns, _ = VOCABULARY[category]
         query = f"{rng.choice(styles + materials)} {rng.choice(nouns)}".lower()
+        if brand is not None and rng.random() < 0.5:
+            query = f"{brand.lower()} {query}"
     for b in range(n_browse):
         if seen and rng.random() < cfg.revisit_share:
             item = shop.by_id[rng.choice(seen)]
         else:
-            item = shop.pick(category)
+            item = shop.pick(category, brand)
             seen.append(item["item_id"])
             if len(seen) > 50:
                 del seen[0]

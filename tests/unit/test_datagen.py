@@ -227,3 +227,17 @@ def test_invalid_records_are_replayable_record_lines() -> None:
     assert all(r is not None and r.kind == "record" and r.value for r in records)
     assert any("value_b64" in line for line in lines)
     assert {line["mutation"] for line in lines} == set(MUTATIONS)
+
+
+def test_users_favour_one_brand_per_category(dataset: tuple[list, list]) -> None:
+    items, events = dataset
+    title = {it["item_id"]: it["title"] for it in items}
+    category = {it["item_id"]: it["category"] for it in items}
+    tastes = {u.user_id: u for u in generate_users(CFG)}
+    hits = total = 0
+    for e in events:
+        if e["type"] == "browse":
+            total += 1
+            hits += tastes[e["user_id"]].brand(category[e["item_id"]]) in title[e["item_id"]]
+    # four brands per category: 25 % by chance, ~40 % of sessions are brand-loyal on top
+    assert hits / total > 0.45
