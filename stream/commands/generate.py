@@ -49,6 +49,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help=f"share of users whose tastes drift (default {d.drift_share})",
     )
     parser.add_argument(
+        "--brand-loyalty",
+        type=float,
+        default=d.brand_loyalty,
+        help=f"share of sessions browsing the user's favourite brand (default {d.brand_loyalty})",
+    )
+    parser.add_argument(
         "--invalid",
         type=int,
         default=0,
@@ -80,6 +86,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         start=args.start,
         text_share=args.text_share,
         drift_share=args.drift_share,
+        brand_loyalty=args.brand_loyalty,
         item_fields=args.item_fields,
     )
     if cfg.users < 1 or cfg.days < 1 or cfg.events < 0 or cfg.items < 1:

@@ -18,7 +18,13 @@ def _mapping(value: str) -> tuple[str, str]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "files", nargs="+", type=Path, metavar="FILE", help="JSON-lines files (.gz accepted)"
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="JSON-lines files (.gz accepted): recorded records go back to their topic; plain "
+        "events to the topic of their type (TASTEGRAPH_TOPIC_CLICKS, _BROWSES, _PURCHASES); "
+        "items to TASTEGRAPH_TOPIC_ITEMS",
     )
     parser.add_argument(
         "--rate",
@@ -33,7 +39,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="OLD=NEW",
-        help="produce records of topic OLD to NEW instead (repeatable; recorded files)",
+        help="produce records bound for topic OLD to NEW instead (repeatable)",
     )
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar (the summary still prints)"
