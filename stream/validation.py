@@ -278,10 +278,15 @@ def encode_bytes(name: str, data: bytes | None) -> dict[str, Any]:
 
 
 def decode_bytes(name: str, record: Mapping[str, Any]) -> bytes | None:
-    """Inverse of `encode_bytes`. A JSON object/array under ``name`` is re-serialised compactly."""
+    """Inverse of `encode_bytes`. A JSON object/array under ``name`` is re-serialised compactly.
+
+    Raises ``ValueError`` when ``<name>_b64`` is not valid base64.
+    """
     b64 = record.get(name + "_b64")
     if b64 is not None:
-        return base64.b64decode(b64)
+        if not isinstance(b64, str):
+            raise ValueError(f"{name}_b64 must be a base64 string")
+        return base64.b64decode(b64, validate=True)
     value = record.get(name)
     if value is None:
         return None

@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stream.recording import (
     EventIds,
@@ -219,3 +221,38 @@ def test_the_test_recording_matches_its_readme() -> None:
     )
     edges = {(e.user_id, e.item_id) for e in events}
     assert len(edges) == 19 and len({u for u, _ in edges}) == 5
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=8,
+)  # fmt: skip
+_line_keys = st.sampled_from(
+    ["topic", "key", "value", "key_b64", "value_b64", "timestamp", "type", "item_id", "user_id",
+     "event_id"]
+)  # fmt: skip
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True)
+@given(
+    obj=st.dictionaries(_line_keys, _json, max_size=6)
+    | st.fixed_dictionaries(
+        {"topic": st.text(min_size=1, max_size=5)},
+        optional={
+            k: _json | st.text(max_size=12) for k in ("key", "value", "key_b64", "value_b64")
+        },
+    )
+    | _json,
+    junk=st.binary(max_size=40),
+)
+def test_fuzz_any_line_becomes_a_record_or_is_skipped(obj: Any, junk: bytes) -> None:
+    for raw in (orjson.dumps(obj), junk):
+        record = records_from_line(raw, S, EventIds())
+        assert record is None or isinstance(record, ProducerRecord)
+        if record is not None:
+            assert isinstance(record.topic, str) and record.topic
+            assert record.key is None or isinstance(record.key, bytes)
+            assert record.value is None or isinstance(record.value, bytes)
