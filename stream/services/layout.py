@@ -19,7 +19,8 @@ class Layout:
 
     @classmethod
     def of(cls, settings: Settings) -> Layout:
-        return cls(settings.home)
+        # absolute: the servers run in whatever directory `up` was started from
+        return cls(settings.home.expanduser().absolute())
 
     @property
     def root(self) -> Path:

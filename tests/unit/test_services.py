@@ -311,3 +311,12 @@ def test_a_port_held_by_another_program_is_reported_before_anything_starts(
         with pytest.raises(ServicesError, match=f"neo4j cannot start: port {busy} is used"):
             services.up(settings, say=lambda _: None)
     assert not list((tmp_path / "services").glob("*/*.pid"))
+
+
+def test_a_relative_home_becomes_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    kafka = KafkaService(make_settings(Path("rel")))
+    assert properties(kafka.render_properties())["log.dirs"] == str(
+        tmp_path / "rel" / "services" / "kafka" / "data"
+    )
+    assert kafka.mark == f"-Dtastegraph.service=kafka@{tmp_path / 'rel'}"
