@@ -6,6 +6,7 @@ the order they arrive; edit them here, not in the JSON file.
 
 from __future__ import annotations
 
+import base64
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -104,6 +105,52 @@ def partition(key: str) -> int:
     return (murmur2(key.encode()) & 0x7FFFFFFF) % PARTITIONS
 
 
+def invalid_lines() -> list[bytes]:
+    """tests/data/invalid.jsonl: one record per validation reason, three valid events between them;
+    ``expect`` names the reason (or ``valid``)."""
+    ok = {"user_id": "zoe", "item_id": "kettle", "type": "click", "ts": "2026-03-02T08:00:00Z"}
+
+    def bad(n: int, **changes: object) -> dict:
+        event = {"event_id": f"bad-{n:02d}", **ok, **changes}
+        return {k: v for k, v in event.items() if v is not ...}
+
+    cases: list[tuple[str, str, object]] = [
+        ("valid", "clicks", {"event_id": "ok-01", **ok}),
+        ("empty", "clicks", None),
+        ("too_large", "clicks", bad(1, text="x" * 70_000)),
+        ("not_json", "clicks", '{"event_id": "bad-02", "user_id": "zoe", '),
+        ("not_json", "clicks", b"\xff\xfe\x00 not utf-8"),
+        ("not_object", "clicks", [1, 2, 3]),
+        ("missing_field", "clicks", bad(3, ts=...)),
+        ("valid", "browses", {"event_id": "ok-02", **ok, "type": "browse"}),
+        ("bad_type", "clicks", bad(4, user_id=1.5)),
+        ("empty_id", "clicks", bad(5, item_id="")),
+        ("id_too_long", "clicks", bad(6, item_id="k" * 200)),
+        ("text_too_long", "clicks", bad(7, text="q" * 5000)),
+        ("unknown_event_type", "clicks", bad(8, type="wishlist")),
+        ("wrong_topic", "clicks", bad(9, type="purchase")),
+        ("bad_timestamp", "clicks", bad(10, ts="2999-01-01T00:00:00Z")),
+        ("bad_timestamp", "clicks", bad(11, ts="yesterday")),
+        ("valid", "purchases", {"event_id": "ok-03", **ok, "type": "return"}),
+    ]
+    lines = []
+    offsets: dict[tuple[str, int], int] = defaultdict(int)
+    for expect, topic, value in cases:
+        p = partition("zoe")
+        record: dict = {"topic": topic, "partition": p, "offset": offsets[topic, p], "key": "zoe"}
+        offsets[topic, p] += 1
+        if isinstance(value, bytes):
+            record["value_b64"] = base64.b64encode(value).decode()
+        elif isinstance(value, str) or value is None:
+            record["value"] = value  # the exact text (or a tombstone)
+        else:
+            record["value"] = orjson.dumps(value).decode()  # as text, byte for byte
+        record["timestamp"] = None
+        record["expect"] = expect
+        lines.append(orjson.dumps(record))
+    return lines
+
+
 def main() -> None:
     offsets: dict[tuple[str, int], int] = defaultdict(int)
     lines = []
@@ -143,6 +190,10 @@ def main() -> None:
     out = Path(__file__).with_name("recording.jsonl")
     out.write_bytes(b"\n".join(lines) + b"\n")
     print(f"wrote {len(lines)} records to {out}")
+    bad = invalid_lines()
+    out = Path(__file__).with_name("invalid.jsonl")
+    out.write_bytes(b"\n".join(bad) + b"\n")
+    print(f"wrote {len(bad)} records to {out}")
 
 
 if __name__ == "__main__":

@@ -296,3 +296,22 @@ def test_ensure_topics_creates_only_what_is_missing(
     assert asyncio.run(from_a_running_loop()) == [compacted]
     assert topic_config(settings, compacted, "cleanup.policy") == "compact"
     assert topic_config(settings, fresh, "cleanup.policy") == "delete"
+
+
+def test_the_invalid_recording_round_trips_byte_for_byte(topics: Settings, tmp_path: Path) -> None:
+    source = list(read_recording(DATA / "invalid.jsonl"))
+    mapping = {
+        "clicks": topics.topic_clicks,
+        "browses": topics.topic_browses,
+        "purchases": topics.topic_purchases,
+    }
+    summary = run_sync(replay(topics, [DATA / "invalid.jsonl"], topic_map=mapping, progress=False))
+    assert summary.produced == len(source) == 17
+    names = list(mapping.values())
+    back = record_back(topics, names, tmp_path / "back.jsonl")
+    reverse = {v: k for k, v in mapping.items()}
+    assert sorted(
+        (reverse[r["topic"]], r["offset"], r["key"], r["value"] or b"") for r in back
+    ) == (sorted((s["topic"], s["offset"], s["key"], s["value"] or b"") for s in source))
+    assert any(r["value"] is None for r in back)  # the tombstone stays one
+    assert max(len(r["value"] or b"") for r in back) > topics.max_event_bytes

@@ -256,3 +256,22 @@ def test_fuzz_any_line_becomes_a_record_or_is_skipped(obj: Any, junk: bytes) -> 
             assert isinstance(record.topic, str) and record.topic
             assert record.key is None or isinstance(record.key, bytes)
             assert record.value is None or isinstance(record.value, bytes)
+
+
+def test_the_invalid_recording_has_one_record_per_reason() -> None:
+    from stream.exceptions import InvalidEvent
+    from stream.validation import REASONS
+
+    lines = [orjson.loads(raw) for _, raw in iter_lines(DATA / "invalid.jsonl")]
+    seen: Counter[str] = Counter()
+    for line in lines:
+        record = records_from_line(orjson.dumps(line), S, EventIds())
+        assert record is not None and record.kind == "record"
+        try:
+            parse_event(record.value, S, record.topic, now=1.9e9)
+            outcome = "valid"
+        except InvalidEvent as e:
+            outcome = e.reason
+        assert outcome == line["expect"], line
+        seen[outcome] += 1
+    assert set(seen) == {*REASONS, "valid"} and seen["valid"] == 3
