@@ -185,6 +185,7 @@ def write_rows(
     known: Mapping[str, Mapping[str, Any]],
     folded: FoldResult,
     offsets: Mapping[str, int],
+    half_life: float,
 ) -> dict[str, int]:
     """Write every folded state as an absolute value; returns the rows written by kind."""
     written: dict[str, int] = {}
@@ -210,7 +211,7 @@ def write_rows(
     pops = [
         {"item_id": i, "popularity": s, "ts": t} for i, (s, t) in sorted(folded.popularity.items())
     ]
-    put("popularity", q.SET_ITEM_POPULARITY, pops)
+    put("popularity", q.SET_ITEM_POPULARITY, pops, half_life=half_life)
     put(
         "embeddings",
         q.SET_ITEM_EMBEDDINGS,

@@ -118,7 +118,7 @@ class GraphStore(GraphReads):
             text_weight=p.text_weight,
             trend_days=p.trend_days,
         )
-        rows = write_rows(tx, batch, events, items, known, folded, offsets)
+        rows = write_rows(tx, batch, events, items, known, folded, offsets, p.half_life_s)
         return ApplyResult(applied=len(events), duplicates=duplicates, rows=rows)
 
     # --- derived data ---------------------------------------------------------------------

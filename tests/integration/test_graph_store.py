@@ -280,6 +280,10 @@ def test_forget_erases_the_user_and_what_derives_from_them(store: GraphStore) ->
     # u1 browsed i2 at day 2 (weight 1); u2 purchased it at day 1: popularity loses u1's share
     (pop,) = cypher(store, "MATCH (i:Item {item_id: 'i2'}) RETURN i.popularity AS p")
     assert pop["p"] == pytest.approx(pop_before["p"] - 1.0)
+    (rank,) = cypher(
+        store, "MATCH (i:Item {item_id: 'i2'}) RETURN i.popularity_rank AS r, i.popularity_ts AS t"
+    )
+    assert rank["r"] == pytest.approx(np.log2(pop["p"]) + rank["t"] / HL)
     assert all(r["user_id"] != "u1" for r in store.audience(category="shoes", now=3 * DAY))
     assert store.similar_users("u2") == []
     assert store.forget("u1") is False

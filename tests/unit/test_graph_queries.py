@@ -78,7 +78,9 @@ def test_item_popularity_embeddings_and_user_text() -> None:
     assert q.SET_ITEM_POPULARITY == (
         "UNWIND $rows AS row\n"
         "MATCH (i:Item {item_id: row.item_id})\n"
-        "SET i.popularity = row.popularity, i.popularity_ts = row.ts"
+        "SET i.popularity = row.popularity, i.popularity_ts = row.ts,\n"
+        "    i.popularity_rank = CASE WHEN row.popularity > 0 THEN "
+        "log(row.popularity) / log(2.0) + row.ts / $half_life END"
     )
     assert q.SET_ITEM_EMBEDDINGS == (
         "UNWIND $rows AS row\n"
@@ -157,6 +159,8 @@ def test_decay_to_now_is_the_same_expression_everywhere() -> None:
 
 
 def test_every_strategy_excludes_purchases() -> None:
-    for text in (q.RECOMMEND_CONTENT, q.RECOMMEND_COLLABORATIVE, q.RECOMMEND_POPULAR):
+    for text in (q.RECOMMEND_CONTENT, q.RECOMMEND_COLLABORATIVE):
         assert q.NOT_PURCHASED in text
+    assert "WHERE coalesce(p.n_purchase, 0) > 0" in q.RECOMMEND_POPULAR
+    for text in (q.RECOMMEND_CONTENT, q.RECOMMEND_COLLABORATIVE, q.RECOMMEND_POPULAR):
         assert "RETURN i.item_id AS item_id, i.category AS category, score" in text
