@@ -357,10 +357,11 @@ RETURN u.user_id AS user_id, score
 ORDER BY score DESC, user_id
 LIMIT $k"""
 
-# Co-interest: users interested in a cart item, what else they are interested in.
+# Co-interest: the $max_users users most interested in the cart's items, what else they like.
 CART_CO_INTEREST = f"""MATCH (c:Item)<-[r1:INTERESTED_IN]-(u:User)
 WHERE c.item_id IN $item_ids AND r1.strength > 0
 WITH u, sum({_decayed("r1.strength", "r1.last_ts")}) AS cart_interest
+ORDER BY cart_interest DESC, u.user_id LIMIT $max_users
 MATCH (u)-[r:INTERESTED_IN]->(i:Item)
 WHERE NOT i.item_id IN $item_ids AND r.strength > 0
 WITH i, sum(sqrt(cart_interest * {R_NOW})) AS score

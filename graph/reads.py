@@ -177,13 +177,16 @@ class GraphReads:
         return self._read(q.AUDIENCE_ITEM, now, item_id=item_id, k=k)
 
     def cart_complements(
-        self, item_ids: Iterable[str], k: int = 10, now: float | None = None
+        self, item_ids: Iterable[str], k: int = 10, now: float | None = None, max_users: int = 500
     ) -> list[Scored]:
-        """Items to add to a cart: co-interest of the cart's users, then content similarity."""
+        """Items to add to a cart: what the users most interested in the cart's items also like
+        (the ``max_users`` strongest), plus content similarity at half weight."""
         ids = sorted(set(item_ids))
         fetch = max(50, 5 * k)
         parts = {
-            "co_interest": self._ranked(q.CART_CO_INTEREST, now, item_ids=ids, fetch=fetch),
+            "co_interest": self._ranked(
+                q.CART_CO_INTEREST, now, item_ids=ids, fetch=fetch, max_users=max_users
+            ),
             "similar": self._ranked(q.CART_SIMILAR_ITEMS, now, item_ids=ids, fetch=fetch),
         }
         return blend(parts, {"co_interest": 1.0, "similar": 0.5})[:k]
