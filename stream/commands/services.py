@@ -39,4 +39,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if not args.quiet:
         for state in states:
             print(state.line())
+        if settings.use_local_services:
+            print(f"state, logs: {settings.home / 'services'}")
     return 0 if all(s.running for s in states) else 1
