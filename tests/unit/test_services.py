@@ -320,3 +320,26 @@ def test_a_relative_home_becomes_absolute(tmp_path: Path, monkeypatch: pytest.Mo
         tmp_path / "rel" / "services" / "kafka" / "data"
     )
     assert kafka.mark == f"-Dtastegraph.service=kafka@{tmp_path / 'rel'}"
+
+
+def test_cli_reports_a_missing_java_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+
+    env = {
+        "PATH": str(tmp_path / "bin"),  # neither java nor mvn
+        "TASTEGRAPH_HOME": str(tmp_path / "home"),
+        "TASTEGRAPH_LOCAL_KAFKA_PORT": "1",  # nothing listens on ports 1-3
+        "TASTEGRAPH_LOCAL_NEO4J_PORT": "3",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "services", "up"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "tastegraph: No `java` found: install a Java 17 or newer JDK "
+        "(e.g. `apt-get install -y openjdk-17-jdk-headless`)."
+    ]
