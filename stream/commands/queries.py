@@ -168,8 +168,24 @@ def _query(args: argparse.Namespace, settings: Settings, store: Any) -> Any:
     if cmd == "churn-risk":
         return store.churn_risk(args.threshold, args.inactive_days, now=args.now, limit=args.limit)
     if cmd == "forget":
-        return {"user_id": args.user_id, "forgotten": store.forget(args.user_id)}
+        forgotten = store.forget(args.user_id)
+        return {
+            "user_id": args.user_id,
+            "forgotten": forgotten,
+            "finetune_examples_removed": _forget_examples(settings, args.user_id),
+        }
     raise ValueError(f"unknown command {cmd!r}")
+
+
+def _forget_examples(settings: Settings, user_id: str) -> int:
+    """Drop the user's fine-tuning examples from the worker's durable example store."""
+    from stream.finetune_job import default_examples_path, example_collector_for
+
+    if not default_examples_path(settings).exists():
+        return 0
+    collector = example_collector_for(settings)
+    with collector.store:
+        return int(collector.forget(user_id))
 
 
 def _plain(value: Any) -> Any:

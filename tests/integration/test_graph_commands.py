@@ -1,0 +1,79 @@
+"""The query commands against the real Neo4j: `tastegraph recommend ... --json` and `forget`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from encoder.examples import Example, ExampleStore
+from graph.model import Event, ItemRecord
+from graph.store import GraphBatch, GraphStore, InterestParams
+from stream.commands import queries
+from stream.finetune_job import default_examples_path
+from stream.settings import DEFAULT_WEIGHTS, Settings
+
+pytestmark = pytest.mark.integration
+
+DAY = 86400.0
+
+
+def command(name: str, *argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=name)
+    queries.configure_command(name, parser)
+    args = parser.parse_args(argv)
+    args.command = name
+    return args
+
+
+@pytest.fixture
+def planted(clean_graph: Any, settings: Settings, tmp_path: Path) -> Settings:
+    store = GraphStore(
+        clean_graph,
+        settings.neo4j_database,
+        InterestParams(half_life_s=14 * DAY, weights=DEFAULT_WEIGHTS),
+    )
+    store.ensure_schema(384)
+    items = [ItemRecord("i1", "tent", "camping"), ItemRecord("i2", "stove", "camping")]
+    events = [
+        Event("e1", "u1", "i1", "purchase", 0.0),
+        Event("e2", "u2", "i2", "click", 0.0),
+        Event("e3", "u2", "i1", "click", 0.0),
+    ]
+    store.apply_batch(GraphBatch(events, items))
+    return dataclasses.replace(settings, home=tmp_path)
+
+
+def test_recommend_json(planted: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    args = command("recommend", "u1", "--strategy", "blend", "--json", "--now", "86400")
+    assert queries.run(args, planted) == 0
+    out = orjson.loads(capsys.readouterr().out)
+    # no embeddings and no neighbours yet: popularity only; i1 is purchased so it never shows
+    assert [(r["item_id"], r["category"]) for r in out] == [("i2", "camping")]
+
+
+def test_forget_erases_the_graph_and_the_finetuning_examples(
+    planted: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = default_examples_path(planted)
+    path.parent.mkdir(parents=True)
+    with ExampleStore(path=path) as store:
+        store.add_many(
+            [Example("u2", "tent", "i2", "stove", 1.0), Example("u1", "x", "i1", "t", 2)]
+        )
+    assert queries.run(command("forget", "u2", "--json"), planted) == 0
+    assert orjson.loads(capsys.readouterr().out) == {
+        "user_id": "u2",
+        "forgotten": True,
+        "finetune_examples_removed": 1,
+    }
+    with ExampleStore(path=path) as store:
+        assert [ex.user_id for ex in store] == ["u1"]
+    assert queries.run(command("audience", "--item", "i1", "--json", "--now", "0"), planted) == 0
+    assert [r["user_id"] for r in orjson.loads(capsys.readouterr().out)] == ["u1"]
+    assert queries.run(command("forget", "u2"), planted) == 0
+    assert "False" in capsys.readouterr().out
