@@ -23,7 +23,10 @@ NODE_KEYS = {
 # Derived from the interest state by refresh_dirty; their exact values depend on when refreshes
 # ran, so crash tests may leave them out with ``derived=False``.
 DERIVED_TYPES = frozenset({"SIMILAR_TO"})
-DERIVED_PROPERTIES = frozenset({"embedding", "embedding_version", "dirty"})
+DERIVED_PROPERTIES = {
+    "User": frozenset({"embedding", "embedding_version", "dirty", "resimilar"}),
+    "Item": frozenset({"dirty"}),
+}
 
 
 def node_ref(labels: Iterable[str], props: dict[str, Any]) -> str:
@@ -44,17 +47,19 @@ def canonical_dump(
 ) -> dict[str, list[str]]:
     """``{"nodes": [...], "relationships": [...]}``, each a sorted list of JSON lines.
 
-    ``derived=False`` leaves out SIMILAR_TO edges and the User embedding/dirty properties
-    (Item embeddings come from the encoder and stay). ``exclude_labels`` drops whole node kinds
-    (for example ``AppliedEvent``) and relationships touching them.
+    ``derived=False`` leaves out SIMILAR_TO edges, the User embedding and the refresh flags
+    (``dirty``, ``resimilar``); Item embeddings come from the encoder and stay.
+    ``exclude_labels`` drops whole node kinds (for example ``AppliedEvent``) and the relationships
+    touching them.
     """
     skip_props = set(exclude_properties)
     skip_labels = set(exclude_labels)
 
     def clean(labels: list[str], props: dict[str, Any]) -> dict[str, Any]:
         drop = set(skip_props)
-        if not derived and "User" in labels:
-            drop |= DERIVED_PROPERTIES
+        if not derived:
+            for label in labels:
+                drop |= DERIVED_PROPERTIES.get(label, frozenset())
         return {k: v for k, v in sorted(props.items()) if k not in drop}
 
     nodes_rec, _, _ = driver.execute_query(q.DUMP_NODES, database_=database, routing_="r")

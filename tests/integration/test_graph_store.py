@@ -413,3 +413,19 @@ def test_a_retried_transaction_has_the_effect_of_one(store: GraphStore) -> None:
     cypher(store, "MATCH (n) DETACH DELETE n")
     store.apply_batch(recording())
     assert canonical_dump(store._driver, store._database) == once
+
+
+def test_canonical_dump_without_derived_data(store: GraphStore) -> None:
+    store.apply_batch(recording())
+    store.refresh_dirty(ENC.version)
+    full = canonical_dump(store._driver, store._database)
+    assert any('"SIMILAR_TO"' in line for line in full["relationships"])
+    bare = canonical_dump(
+        store._driver, store._database, derived=False, exclude_labels=["AppliedEvent"]
+    )
+    assert not any('"SIMILAR_TO"' in line for line in bare["relationships"])
+    users = [line for line in bare["nodes"] if '"User"' in line]
+    assert len(users) == 2
+    assert not any('"embedding"' in u or '"dirty"' in u for u in users)
+    assert not any("AppliedEvent" in line for line in bare["nodes"])
+    assert len(bare["nodes"]) == len(full["nodes"]) - 4  # the four applied event ids
