@@ -15,6 +15,7 @@ NEO4J_VERSION = "5.26.30"
 NEO4J = Artifact("neo4j", NEO4J_VERSION, (f"org.neo4j:neo4j:{NEO4J_VERSION}",))
 HEAP = "1g"
 PAGECACHE = "512m"
+MIN_PASSWORD = 8  # dbms.security.auth_minimum_password_length
 LOCAL_USER = "neo4j"  # the user whose initial password `up` sets
 # what the distribution's launcher passes: Neo4j's page cache wants direct access to NIO buffers
 _OPENS = ("java.base/java.nio", "java.base/sun.nio.ch", "java.base/java.io", "java.base/java.lang")
@@ -105,7 +106,14 @@ class Neo4jService(JavaService):
                 )
             return
         preferred = self.settings.neo4j_password.get_secret_value()
+        if preferred and len(preferred) < MIN_PASSWORD:
+            raise ServicesError(
+                f"NEO4J_PASSWORD is shorter than Neo4j's minimum of {MIN_PASSWORD} characters: "
+                "unset it (a password is generated) or choose a longer one."
+            )
+        created = not password_file.exists()
         password = read_or_create_password(password_file, preferred)
+        # the password is briefly on this command line; the state directory is the user's own
         cmd = [
             java,
             "-Xmx256m",
@@ -120,6 +128,8 @@ class Neo4jService(JavaService):
             cmd, capture_output=True, text=True, timeout=300, env=self._classpath_env(), check=False
         )
         if out.returncode != 0 or not self.auth_file.exists():
+            if created:
+                password_file.unlink(missing_ok=True)
             raise ServicesError(
                 f"setting Neo4j's initial password failed:\n{out.stdout}{out.stderr}"
             )
@@ -156,7 +166,10 @@ class Neo4jService(JavaService):
                 connection_timeout=timeout_s,
                 connection_acquisition_timeout=timeout_s,
             ) as driver:
-                records, _, _ = driver.execute_query("RETURN 1 AS ok")
+                driver.verify_connectivity()
+                # an auto-commit query: execute_query would retry for 30 s on its own
+                with driver.session() as session:
+                    records = list(session.run("RETURN 1 AS ok"))
         except AuthError as e:
             raise ServicesError(
                 f"Neo4j at {self.address} rejects the password in {self.layout.password_file}"

@@ -343,3 +343,10 @@ def test_cli_reports_a_missing_java_in_one_line(tmp_path: Path) -> None:
         "tastegraph: No `java` found: install a Java 17 or newer JDK "
         "(e.g. `apt-get install -y openjdk-17-jdk-headless`)."
     ]
+
+
+def test_a_too_short_neo4j_password_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    neo4j = Neo4jService(make_settings(tmp_path, NEO4J_PASSWORD="short"))
+    with pytest.raises(ServicesError, match="minimum of 8 characters"):
+        neo4j.prepare("/nonexistent/java", "/nonexistent/lib/*")
+    assert not (tmp_path / "neo4j-password").exists()
