@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from graph.batch import filter_applied, item_rows, new_offsets, offset_rows
 from graph.decay import EdgeState
 from graph.fold import (
     DAY_S,
+    FoldResult,
     StoredState,
     TextState,
     add_to_days,
@@ -202,3 +205,44 @@ def test_embedding_moved() -> None:
     b = np.array([np.cos(0.02), np.sin(0.02)])  # 1 - cos = 2e-4
     assert embedding_moved(a, b, 1e-4)
     assert not embedding_moved(a, b, 1e-3)
+
+
+def _continue(stored: StoredState, out: FoldResult) -> StoredState:
+    """The stored state after writing ``out`` on top of ``stored`` (what apply_batch does)."""
+    return StoredState(
+        item_edges={**stored.item_edges, **out.item_edges},
+        category_edges={**stored.category_edges, **out.category_edges},
+        category_days={**stored.category_days, **out.category_days},
+        item_categories=stored.item_categories,
+        popularity={**stored.popularity, **out.popularity},
+        user_text={**stored.user_text, **out.user_text},
+    )
+
+
+event_lists = st.lists(
+    st.builds(
+        lambda n, u, i, k, d: Event(f"e{n}", f"u{u}", f"i{i}", k, d * DAY_S),
+        st.integers(0, 10**6),
+        st.integers(0, 2),
+        st.integers(0, 3),
+        st.sampled_from(sorted(W)),
+        st.floats(0, 60, allow_nan=False),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(event_lists, st.integers(0, 25))
+def test_splitting_a_batch_anywhere_gives_the_same_state(events: list[Event], cut: int) -> None:
+    """Batch boundaries (a restart, a smaller max_batch) never change the folded state."""
+    cats = {"i0": "a", "i1": "a", "i2": "b"}
+    whole = fold_events(events, StoredState(item_categories=cats), weights=W, half_life=HL)
+    first = fold_events(events[:cut], StoredState(item_categories=cats), weights=W, half_life=HL)
+    stored = _continue(StoredState(item_categories=cats), first)
+    second = fold_events(events[cut:], stored, weights=W, half_life=HL)
+    final = _continue(stored, second)
+    assert final.item_edges == whole.item_edges
+    assert final.category_edges == whole.category_edges
+    assert final.category_days == whole.category_days
+    assert final.popularity == whole.popularity
