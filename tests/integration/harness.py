@@ -1,0 +1,124 @@
+"""Helpers to run the real worker (`tastegraph worker`, a subprocess) against unique topics."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stream.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+RECORDING = ROOT / "tests" / "data" / "recording.jsonl"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def isolated(settings: Settings, **overrides: Any) -> Settings:
+    """Settings with topics and consumer group of their own (and a free metrics port)."""
+    run = uuid.uuid4().hex[:10]
+    values: dict[str, Any] = {
+        "app_id": f"tastegraph-test-{run}",
+        "topic_clicks": f"clicks-{run}",
+        "topic_browses": f"browses-{run}",
+        "topic_purchases": f"purchases-{run}",
+        "topic_items": f"items-{run}",
+        "topic_dead_letter": f"dead-letter-{run}",
+        "metrics_port": free_port(),
+        "max_wait_s": 0.2,
+    }
+    values.update(overrides)
+    return dataclasses.replace(settings, **values)
+
+
+def topic_map(settings: Settings) -> dict[str, str]:
+    """Maps the default topic names of a recording to ``settings``' topics."""
+    return {
+        "clicks": settings.topic_clicks,
+        "browses": settings.topic_browses,
+        "purchases": settings.topic_purchases,
+        "items": settings.topic_items,
+    }
+
+
+def env_of(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(settings.masked())
+    env["NEO4J_PASSWORD"] = settings.neo4j_password.get_secret_value()
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "NEO4J_URI"):
+        if not env.get(name):
+            env.pop(name, None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Worker:
+    """`tastegraph worker` in a subprocess; its log goes to ``log_path``."""
+
+    def __init__(self, settings: Settings, log_path: Path, *args: str) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()/stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "worker", *args],
+            env=env_of(settings),
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired as e:
+            self.kill()
+            raise AssertionError(
+                f"worker still running after {timeout} s; log: {self.log()}"
+            ) from e
+        finally:
+            self._log.close()
+
+    def stop(self, timeout: float = 60.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+    def log(self, tail: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-tail:]
+
+
+def run_until_caught_up(settings: Settings, log_path: Path, timeout: float = 300.0) -> str:
+    """Runs a worker until it has consumed everything and idled 3 s; returns its log."""
+    worker = Worker(settings, log_path, "--until-idle", "3")
+    rc = worker.wait(timeout)
+    log = worker.log(20000)
+    assert rc == 0, f"worker exited with {rc}: {log[-4000:]}"
+    return log
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
