@@ -332,11 +332,12 @@ WITH j, s, {R_NOW} AS strength
 RETURN j.item_id AS item_id, s.score AS similarity, strength
 ORDER BY similarity * strength DESC, item_id"""
 
-EXPLAIN_EMBEDDINGS = """OPTIONAL MATCH (u:User {user_id: $user_id})
-OPTIONAL MATCH (i:Item {item_id: $item_id})
+EXPLAIN_NODES = f"""OPTIONAL MATCH (u:User {{user_id: $user_id}})
+OPTIONAL MATCH (i:Item {{item_id: $item_id}})
 RETURN u.embedding AS user_embedding, u.embedding_version AS user_version,
        i.embedding AS item_embedding, i.embedding_version AS item_version,
-       i.item_id IS NOT NULL AS item_exists, u.user_id IS NOT NULL AS user_exists"""
+       i.item_id IS NOT NULL AS item_exists, u.user_id IS NOT NULL AS user_exists,
+       CASE WHEN i IS NULL THEN 0.0 ELSE {POP_NOW} END AS popularity"""
 
 SIMILAR_USERS = """MATCH (u:User {user_id: $user_id})-[s:SIMILAR_TO]->(v:User)
 RETURN v.user_id AS user_id, s.score AS score

@@ -125,10 +125,12 @@ class GraphReads:
         return cap_categories(ranked, k, category_cap)
 
     def explain(self, user_id: str, item_id: str, now: float | None = None) -> dict[str, Any]:
-        """The paths and scores that connect a user to an item."""
+        """The paths and scores that connect a user to an item: direct interest, the content
+        similarity, the similar users' contributions (their sum is the collaborative score), the
+        item's decayed popularity, the category interest and similar items the user likes."""
         ids = {"user_id": user_id, "item_id": item_id}
         direct = self._read(q.EXPLAIN_DIRECT, now, **ids)
-        emb = self._read(q.EXPLAIN_EMBEDDINGS, now, **ids)[0]
+        emb = self._read(q.EXPLAIN_NODES, now, **ids)[0]
         content = None
         if (
             emb["user_embedding"] is not None
@@ -136,6 +138,7 @@ class GraphReads:
             and emb["user_version"] == emb["item_version"]
         ):
             content = float(np.dot(emb["user_embedding"], emb["item_embedding"]))
+        via_users = self._read(q.EXPLAIN_SIMILAR_USERS, now, **ids)
         edge = None
         if direct:
             props = direct[0]["props"]
@@ -154,7 +157,9 @@ class GraphReads:
             "purchased": bool(edge and edge["counts"].get("purchase", 0) > 0),
             "interest": edge,
             "content_similarity": content,
-            "similar_users": self._read(q.EXPLAIN_SIMILAR_USERS, now, **ids),
+            "collaborative_score": sum(u["contribution"] for u in via_users),
+            "popularity": emb["popularity"],
+            "similar_users": via_users,
             "categories": self._read(q.EXPLAIN_CATEGORY, now, **ids),
             "similar_items": self._read(q.EXPLAIN_SIMILAR_ITEMS, now, **ids),
         }

@@ -230,6 +230,7 @@ def _print_explain(e: dict[str, Any]) -> None:
         print(
             f"  content similarity (user embedding . item embedding) {e['content_similarity']:.4f}"
         )
+    print(f"  collaborative score {e['collaborative_score']:.4f}  popularity {e['popularity']:.4f}")
     for u in e["similar_users"]:
         print(
             f"  via similar user {u['user_id']}: similarity {u['similarity']:.4f} x interest "

@@ -124,6 +124,10 @@ def test_explain_shows_the_paths(store: GraphStore) -> None:
         strength([("click", 11), ("click", 12), ("add_to_cart", 13)])
     )
     assert via["contribution"] == pytest.approx(via["similarity"] * via["strength"])
+    collaborative = store.recommend("alice", k=1, strategy="collaborative", now=NOW)[0]
+    assert collaborative.item_id == "s3"
+    assert e["collaborative_score"] == pytest.approx(collaborative.score)
+    assert e["popularity"] == pytest.approx(via["strength"])  # bob is s3's only fan
     (cat,) = e["categories"]
     assert cat["category"] == "shoes"
     assert cat["strength"] == pytest.approx(strength([("purchase", 10), ("click", 12)]))
