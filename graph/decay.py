@@ -17,6 +17,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from graph.exceptions import GraphError
+
 
 def decay_factor(dt: float, half_life: float) -> float:
     """``2^(-dt / half_life)``; ``dt`` is clamped at 0 (nothing grows by decaying backwards)."""
@@ -77,7 +79,9 @@ def apply_event(
     half_life: float,
 ) -> EdgeState:
     """A new state after one event (``state`` is ``None`` for a new edge; it is not changed)."""
-    weight = weights[event_type]
+    weight = weights.get(event_type)
+    if weight is None:
+        raise GraphError(f"event type {event_type!r} has no weight (TASTEGRAPH_WEIGHTS)")
     if state is None:
         return EdgeState.first(event_type, ts, weight)
     new = EdgeState(state.strength, state.last_ts, state.first_ts, dict(state.counts))

@@ -429,3 +429,11 @@ def test_canonical_dump_without_derived_data(store: GraphStore) -> None:
     assert not any('"embedding"' in u or '"dirty"' in u for u in users)
     assert not any("AppliedEvent" in line for line in bare["nodes"])
     assert len(bare["nodes"]) == len(full["nodes"]) - 4  # the four applied event ids
+
+
+def test_an_empty_batch_writes_nothing(store: GraphStore) -> None:
+    result = store.apply_batch(GraphBatch([]))
+    assert (result.applied, result.duplicates) == (0, 0)
+    assert set(result.rows.values()) == {0}
+    assert canonical_dump(store._driver, store._database) == {"nodes": [], "relationships": []}
+    assert store.refresh_dirty(ENC.version) == 0

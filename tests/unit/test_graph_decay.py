@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from graph.decay import EdgeState, apply_event, decay_factor, strength_at, update_strength
+from graph.exceptions import GraphError
 
 DAY = 86400.0
 HL = 14 * DAY
@@ -125,3 +126,8 @@ def test_half_life_must_be_positive() -> None:
     with pytest.raises(ValueError):
         decay_factor(1.0, 0.0)
     assert math.isfinite(decay_factor(1e12, 1.0))
+
+
+def test_an_event_type_without_a_weight_is_a_graph_error() -> None:
+    with pytest.raises(GraphError, match="'like'"):
+        apply_event(None, "like", 0.0, W, HL)
