@@ -122,6 +122,7 @@ def run_finetune(
             return FinetuneResult(
                 "skipped", None, None, reason="another fine-tuning run holds the registry lock"
             )
+        _fail_interrupted(registry)
         parent = registry.current_version()
         if not examples_path.exists():
             return FinetuneResult("skipped", None, parent, reason=f"no examples at {examples_path}")
@@ -308,6 +309,15 @@ def _judge(registry: ModelRegistry, result: FinetuneResult, margin: float) -> Fi
     return result
 
 
+def _fail_interrupted(registry: ModelRegistry) -> None:
+    """Under the lock no run is active: a version still ``training`` belongs to a run whose
+    process ended before it could record the outcome (e.g. the worker was killed)."""
+    for info in registry.list():
+        if info.status in ("training", "candidate") and info.version != registry.current_version():
+            registry.discard(info.version, "failed", reason="interrupted: the run's process ended")
+            shutil.rmtree(registry.root / "work" / info.version, ignore_errors=True)
+
+
 def _tail(path: Path, limit: int = 1500) -> str:
     try:
         data = path.read_bytes()[-limit:]
@@ -338,6 +348,7 @@ def child_main(job_path: str) -> int:
     with open(job_path, encoding="utf-8") as f:
         job = json.load(f)
     fault, fault_arg = _fault()
+    parent_pid = os.getppid()
     import torch
 
     from encoder.examples import catalog_of
@@ -382,6 +393,8 @@ def child_main(job_path: str) -> int:
     def on_step(step: int, loss: float) -> None:
         if fault == "crash_at_step" and step >= fault_arg:
             _die()
+        if os.getppid() != parent_pid:  # orphaned: the run that started us is gone
+            _die()
 
     model, stats = train(
         model, tokenizer, train_ex, config, progress=job.get("progress"), on_step=on_step
@@ -391,6 +404,8 @@ def child_main(job_path: str) -> int:
         held,
         catalog,
     )
+    if os.getppid() != parent_pid:
+        _die()
     if fault == "crash_before_save":
         # a torn write: part of a weights file, then death
         Path(job["out_dir"], "model.safetensors").write_bytes(b"\0" * 1024)

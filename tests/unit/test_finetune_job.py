@@ -225,3 +225,20 @@ def test_the_event_loop_keeps_ticking_while_a_run_trains(
     assert result.train["steps"] == 10
     assert ticks > 50
     assert worst_lag < 0.5  # the training runs in another process; the loop only waits
+
+
+def test_a_run_left_training_by_a_dead_process_is_recorded_failed(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    from encoder.examples import Example
+    from stream.finetune_job import registry_for, run_finetune
+
+    settings = settings_for(tmp_path, tiny_model)
+    registry = registry_for(settings)
+    stale = registry.create_version(BASE_VERSION, 10).version  # its run died before the gate
+    path = tmp_path / "few.jsonl"
+    write_examples(path, [Example("u", "a", f"i{i}", "b", float(i)) for i in range(5)])
+    run_finetune(settings, path)  # skipped (too few), but it cleans up first
+    info = registry.get(stale)
+    assert info.status == "failed" and "interrupted" in info.metadata["reason"]
+    assert registry.current_version() == BASE_VERSION
