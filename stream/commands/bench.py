@@ -72,8 +72,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="end-to-end stream throughput (stream/pipeline_bench.py)",
         description="End-to-end pipeline benchmark.",
     )
-    pipe.add_argument("--events", type=int, default=10_000, metavar="N", help="events to process")
-    pipe.add_argument("--json", action="store_true", help="print one JSON object")
+    from stream.pipeline_bench import configure as configure_pipeline
+
+    configure_pipeline(pipe)
 
 
 def _print(report: dict[str, Any], as_json: bool) -> None:
