@@ -192,7 +192,12 @@ WHERE i.embedding_version = $version AND coalesce(i.embedding_stale, false) = fa
 RETURN u.user_id AS user_id, u.text_vec AS text_vec, u.text_ts AS text_ts,
        u.text_version AS text_version, u.embedding AS embedding,
        u.embedding_version AS embedding_version, coalesce(u.resimilar, false) AS resimilar,
-       collect([r.strength, r.last_ts, i.embedding]) AS edges"""
+       collect([r.strength, r.last_ts, i.item_id]) AS edges"""
+
+# Each distinct item's vector once (many dirty users share items).
+ITEM_EMBEDDINGS = """UNWIND $ids AS id
+MATCH (i:Item {item_id: id})
+RETURN i.item_id AS item_id, i.embedding AS embedding"""
 
 SET_USER_EMBEDDINGS = """UNWIND $rows AS row
 MATCH (u:User {user_id: row.user_id})
@@ -214,20 +219,31 @@ REMOVE u.embedding, u.embedding_version, u.resimilar
 SET u.dirty = false"""
 
 # Replace a user's outgoing SIMILAR_TO edges by its top-k neighbours of the same embedding
-# version: candidates from the vector index (approximate, quantised), rescored exactly; Neo4j's
-# cosine functions return (1 + cos) / 2, we store cos in [-1, 1]. Then add the reverse
-# edge to each neighbour, then trim every neighbour back to its top-k (bounded out-degree).
+# version: candidates from the vector index (approximate, quantised), the best $rescore of them
+# rescored exactly; Neo4j's cosine functions return (1 + cos) / 2, we store cos in [-1, 1]. Edges
+# that stay are kept, the others deleted. Each neighbour gets the reverse edge and is trimmed back
+# to its own top-k, so out-degrees stay bounded.
 REFRESH_USER_SIMILARITY = """UNWIND $ids AS id
 MATCH (u:User {user_id: id})
 WHERE u.embedding IS NOT NULL AND u.embedding_version = $version
-OPTIONAL MATCH (u)-[old:SIMILAR_TO]->(:User)
-DELETE old
-WITH DISTINCT u
 CALL (u) {
-  CALL db.index.vector.queryNodes('user_embedding', $fetch, u.embedding) YIELD node
+  CALL db.index.vector.queryNodes('user_embedding', $fetch, u.embedding) YIELD node, score
+  WITH node, score
+  WHERE node <> u AND node.embedding_version = u.embedding_version
+  WITH node ORDER BY score DESC LIMIT $rescore
   WITH node, 2.0 * vector.similarity.cosine(u.embedding, node.embedding) - 1.0 AS sim
-  WHERE node <> u AND node.embedding_version = u.embedding_version AND sim >= $threshold
+  WHERE sim >= $threshold
   WITH node, sim ORDER BY sim DESC, node.user_id LIMIT $k
+  RETURN collect({node: node, sim: sim}) AS top
+}
+CALL (u, top) {
+  MATCH (u)-[old:SIMILAR_TO]->(v:User)
+  WHERE NOT v IN [t IN top | t.node]
+  DELETE old
+}
+CALL (u, top) {
+  UNWIND top AS t
+  WITH u, t.node AS node, t.sim AS sim
   MERGE (u)-[s:SIMILAR_TO]->(node)
   SET s.score = sim, s.updated_at = u.last_ts
   MERGE (node)-[b:SIMILAR_TO]->(u)
@@ -237,7 +253,6 @@ CALL (u) {
   WITH node, e ORDER BY e.score DESC, other.user_id
   WITH node, collect(e) AS edges
   FOREACH (x IN edges[$k..] | DELETE x)
-  RETURN count(*) AS neighbours
 }
 REMOVE u.resimilar
 RETURN count(u) AS refreshed"""
@@ -246,15 +261,25 @@ RETURN count(u) AS refreshed"""
 REFRESH_ITEM_SIMILARITY = """MATCH (i:Item)
 WHERE i.dirty = true AND i.embedding_version = $version
 WITH i ORDER BY i.item_id LIMIT $limit
-OPTIONAL MATCH (i)-[old:SIMILAR_TO]->(:Item)
-DELETE old
-WITH DISTINCT i
 CALL (i) {
-  CALL db.index.vector.queryNodes('item_embedding', $fetch, i.embedding) YIELD node
-  WITH node, 2.0 * vector.similarity.cosine(i.embedding, node.embedding) - 1.0 AS sim
+  CALL db.index.vector.queryNodes('item_embedding', $fetch, i.embedding) YIELD node, score
+  WITH node, score
   WHERE node <> i AND node.embedding_version = i.embedding_version
-    AND coalesce(node.embedding_stale, false) = false AND sim >= $threshold
+    AND coalesce(node.embedding_stale, false) = false
+  WITH node ORDER BY score DESC LIMIT $rescore
+  WITH node, 2.0 * vector.similarity.cosine(i.embedding, node.embedding) - 1.0 AS sim
+  WHERE sim >= $threshold
   WITH node, sim ORDER BY sim DESC, node.item_id LIMIT $k
+  RETURN collect({node: node, sim: sim}) AS top
+}
+CALL (i, top) {
+  MATCH (i)-[old:SIMILAR_TO]->(v:Item)
+  WHERE NOT v IN [t IN top | t.node]
+  DELETE old
+}
+CALL (i, top) {
+  UNWIND top AS t
+  WITH i, t.node AS node, t.sim AS sim
   MERGE (i)-[s:SIMILAR_TO]->(node)
   SET s.score = sim
   MERGE (node)-[b:SIMILAR_TO]->(i)
@@ -264,7 +289,6 @@ CALL (i) {
   WITH node, e ORDER BY e.score DESC, other.item_id
   WITH node, collect(e) AS edges
   FOREACH (x IN edges[$k..] | DELETE x)
-  RETURN count(*) AS neighbours
 }
 SET i.dirty = false
 RETURN count(i) AS refreshed"""

@@ -134,6 +134,7 @@ class GraphStore(GraphReads):
             processed, ids = session.execute_write(self._user_embeddings_tx, version, limit)
             fetch = max(4 * p.similar_k, p.similar_k + 10)
             params = {"version": version, "k": p.similar_k, "fetch": fetch}
+            params["rescore"] = p.similar_k + 10
             params["threshold"] = p.similar_threshold
             if ids:
                 session.execute_write(_run, q.REFRESH_USER_SIMILARITY, ids=ids, **params)
@@ -148,11 +149,16 @@ class GraphStore(GraphReads):
         resimilar: list[str] = []
         empty: list[str] = []
         records = list(tx.run(q.DIRTY_USERS, limit=limit, version=version))
+        item_ids = sorted({e[2] for r in records for e in r["edges"] if e[2] is not None})
+        vectors = {
+            v["item_id"]: np.asarray(v["embedding"], dtype=np.float64)
+            for v in tx.run(q.ITEM_EMBEDDINGS, ids=item_ids)
+        }
         for r in records:
             text = None
             if r["text_vec"] is not None and r["text_version"] == version:
                 text = TextState(np.asarray(r["text_vec"]), float(r["text_ts"]), version)
-            edges = [(e[0], e[1], e[2]) for e in r["edges"] if e[0] is not None]
+            edges = [(e[0], e[1], vectors[e[2]]) for e in r["edges"] if e[2] in vectors]
             vec = user_embedding(edges, text, half_life)
             old = r["embedding"] if r["embedding_version"] == version else None
             if vec is None:
