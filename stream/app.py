@@ -106,10 +106,10 @@ def create_app(
 
     @app.timer(interval=settings.refresh_interval_s)
     async def refresh_derived() -> None:
-        # drain the dirty users/items in bounded chunks; a timer tick never overlaps another
-        while await processor.refresh(settings.refresh_limit) >= settings.refresh_limit:
-            if processor.stopping:
-                return
+        # one bounded chunk per tick: under load, derived data (user embeddings, SIMILAR_TO) lags
+        # behind the strengths instead of taking the CPU the batches need
+        if not processor.stopping:
+            await processor.refresh(settings.refresh_limit)
 
     @app.timer(interval=2.0)
     async def report_lag() -> None:
@@ -129,7 +129,10 @@ def create_app(
             return
         idle = time.monotonic() - progress.last_record_at
         if idle >= until_idle_s and progress.in_flight == 0 and not any(lags.values()):
-            log.info("caught up, stopping %s", kv(idle_s=round(idle, 1)))
+            log.info("caught up, refreshing derived data %s", kv(idle_s=round(idle, 1)))
+            while await processor.refresh(settings.refresh_limit) > 0:
+                pass
+            log.info("caught up, stopping")
             processor.stopping = True
             # the same path as an operator's SIGTERM: finish the batch, commit, close
             os.kill(os.getpid(), signal.SIGTERM)

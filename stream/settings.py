@@ -77,7 +77,7 @@ class Settings:
     max_batch: int = 2000
     max_wait_s: float = 0.25
     refresh_interval_s: float = 1.0
-    refresh_limit: int = 500
+    refresh_limit: int = 200
     # --- interest model -----------------------------------------------------------------------
     half_life_days: float = 14.0
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
