@@ -9,6 +9,7 @@ non-root image whose health check, port and entry point match the settings.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import platform
@@ -442,3 +443,55 @@ def test_prometheus_discovers_every_worker_replica() -> None:
         "scrape the compose workers with dns_sd_configs: "
         f"{{names: [worker, worker-gpu], type: A, port: {Settings.metrics_port}}}"
     )
+
+
+def test_the_image_package_builds_from_the_build_context_alone(tmp_path: Path) -> None:
+    """What `pip install .` does in the image's build stage, from only the files .dockerignore lets
+    into the context: the wheel builds, and its CLI runs without the checkout (no repository file
+    read at run time)."""
+    import shutil
+    import sysconfig
+    import zipfile
+
+    context = tmp_path / "context"
+    context.mkdir()
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        if line.startswith("!"):
+            src = ROOT / line[1:].rstrip("/")
+            if src.is_dir():
+                ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+                shutil.copytree(src, context / src.name, ignore=ignore)
+            else:
+                shutil.copy2(src, context / src.name)
+    dist = tmp_path / "dist"
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps"]
+    if importlib.util.find_spec("setuptools"):  # else pip fetches the build backend
+        build.append("--no-build-isolation")
+    done = subprocess.run(
+        [*build, "-w", str(dist), str(context)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (wheel,) = dist.glob("tastegraph-*.whl")
+    installed = tmp_path / "installed"
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(installed)
+    # -S: no site processing, so the checkout's editable install is not on the path
+    code = (
+        "import sys; "
+        f"sys.path[:0] = [{str(installed)!r}, {sysconfig.get_paths()['purelib']!r}]; "
+        "import stream.cli; "
+        f"assert stream.cli.__file__.startswith({str(installed)!r}), stream.cli.__file__; "
+        "sys.exit(stream.cli.main(['config', '--json']))"
+    )
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "TASTEGRAPH_HOME": "/x"}
+    env["NEO4J_URI"] = "neo4j+s://abcd1234.databases.neo4j.io"
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["NEO4J_URI"] == "neo4j+s://abcd1234.databases.neo4j.io"
