@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,8 @@ from encoder.protocol import TextEncoder
 from graph.store import GraphStore, InterestParams
 from stream.pipeline import BatchProcessor
 from stream.settings import Settings
+
+log = logging.getLogger("tastegraph.runtime")
 
 
 @dataclass
@@ -22,9 +25,11 @@ class Runtime:
     processor: BatchProcessor
 
     def close(self) -> None:
+        self.processor.stopping = True  # a write still retrying gives up: it was not acked
         self.processor.executor.shutdown(wait=True)
         self.processor.refresh_executor.shutdown(wait=True)
         self.driver.close()
+        log.info("driver closed")
 
 
 def interest_params(settings: Settings) -> InterestParams:
@@ -33,6 +38,8 @@ def interest_params(settings: Settings) -> InterestParams:
         weights=dict(settings.weights),
         similar_k=settings.similar_k,
         similar_threshold=settings.similar_threshold,
+        text_weight=settings.text_weight,
+        trend_days=settings.trend_days,
     )
 
 

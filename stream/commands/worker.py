@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import signal
 
 from stream.logs import kv
 from stream.settings import Settings
@@ -26,10 +27,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
 
 
+def _stop_while_starting(signum: int, frame: object) -> None:
+    # SIGTERM before Faust installs its own handler (loading the model, creating topics): leave
+    # through the `finally` below, so the driver closes; nothing was consumed yet
+    log.info("stopping before the start %s", kv(signal=signum))
+    raise SystemExit(0)
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from faust.worker import Worker
 
     from stream.runtime import open_runtime
+
+    signal.signal(signal.SIGTERM, _stop_while_starting)
 
     overrides = {}
     if args.max_batch:
