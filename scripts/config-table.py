@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Regenerates the configuration table of docs/readme/15-configuration.md from stream/settings.py.
+"""Regenerates, from stream/settings.py, the configuration table of docs/readme/15-configuration.md
+and the list of settings that docker-compose.yml passes through to the worker containers.
 
 Variables, groups and defaults come from `Settings`; the descriptions are kept from the current
-table (the only part a person edits). A new setting gets a row whose description says TODO.
+table (the only part a person edits). A new setting gets a row whose description says TODO, and a
+`VAR: ${VAR:-}` line in compose (an empty value means the default), unless compose sets it itself.
 
     python scripts/config-table.py          # rewrite the table in place
     python scripts/config-table.py --check  # exit 1: the table is stale or lacks a description
@@ -22,6 +24,26 @@ sys.path.insert(0, str(ROOT))
 from stream.settings import ENV, Settings, default_home  # noqa: E402
 
 DOC = ROOT / "docs" / "readme" / "15-configuration.md"
+COMPOSE = ROOT / "docker-compose.yml"
+COMPOSE_BEGIN = "  # BEGIN SETTINGS (scripts/config-table.py: every other setting, passed through)"
+COMPOSE_END = "  # END SETTINGS"
+# set by docker-compose.yml itself (connections with the stack's defaults, paths and ports fixed in
+# the containers, the device per service), or meaningful only for `tastegraph services`
+COMPOSE_OWN = {
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "NEO4J_URI",
+    "NEO4J_USER",
+    "NEO4J_PASSWORD",
+    "NEO4J_PASSWORD_FILE",
+    "NEO4J_DATABASE",
+    "TASTEGRAPH_APP_ID",
+    "TASTEGRAPH_HOME",
+    "TASTEGRAPH_LOCAL_KAFKA_PORT",
+    "TASTEGRAPH_LOCAL_NEO4J_PORT",
+    "TASTEGRAPH_DEVICE",
+    "TASTEGRAPH_METRICS_HOST",
+    "TASTEGRAPH_METRICS_PORT",
+}
 BEGIN = "<!-- BEGIN CONFIG TABLE (scripts/config-table.py; edit the Meaning column only) -->"
 END = "<!-- END CONFIG TABLE -->"
 TODO = "TODO: describe"
@@ -110,17 +132,36 @@ def render(text: str) -> str:
     return text.rstrip("\n") + "\n\n" + table + "\n"
 
 
+def render_compose(text: str) -> str:
+    """docker-compose.yml with its pass-through block listing every setting compose does not set."""
+    head, rest = text.split(COMPOSE_BEGIN + "\n", 1)
+    _, tail = rest.split(COMPOSE_END + "\n", 1)
+    lines = [f"  {v}: ${{{v}:-}}" for _, vs in groups() for v in vs if v not in COMPOSE_OWN]
+    return (
+        head
+        + COMPOSE_BEGIN
+        + "\n"
+        + "".join(f"{line}\n" for line in lines)
+        + COMPOSE_END
+        + "\n"
+        + tail
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail instead of rewriting")
     args = parser.parse_args(argv)
     text = DOC.read_text()
     new = render(text)
+    compose, new_compose = COMPOSE.read_text(), render_compose(COMPOSE.read_text())
     todo = [line.split("`")[1] for line in new.splitlines() if line.endswith(f"| {TODO} |")]
     if args.check:
         problems = []
         if new != text:
             problems.append(f"{DOC.relative_to(ROOT)} is stale: run scripts/config-table.py")
+        if new_compose != compose:
+            problems.append(f"{COMPOSE.name} lacks settings: run scripts/config-table.py")
         if todo:
             problems.append(f"describe these settings in {DOC.name}: {', '.join(todo)}")
         for p in problems:
@@ -129,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     if new != text:
         DOC.write_text(new)
         print(f"updated {DOC.relative_to(ROOT)}", file=sys.stderr)
+    if new_compose != compose:
+        COMPOSE.write_text(new_compose)
+        print(f"updated {COMPOSE.name}", file=sys.stderr)
     if todo:
         print(f"now describe: {', '.join(todo)}", file=sys.stderr)
     return 0

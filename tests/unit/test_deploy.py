@@ -207,6 +207,19 @@ def test_the_worker_gets_the_core_settings(services: dict[str, Any]) -> None:
         assert not missing, f"{name} lacks {sorted(missing)}"
 
 
+def test_every_setting_reaches_the_worker_containers(services: dict[str, Any]) -> None:
+    """Set in .env, any setting arrives under its own name (scripts/config-table.py keeps the
+    pass-through list of docker-compose.yml complete)."""
+    only_local = {
+        "TASTEGRAPH_LOCAL_KAFKA_PORT",
+        "TASTEGRAPH_LOCAL_NEO4J_PORT",
+        "NEO4J_PASSWORD_FILE",
+    }
+    for name in IMAGE_SERVICES:
+        missing = SETTINGS_VARS - only_local - set(env_of(services[name]))
+        assert not missing, f"{name} lacks {sorted(missing)}: run scripts/config-table.py"
+
+
 def test_tastegraph_variables_in_compose_are_settings() -> None:
     """No invented TASTEGRAPH_* names: compose-only knobs have other prefixes."""
     invented = {
