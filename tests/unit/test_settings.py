@@ -94,6 +94,7 @@ def test_every_type_is_parsed(tmp_path: Path) -> None:
 
 def test_home_expands_the_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("TASTEGRAPH_HOME", raising=False)
     s = Settings.from_env({"TASTEGRAPH_HOME": "~/state"})
     assert s.home == tmp_path / "state"
 
@@ -371,3 +372,32 @@ def test_the_configuration_table_is_current() -> None:
         env={k: v for k, v in os.environ.items() if k != "TASTEGRAPH_HOME"},
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_config_changed_shows_only_what_differs_from_the_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("TASTEGRAPH_HOME", raising=False)
+    s = Settings.from_env(
+        {
+            "HOME": str(tmp_path),
+            "TASTEGRAPH_MAX_BATCH": "512",
+            "TASTEGRAPH_MAX_WAIT_S": str(Settings.max_wait_s),  # the default, set explicitly
+            "NEO4J_URI": "neo4j+s://abcd1234.databases.neo4j.io",
+            "NEO4J_PASSWORD": PASSWORD,
+        }
+    )
+    assert json.loads(run_config(s, "--changed", "--json")) == {
+        "NEO4J_URI": "neo4j+s://abcd1234.databases.neo4j.io",
+        "NEO4J_PASSWORD": "**********",
+        "TASTEGRAPH_MAX_BATCH": "512",
+    }
+    text = run_config(s, "--changed")
+    assert [line.split()[0] for line in text.splitlines()] == [
+        "NEO4J_PASSWORD",
+        "NEO4J_URI",
+        "TASTEGRAPH_MAX_BATCH",
+    ]
+    assert PASSWORD not in text
+    assert run_config(Settings.from_env({"HOME": str(tmp_path)}), "--changed") == ""
