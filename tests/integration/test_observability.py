@@ -276,7 +276,9 @@ def test_dashboards_against_prometheus_scraping_the_metrics_endpoint(
 # --- a real worker -------------------------------------------------------------------------------
 
 
-REPLAY_EVENTS = 300  # events taken from the sample: enough for several batches, quick on a CPU
+# taken from the sample: enough for several batches and fine-tuning examples, quick on a CPU
+REPLAY_USERS = 10
+REPLAY_EVENTS = 1000
 DEFAULT_TOPICS = ("clicks", "browses", "purchases", "items")
 
 
@@ -301,35 +303,48 @@ def read_lines(path: Path) -> list[bytes]:
         return [line for line in f.read().splitlines() if line.strip()]
 
 
-def is_event_line(line: bytes) -> bool:
-    """A plain event (has a ``type``) or a recorded record of an event topic."""
+def event_user(line: bytes) -> str | None:
+    """The user of a plain event or of a recorded event record; None for anything else."""
     record = json.loads(line)
     if "type" in record:
-        return True
-    return "value" in record and record.get("topic") in DEFAULT_TOPICS[:3]
+        return str(record.get("user_id"))
+    if "value" in record and record.get("topic") in DEFAULT_TOPICS[:3]:
+        value = record["value"]
+        value = json.loads(value) if isinstance(value, str) else value
+        return str(value.get("user_id")) if isinstance(value, dict) else ""
+    return None
 
 
-def replay_sample(tmp_path: Path, env: dict[str, str]) -> tuple[Path, int]:
-    """The first REPLAY_EVENTS events of the demo sample (or the recording, or a generated set),
-    written to a temporary file; returns it with the number of events in it."""
-    sources = [ROOT / "deploy/demo/events.jsonl.gz", ROOT / "tests/data/recording.jsonl"]
-    source = next((p for p in sources if p.exists()), None)
-    if source is None:
+def replay_sample(tmp_path: Path, env: dict[str, str]) -> tuple[list[Path], int]:
+    """What the worker gets: every event of the first REPLAY_USERS users of the demo sample (or
+    of the recording, or of a generated set), at most REPLAY_EVENTS, plus the items. Returns the
+    files to replay and the number of events in them."""
+    demo = ROOT / "deploy" / "demo"
+    if (demo / "events.jsonl.gz").exists():
+        source, items = demo / "events.jsonl.gz", [demo / "items.jsonl.gz"]
+    elif (ROOT / "tests" / "data" / "recording.jsonl").exists():
+        source, items = ROOT / "tests" / "data" / "recording.jsonl", []
+    else:
         generated = tmp_path / "generated"
         size = ["--users", "40", "--items", "80", "--events", str(REPLAY_EVENTS)]
-        run_cli(["generate", "--out", str(generated), *size, "--item-fields"], env, timeout=300)
-        source = generated / "events.jsonl.gz"
+        run_cli(["generate", "--out", str(generated), *size], env, timeout=300)
+        source, items = generated / "events.jsonl.gz", [generated / "items.jsonl.gz"]
+    users: set[str] = set()
     lines, events = [], 0
     for line in read_lines(source):
-        event = is_event_line(line)
-        if event and events >= REPLAY_EVENTS:
-            break
+        user = event_user(line)
+        if user is not None:
+            if user not in users and len(users) >= REPLAY_USERS:
+                continue
+            if events >= REPLAY_EVENTS:
+                break
+            users.add(user)
+            events += 1
         lines.append(line)
-        events += event
     sample = tmp_path / "replay.jsonl"
     sample.write_bytes(b"\n".join(lines) + b"\n")
     assert events > 0, f"no events in {source}"
-    return sample, events
+    return [*(p for p in items if p.exists()), sample], events
 
 
 @pytest.fixture
@@ -447,7 +462,7 @@ def test_worker_replay_scraped_by_prometheus(
         except (OSError, urllib.error.URLError):
             return False
 
-    sample, events = replay_sample(tmp_path, worker_env)
+    files, events = replay_sample(tmp_path, worker_env)
     wait_for("the worker's /metrics", worker_serving, timeout=300, interval=1.0)
     wait_for("Prometheus to scrape the worker", prom.target_up, timeout=60)
 
@@ -457,7 +472,7 @@ def test_worker_replay_scraped_by_prometheus(
             DEFAULT_TOPICS, (*settings.event_topics, settings.topic_items), strict=True
         )
     ]
-    run_cli(["replay", "--no-progress", *remap, str(sample)], worker_env, timeout=600)
+    run_cli(["replay", "--no-progress", *remap, *map(str, files)], worker_env, timeout=600)
     invalid = [b"{not json", b'{"event_id": "x"}', b"[]"]
     produce_raw(settings.kafka_servers, settings.topic_clicks, invalid)
 
