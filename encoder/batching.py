@@ -52,12 +52,22 @@ def plan_batches(
     max_tokens_per_batch: int,
     max_len: int,
     pad_multiple: int = 1,
+    max_spread: float | None = None,
+    min_fill: float = 0.125,
 ) -> BatchPlan:
     """Cut texts of token ``lengths`` into batches of at most ``max_tokens_per_batch`` token slots.
 
     A length over ``max_len`` counts as truncated and is planned as ``max_len``. Batches come out
     shortest texts first; ``pad_multiple`` (e.g. 8 on a GPU) rounds each batch's padded length up.
     A single text longer than the budget still gets a batch of its own.
+
+    With few texts the budget alone would pack short and long texts together (one batch of texts
+    from 10 to 60 tokens, all padded to 60). So a batch also closes early once it holds at least
+    ``min_fill`` of the budget and the next text is more than ``max_spread`` times longer than its
+    shortest one (``max_spread=None``, the default: budget only). With ``max_spread=1.2`` the
+    benchmark's texts waste 8 % of the token slots on padding instead of 32 % at 300 texts (15 %
+    -> 7 % at 1,000), for about three times as many forward calls; BertEncoder leaves it off
+    because it did not measure faster on a shared 2-core CPU, where each call is costly.
     """
     if max_tokens_per_batch < 1:
         raise ValueError("max_tokens_per_batch must be at least 1")
@@ -69,11 +79,21 @@ def plan_batches(
     batches: list[Batch] = []
     current: list[int] = []
     current_pad = 0
+    shortest = 0
     for idx in order:
         pad = round_up(effective[idx], pad_multiple)  # sorted: the newest text is the longest
-        if current and (len(current) + 1) * pad > max_tokens_per_batch:
+        if current and (
+            (len(current) + 1) * pad > max_tokens_per_batch
+            or (
+                max_spread is not None
+                and len(current) * current_pad >= min_fill * max_tokens_per_batch
+                and effective[idx] > max_spread * shortest
+            )
+        ):
             batches.append(Batch(tuple(current), current_pad))
             current = []
+        if not current:
+            shortest = effective[idx]
         current.append(idx)
         current_pad = pad
     if current:

@@ -103,6 +103,9 @@ class BertEncoder:
         if self._device.type == "cpu" and threads > 0:
             torch.set_num_threads(threads)  # process-wide: torch has one intra-op pool
         limit = int(getattr(model.config, "max_position_embeddings", 512) or 512)
+        tokenizer_limit = int(getattr(tokenizer, "model_max_length", 0) or 0)
+        if 0 < tokenizer_limit < limit:  # RoBERTa: 514 positions, 512 usable
+            limit = tokenizer_limit
         if max_len > limit:
             log.warning(
                 "max_len %d is over the model's %d positions; using %d", max_len, limit, limit
@@ -110,6 +113,9 @@ class BertEncoder:
             max_len = limit
         self.max_len = max_len
         self.max_tokens_per_batch = max_tokens_per_batch
+        # closing batches early to cut padding (encoder.batching.plan_batches) did not help when
+        # measured on the shared 2-core box (more forward calls cost more than the padding): off
+        self.max_spread: float | None = None
         self._pad_multiple = 8 if self._device.type == "cuda" else 1  # tensor-core friendly shapes
         self._model = model.eval().to(device=self._device, dtype=self._dtype)
         self._tokenizer = tokenizer
@@ -224,7 +230,11 @@ class BertEncoder:
     def _encode_batches(self, texts: Sequence[str]) -> np.ndarray:
         ids = self.token_ids(texts)
         plan = plan_batches(
-            [len(x) for x in ids], self.max_tokens_per_batch, self.max_len, self._pad_multiple
+            [len(x) for x in ids],
+            self.max_tokens_per_batch,
+            self.max_len,
+            self._pad_multiple,
+            max_spread=self.max_spread,
         )
         parts: list[tuple[Sequence[int], np.ndarray]] = []
         with torch.inference_mode():

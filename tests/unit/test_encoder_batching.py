@@ -17,11 +17,12 @@ from encoder.stats import EncoderStats
     budget=st.integers(min_value=1, max_value=4096),
     max_len=st.integers(min_value=2, max_value=512),
     multiple=st.sampled_from([1, 8]),
+    spread=st.sampled_from([None, 1.0, 1.2, 2.0]),
 )
 def test_plan_covers_every_text_once_within_budget(
-    lengths: list[int], budget: int, max_len: int, multiple: int
+    lengths: list[int], budget: int, max_len: int, multiple: int, spread: float | None
 ) -> None:
-    plan = plan_batches(lengths, budget, max_len, multiple)
+    plan = plan_batches(lengths, budget, max_len, multiple, max_spread=spread)
     seen = sorted(i for b in plan.batches for i in b.indices)
     assert seen == list(range(len(lengths)))
     for b in plan.batches:
@@ -36,13 +37,24 @@ def test_plan_covers_every_text_once_within_budget(
 
 def test_plan_sorts_by_length_so_padding_stays_small() -> None:
     lengths = [100, 5, 100, 5, 50, 5, 50, 100]
-    plan = plan_batches(lengths, max_tokens_per_batch=300, max_len=128)
+    plan = plan_batches(lengths, max_tokens_per_batch=300, max_len=128, max_spread=None)
     assert [sorted(lengths[i] for i in b.indices) for b in plan.batches] == [
         [5, 5, 5, 50, 50],
         [100, 100, 100],
     ]
     assert plan.padded_tokens == 5 * 50 + 3 * 100
     assert plan.truncated == 0
+
+
+def test_plan_closes_a_batch_early_rather_than_pad_a_lot() -> None:
+    lengths = [10] * 20 + [11] * 5 + [40] * 5
+    budget_only = plan_batches(lengths, 8192, 128, max_spread=None)
+    assert len(budget_only) == 1 and budget_only.padded_tokens == 30 * 40
+    plan = plan_batches(lengths, 8192, 128, max_spread=1.2, min_fill=0.01)
+    assert [len(b.indices) for b in plan.batches] == [25, 5]  # 11 is within 1.2 x 10, 40 is not
+    assert plan.padded_tokens == 25 * 11 + 5 * 40
+    # a batch that holds little of the budget keeps growing: small batches cost more than padding
+    assert len(plan_batches(lengths, 8192, 128, max_spread=1.2, min_fill=0.5)) == 1
 
 
 def test_plan_truncates_to_max_len_and_counts_it() -> None:
