@@ -83,8 +83,15 @@ class Settings:
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     similar_k: int = 20
     similar_threshold: float = 0.5
+    text_weight: float = 1.0
+    trend_days: int = 56
     blend_weights: Mapping[str, float] = field(
-        default_factory=lambda: {"content": 1.0, "collaborative": 1.0, "popular": 0.5}
+        default_factory=lambda: {
+            "content": 0.1,
+            "collaborative": 0.1,
+            "co_interest": 1.0,
+            "popular": 0.5,
+        }
     )
     category_cap: int = 0
     # --- validation limits --------------------------------------------------------------------

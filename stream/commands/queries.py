@@ -103,20 +103,11 @@ def configure_command(name: str, parser: argparse.ArgumentParser) -> None:
 
 def open_store(settings: Settings) -> tuple[Any, Any]:
     """A driver and a ``GraphStore`` for the configured Neo4j (close the driver when done)."""
-    import neo4j
+    from graph.store import GraphStore
+    from stream.runtime import interest_params, open_driver
 
-    from graph.store import GraphStore, InterestParams
-
-    auth = (settings.neo4j_user, settings.neo4j_password.get_secret_value())
-    driver = neo4j.GraphDatabase.driver(
-        settings.neo4j_url, auth=auth, notifications_min_severity="OFF"
-    )
-    params = InterestParams(
-        half_life_s=settings.half_life_s,
-        weights=settings.weights,
-        similar_k=settings.similar_k,
-        similar_threshold=settings.similar_threshold,
-    )
+    driver = open_driver(settings)
+    params = interest_params(settings)
     return driver, GraphStore(driver, settings.neo4j_database, params)
 
 

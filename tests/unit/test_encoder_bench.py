@@ -72,6 +72,12 @@ def test_bench_pipeline_delegates(monkeypatch: pytest.MonkeyPatch) -> None:
 
     module = types.ModuleType("stream.pipeline_bench")
     module.run = fake_run  # type: ignore[attr-defined]
+
+    def fake_configure(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--events", type=int)
+        parser.add_argument("--json", action="store_true")
+
+    module.configure = fake_configure  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "stream.pipeline_bench", module)
     assert bench.run(_parse(["pipeline", "--events", "50", "--json"]), Settings()) == 0
     assert seen == {"events": 50, "json": True}
