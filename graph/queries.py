@@ -294,42 +294,70 @@ SET i.dirty = false
 RETURN count(i) AS refreshed"""
 
 # --- recommendation strategies ---------------------------------------------------------------
-# Tuned by the evaluation engineer: keep each strategy a self-contained query with the same
-# parameters ($user_id, $fetch, $now, $half_life) and the same columns (item_id, category, score).
-# Every strategy leaves out items the user purchased (n_purchase > 0 on their INTERESTED_IN edge).
+# Tuned by the evaluation engineer (`tastegraph evaluate`, docs/readme/60-evaluation.md): keep each
+# strategy a self-contained query with the same parameters ($user_id, $fetch, $candidates,
+# $exclude_seen, $now, $half_life, and $neighbours for co-interest) and the same columns
+# (item_id, category, score).
+# Every strategy leaves out items the user purchased (n_purchase > 0 on their INTERESTED_IN edge);
+# with $exclude_seen = true also every item the user has an INTERESTED_IN edge to (the offline
+# protocol's "never interacted before"). $candidates (>= $fetch) is how deep the vector search and
+# the popularity index are read before that filter.
 # Popularity also answers for an unknown user (cold start), and reads the top of the
 # popularity_rank index instead of scanning every item.
-# `blend` is computed in graph/reads.py from these three, normalised and weighted.
+# `blend` is computed in graph/reads.py from these, normalised per user and weighted.
 NOT_PURCHASED = (
     "NOT EXISTS { MATCH (u)-[p:INTERESTED_IN]->(i) WHERE coalesce(p.n_purchase, 0) > 0 }"
 )
+NOT_SEEN = "($exclude_seen = false OR NOT EXISTS { MATCH (u)-[:INTERESTED_IN]->(i) })"
 
 RECOMMEND_CONTENT = f"""MATCH (u:User {{user_id: $user_id}})
 WHERE u.embedding IS NOT NULL
-CALL db.index.vector.queryNodes('item_embedding', $fetch, u.embedding) YIELD node AS i
+CALL db.index.vector.queryNodes('item_embedding', $candidates, u.embedding) YIELD node AS i
 WITH u, i, 2.0 * vector.similarity.cosine(u.embedding, i.embedding) - 1.0 AS score
 WHERE i.embedding_version = u.embedding_version AND coalesce(i.embedding_stale, false) = false
-  AND {NOT_PURCHASED}
+  AND {NOT_PURCHASED} AND {NOT_SEEN}
 RETURN i.item_id AS item_id, i.category AS category, score
 ORDER BY score DESC, item_id
 LIMIT $fetch"""
 
 RECOMMEND_COLLABORATIVE = f"""MATCH (u:User {{user_id: $user_id}})-[s:SIMILAR_TO]->(v:User)
 MATCH (v)-[r:INTERESTED_IN]->(i:Item)
-WHERE r.strength > 0 AND {NOT_PURCHASED}
-WITH i, sum(s.score * {R_NOW}) AS score
-WHERE score > 0
+WHERE r.strength > 0
+WITH u, i, sum(s.score * {R_NOW}) AS score
+WHERE score > 0 AND {NOT_PURCHASED} AND {NOT_SEEN}
 RETURN i.item_id AS item_id, i.category AS category, score
 ORDER BY score DESC, item_id
 LIMIT $fetch"""
 
-RECOMMEND_POPULAR = f"""OPTIONAL MATCH (:User {{user_id: $user_id}})-[p:INTERESTED_IN]->(b:Item)
-WHERE coalesce(p.n_purchase, 0) > 0
-WITH collect(b) AS purchased
+# Co-interest (user-kNN through shared items, a 2-hop path): the $neighbours users v whose decayed
+# interests overlap most with u's, sim(u, v) = sum over shared items of s(u, j) * s(v, j), divided
+# by
+# sqrt(v's item degree) so that heavy users do not win on volume alone; an item's score is the
+# sum of sim(u, v) * s(v, i) now. Live, so it follows every batch without a refresh.
+RECOMMEND_CO_INTEREST = f"""MATCH (u:User {{user_id: $user_id}})-[r1:INTERESTED_IN]->(:Item)
+      <-[r2:INTERESTED_IN]-(v:User)
+WHERE r1.strength > 0 AND r2.strength > 0 AND v <> u
+WITH u, v, sum({_decayed("r1.strength", "r1.last_ts")} * {_decayed("r2.strength", "r2.last_ts")})
+     AS overlap
+WITH u, v, overlap / sqrt(toFloat(COUNT {{ (v)-[:INTERESTED_IN]->(:Item) }})) AS sim
+ORDER BY sim DESC, v.user_id
+LIMIT $neighbours
+MATCH (v)-[r:INTERESTED_IN]->(i:Item)
+WHERE r.strength > 0
+WITH u, i, sum(sim * {R_NOW}) AS score
+WHERE score > 0 AND {NOT_PURCHASED} AND {NOT_SEEN}
+RETURN i.item_id AS item_id, i.category AS category, score
+ORDER BY score DESC, item_id
+LIMIT $fetch"""
+
+RECOMMEND_POPULAR = f"""OPTIONAL MATCH (u:User {{user_id: $user_id}})
+OPTIONAL MATCH (u)-[p:INTERESTED_IN]->(b:Item)
+WHERE coalesce(p.n_purchase, 0) > 0 OR $exclude_seen
+WITH collect(b) AS excluded
 MATCH (i:Item)
 WHERE i.popularity_rank IS NOT NULL
-WITH i, purchased ORDER BY i.popularity_rank DESC
-WHERE NOT i IN purchased
+WITH i, excluded ORDER BY i.popularity_rank DESC
+WHERE NOT i IN excluded
 WITH i LIMIT $fetch
 WITH i, {POP_NOW} AS score
 RETURN i.item_id AS item_id, i.category AS category, score

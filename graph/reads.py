@@ -21,12 +21,21 @@ if TYPE_CHECKING:
     from graph.store import InterestParams
 
 STRATEGIES = ("content", "collaborative", "blend")
-DEFAULT_BLEND: dict[str, float] = {"content": 1.0, "collaborative": 1.0, "popular": 0.5}
+# The blend's components; weights come from Settings.blend_weights (same defaults).
+DEFAULT_BLEND: dict[str, float] = {
+    "content": 0.1,
+    "collaborative": 0.1,
+    "co_interest": 1.0,
+    "popular": 0.5,
+}
 STRATEGY_QUERIES = {
     "content": q.RECOMMEND_CONTENT,
     "collaborative": q.RECOMMEND_COLLABORATIVE,
+    "co_interest": q.RECOMMEND_CO_INTEREST,
     "popular": q.RECOMMEND_POPULAR,
 }
+CO_INTEREST_NEIGHBOURS = 50  # users whose interests overlap most with the user's
+BLEND_FETCH = 200  # candidates per blend component (the normalisation's reference list)
 
 
 @dataclass
@@ -59,6 +68,26 @@ def blend(components: Mapping[str, list[Scored]], weights: Mapping[str, float]) 
         for item_id, value in normalise({s.item_id: s.score for s in ranked}).items():
             category = next(s.category for s in ranked if s.item_id == item_id)
             entry = out.setdefault(item_id, Scored(item_id, 0.0, category))
+            entry.parts[name] = value
+            entry.score += w * value
+    return sorted(out.values(), key=lambda s: (-s.score, s.item_id))
+
+
+def blend_scaled(
+    components: Mapping[str, list[Scored]], weights: Mapping[str, float]
+) -> list[Scored]:
+    """Weighted sum of the components, each divided by its best score for this user (negative
+    scores count as 0), so every component spans [0, 1] whatever its units; an item a component
+    did not return gets 0 from it. Sorted by score, then item id."""
+    out: dict[str, Scored] = {}
+    for name, ranked in components.items():
+        w = weights.get(name, 0.0)
+        top = max((s.score for s in ranked), default=0.0)
+        if w == 0.0 or top <= 0.0:
+            continue
+        for s in ranked:
+            value = max(s.score, 0.0) / top
+            entry = out.setdefault(s.item_id, Scored(s.item_id, 0.0, s.category))
             entry.parts[name] = value
             entry.score += w * value
     return sorted(out.values(), key=lambda s: (-s.score, s.item_id))
@@ -107,22 +136,61 @@ class GraphReads:
         weights: Mapping[str, float] | None = None,
         category_cap: int = 0,
         now: float | None = None,
+        exclude_seen: bool = False,
     ) -> list[Scored]:
-        """Top-k items for a user that they have not purchased (see ``STRATEGIES``)."""
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
-        fetch = max(50, 5 * k)
-        if strategy == "blend":
-            w = DEFAULT_BLEND if weights is None else weights
-            parts = {
-                name: self._ranked(STRATEGY_QUERIES[name], now, user_id=user_id, fetch=fetch)
-                for name in STRATEGY_QUERIES
-                if w.get(name, 0.0) != 0.0
-            }
-            ranked = blend(parts, w)
-        else:
-            ranked = self._ranked(STRATEGY_QUERIES[strategy], now, user_id=user_id, fetch=fetch)
-        return cap_categories(ranked, k, category_cap)
+        """Top-k items for a user that they have not purchased (see ``STRATEGIES``).
+
+        ``exclude_seen``: also leave out every item the user interacted with in any way.
+        """
+        ranked = self.recommend_many(
+            user_id, k, [strategy], weights, category_cap, now, exclude_seen
+        )
+        return ranked[strategy]
+
+    def recommend_many(
+        self,
+        user_id: str,
+        k: int = 10,
+        strategies: Iterable[str] = STRATEGIES,
+        weights: Mapping[str, float] | None = None,
+        category_cap: int = 0,
+        now: float | None = None,
+        exclude_seen: bool = False,
+        exclude_count: int = 0,
+    ) -> dict[str, list[Scored]]:
+        """``recommend`` for several strategies at once; each component query runs once.
+
+        ``exclude_count`` (how many items the caller will filter out) deepens the candidate lists.
+        """
+        names = list(strategies)
+        for strategy in names:
+            if strategy not in STRATEGIES:
+                raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
+        w = DEFAULT_BLEND if weights is None else weights
+        needed = {s for s in names if s != "blend"}
+        if "blend" in names:
+            needed |= {name for name in STRATEGY_QUERIES if w.get(name, 0.0) != 0.0}
+        fetch = max(BLEND_FETCH if "blend" in names else 50, 5 * k)
+        params = {
+            "user_id": user_id,
+            "fetch": fetch,
+            "candidates": fetch + max(0, exclude_count) + 50,
+            "exclude_seen": exclude_seen,
+            "neighbours": CO_INTEREST_NEIGHBOURS,
+        }
+        parts = {
+            name: self._ranked(STRATEGY_QUERIES[name], now, **params)
+            for name in STRATEGY_QUERIES
+            if name in needed
+        }
+        out = {}
+        for strategy in names:
+            if strategy == "blend":
+                ranked = blend_scaled({n: parts[n] for n in parts if w.get(n, 0.0) != 0.0}, w)
+            else:
+                ranked = parts[strategy]
+            out[strategy] = cap_categories(ranked, k, category_cap)
+        return out
 
     def explain(self, user_id: str, item_id: str, now: float | None = None) -> dict[str, Any]:
         """The paths and scores that connect a user to an item: direct interest, the content

@@ -1,0 +1,11 @@
+"""Offline evaluation, protocol v1 (next-day discovery): see docs/readme/60-evaluation.md.
+
+Pure parts (no I/O): ``protocol`` (day split, (user, day) pairs), ``metrics``, ``baselines``.
+``data`` reads the input files, ``runner`` builds the graph and asks the queries, ``report``
+renders HTML.
+"""
+
+PROTOCOL_VERSION = "v1"
+BASELINES = ("popular", "cooccurrence")
+GRAPH_STRATEGIES = ("content", "collaborative", "blend")
+ALL_STRATEGIES = BASELINES + GRAPH_STRATEGIES
