@@ -95,34 +95,45 @@ def mnr_loss(q: Any, d: Any, scale: float) -> Any:
 def distinct_item_batches(
     examples: Sequence[Example], batch_size: int, rng: random.Random
 ) -> Iterator[list[Example]]:
-    """Endless shuffled batches in which no item id appears twice; reshuffles each epoch."""
+    """Endless shuffled batches in which no item and no context appears twice.
+
+    A repeated item would be its own negative; a repeated context (the lines of one basket share
+    it) would be asked to pick two different items at once, which pulls every score together.
+    Examples that clash with a batch wait for a later one of the same epoch; reshuffled each epoch.
+    """
     if batch_size < 2:
         raise ValueError("batch_size must be at least 2 (in-batch negatives)")
     order = list(examples)
     while True:
         rng.shuffle(order)
-        batch: list[Example] = []
-        seen: set[str] = set()
-        deferred: list[Example] = []
-        for ex in order:
-            if ex.item_id in seen:
-                deferred.append(ex)
-                continue
-            batch.append(ex)
-            seen.add(ex.item_id)
-            if len(batch) == batch_size:
+        remaining = order
+        yielded = False
+        while len(remaining) >= 2:
+            leftovers: list[Example] = []
+            batch: list[Example] = []
+            items: set[str] = set()
+            contexts: set[str] = set()
+            progressed = False
+            for ex in remaining:
+                if ex.item_id in items or ex.context in contexts:
+                    leftovers.append(ex)
+                    continue
+                batch.append(ex)
+                items.add(ex.item_id)
+                contexts.add(ex.context)
+                if len(batch) == batch_size:
+                    yield batch
+                    progressed = True
+                    batch, items, contexts = [], set(), set()
+            if len(batch) >= 2:
                 yield batch
-                batch, seen = [], set()
-                # give deferred examples the next batch first
-                again, deferred = deferred, []
-                for d in again:
-                    if d.item_id in seen or len(batch) == batch_size:
-                        deferred.append(d)
-                    else:
-                        batch.append(d)
-                        seen.add(d.item_id)
-        if len(batch) >= 2:
-            yield batch
+                progressed = True
+            if not progressed:
+                break
+            yielded = True
+            remaining = leftovers
+        if not yielded:
+            raise ValueError("fewer than 2 examples with distinct items and contexts")
 
 
 def train(
@@ -145,8 +156,8 @@ def train(
 
     stats = TrainStats()
     start = clock()
-    distinct = {ex.item_id for ex in examples}
-    if config.steps <= 0 or len(examples) < 2 or len(distinct) < 2:
+    distinct = min(len({ex.item_id for ex in examples}), len({ex.context for ex in examples}))
+    if config.steps <= 0 or len(examples) < 2 or distinct < 2:
         stats.stopped_by = "steps" if config.steps <= 0 else "no-data"
         model.eval()
         return model, stats
@@ -176,7 +187,7 @@ def train(
         return max(0.0, (config.steps - step) / max(1, config.steps - warmup))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_factor)
-    batch_size = min(config.batch_size, len(distinct))
+    batch_size = min(config.batch_size, distinct)
     batches = distinct_item_batches(examples, batch_size, rng)
     show = sys.stderr.isatty() if progress is None else progress
     bar = None

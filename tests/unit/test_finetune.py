@@ -78,6 +78,24 @@ def test_distinct_item_batches_never_repeat_an_item() -> None:
         batch = next(batches)
         assert 2 <= len(batch) <= 16
         assert len({ex.item_id for ex in batch}) == len(batch)
+        assert len({ex.context for ex in batch}) == len(batch)
+
+
+def test_batches_never_pair_one_basket_context_with_two_items() -> None:
+    from encoder.finetune import distinct_item_batches
+
+    # a basket: one context, ten chosen items; plus ten ordinary examples
+    basket = [Example("u", "same ctx", f"b{i}", f"B {i}", 1.0) for i in range(10)]
+    other = [Example(f"v{i}", f"ctx {i}", f"o{i}", f"O {i}", 2.0) for i in range(10)]
+    batches = distinct_item_batches(basket + other, 8, random.Random(1))
+    seen = 0
+    for _ in range(30):
+        batch = next(batches)
+        assert sum(ex.context == "same ctx" for ex in batch) <= 1
+        seen += len(batch)
+    assert seen >= 30 * 2
+    with pytest.raises(ValueError):
+        next(distinct_item_batches(basket, 8, random.Random(0)))
 
 
 def test_mnr_loss_prefers_aligned_pairs() -> None:
