@@ -66,6 +66,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     enc.add_argument(
         "--peak-tflops", type=float, help="FLOP ceiling for flop_ceiling_share (GPU default: known)"
     )
+    enc.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        default="auto",
+        help="weights' dtype (auto: bfloat16 on a GPU or a CPU with native bf16, else float32)",
+    )
     enc.add_argument("--seed", type=int, default=0, help="text generator seed")
     pipe = sub.add_parser(
         "pipeline",
@@ -115,6 +121,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             skip_naive=args.skip_naive,
             peak_tflops=args.peak_tflops,
             seed=args.seed,
+            dtype=args.dtype,
         )
     except EncoderError as e:
         raise TastegraphError(str(e)) from e

