@@ -19,10 +19,11 @@ from typing import Any
 import faust
 
 from stream.logs import kv
-from stream.pipeline import BatchProcessor, RawRecord
+from stream.pipeline import BatchProcessor, RawRecord, is_transient
 from stream.settings import Settings
 
 log = logging.getLogger("tastegraph.app")
+SESSION_TIMEOUT_S = 10.0
 
 
 class Progress:
@@ -55,6 +56,10 @@ def create_app(
         topic_partitions=settings.topic_partitions,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        # a crashed worker's partitions move on after this long (Faust's default, 60 s, kept a
+        # restarted worker waiting a minute for its dead predecessor to leave the group)
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=SESSION_TIMEOUT_S / 5,
         stream_buffer_maxsize=max(4096, 2 * settings.max_batch),
         web_enabled=False,
         store="memory://",
@@ -79,6 +84,24 @@ def create_app(
 
     processor.dead_letter = send_dead_letters
 
+    async def process_until_done(records: list[RawRecord]) -> None:
+        # No error may leave the agent's loop: Faust's take_events acknowledges the batch when the
+        # agent fails (its `finally`), which would commit events that were never written, and the
+        # dead agent would consume nothing more. An unexpected error retries the whole batch (what
+        # was written is dropped as duplicates); poison records are isolated inside `process`.
+        delay = 1.0
+        while True:
+            try:
+                # shielded: a shutdown waits for the write instead of abandoning it half-way
+                await asyncio.shield(processor.process(records))
+                return
+            except Exception as e:
+                log.error("batch failed, retrying it %s", kv(error=repr(e)[:300]))
+                if metrics is not None:
+                    metrics.write_failure("unavailable" if is_transient(e) else "other")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, settings.write_retry_max_s)
+
     @app.agent(source, name="tastegraph.batches")
     async def consume(stream: faust.StreamT) -> None:
         batches = stream.take_events(settings.max_batch, within=settings.max_wait_s)  # type: ignore[attr-defined]
@@ -97,8 +120,7 @@ def create_app(
             progress.in_flight = len(records)
             if metrics is not None:
                 metrics.set_in_flight(len(records))
-            # shielded: a shutdown waits for the write instead of abandoning it half-way
-            await asyncio.shield(processor.process(records))
+            await process_until_done(records)
             progress.done(records)
             progress.in_flight = 0
             if metrics is not None:

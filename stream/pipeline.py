@@ -87,6 +87,20 @@ class BatchProcessor:
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
+    async def _retrying(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the executor, retried with backoff while the error is transient."""
+        delay = 0.1
+        while True:
+            try:
+                return await self._run(fn, *args)
+            except Exception as e:
+                if not is_transient(e):
+                    raise
+                self._count("write_retry")
+                log.warning("graph read failed, retrying %s", kv(error=type(e).__name__))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.write_retry_max_s)
+
     # -- stages ------------------------------------------------------------------------------------
     def decode(
         self, records: Sequence[RawRecord], out: BatchOutcome
@@ -129,7 +143,8 @@ class BatchProcessor:
                 if text:
                     candidates[ev.item_id] = text
         if candidates:
-            done = await self._run(self.store.embedded_items, list(candidates), version)
+            # a read of the graph: an unreachable Neo4j stalls the batch here as in `write`
+            done = await self._retrying(self.store.embedded_items, list(candidates), version)
             texts.update({k: v for k, v in candidates.items() if k not in done})
         event_texts = {ev.event_id: ev.text for ev in events if ev.text}
         all_texts = list(texts.values()) + list(event_texts.values())

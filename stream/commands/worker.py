@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import signal
+import threading
+from typing import Any
 
 from stream.logs import kv
 from stream.settings import Settings
 
 log = logging.getLogger("tastegraph.worker")
+SHUTDOWN_DEADLINE_S = 30.0  # from SIGTERM to exit, at most
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +36,45 @@ def _stop_while_starting(signum: int, frame: object) -> None:
     # through the `finally` below, so the driver closes; nothing was consumed yet
     log.info("stopping before the start %s", kv(signal=signum))
     raise SystemExit(0)
+
+
+def _stopping_worker(base: type[Any], runtime: Any) -> type[Any]:
+    """Faust's Worker, with a deadline on the shutdown that a SIGTERM starts."""
+
+    class StoppingWorker(base):
+        async def on_stop(self) -> None:
+            runtime.processor.stopping = True
+            _exit_after(SHUTDOWN_DEADLINE_S, runtime)
+            await super().on_stop()
+
+    return StoppingWorker
+
+
+def _exit_after(seconds: float, runtime: Any) -> None:
+    """Ends the process if the graceful shutdown takes longer than ``seconds``.
+
+    The batch in flight cannot finish while Neo4j is unreachable (its write retries), and Faust
+    waits for it before committing: without a deadline the worker would never exit. Exiting here
+    is as safe as a crash: the batch was not acknowledged, so it is read again after a restart
+    and what was already written is dropped as duplicates.
+    """
+
+    def abandon() -> None:
+        log.warning(
+            "shutdown took longer than %s s: exiting, the batch in flight stays unacknowledged",
+            seconds,
+        )
+        closer = threading.Thread(target=runtime.driver.close, daemon=True)
+        closer.start()
+        closer.join(5.0)
+        if not closer.is_alive():
+            log.info("driver closed")
+        logging.shutdown()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, abandon)
+    timer.daemon = True
+    timer.start()
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -64,7 +107,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 max_batch=settings.max_batch,
             ),
         )
-        worker = Worker(app, loglevel=settings.log_level, quiet=True, override_logging=False)
+        worker = _stopping_worker(Worker, runtime)(
+            app, loglevel=settings.log_level, quiet=True, override_logging=False
+        )
         app._worker = worker  # type: ignore[attr-defined]
         worker.execute_from_commandline()
     finally:

@@ -13,7 +13,8 @@ the Kafka and Neo4j that the settings point at, with topics and a consumer group
   with SIGTERM -- and compare the final graph with the graph of an uninterrupted run of the same
   events (`reference`): `graph.dump.canonical_dump` without derived data and PartitionOffset nodes;
   floats to a relative 1e-6 (events of different partitions fold in another order) and
-  embeddings to 1e-4 (the encoder pads batches differently). Then the consumer group's committed
+  item embeddings to a cosine of 0.995 (the encoder pads batches differently, in bfloat16 where
+  the CPU has it). Then the consumer group's committed
   offsets must equal the topics' end offsets: everything consumed and acknowledged.
 
 The fault tests stop and start the local services of the instance the settings name
@@ -67,6 +68,9 @@ INJECTIONS = (
     "'; CALL dbms.shutdown() //",
     "x\u0000y",
 )
+# item embeddings: the encoder batches (and pads) texts differently in each run, and on CPUs with
+# native bfloat16 it computes in bfloat16, so one text's vector varies in the third digit
+MIN_COSINE = 0.995
 POISON_CATEGORY = "\u20ac" * 4096  # valid (<= max_text_len chars), 12 kB: too large for the index
 
 
@@ -127,8 +131,10 @@ def _differences(a: Any, b: Any, path: str, out: list[str]) -> None:
         if len(a) != len(b):
             out.append(f"{path}: {len(a)} != {len(b)} elements")
         elif vector:
-            if max(abs(x - y) for x, y in zip(a, b, strict=True)) > 1e-4:
-                out.append(f"{path}: vectors differ")
+            dot = sum(x * y for x, y in zip(a, b, strict=True))
+            cos = dot / (math.sqrt(sum(x * x for x in a) * sum(y * y for y in b)) or 1.0)
+            if cos < MIN_COSINE:
+                out.append(f"{path}: vectors differ (cosine {cos:.5f})")
         else:
             for i, (x, y) in enumerate(zip(a, b, strict=True)):
                 _differences(x, y, f"{path}[{i}]", out)
@@ -752,31 +758,61 @@ def test_kafka_restart_in_the_middle_of_a_replay(
 
 @pytest.mark.slow
 def test_sigterm_stops_in_bounded_time_and_leaves_a_consistent_graph(
-    settings: Settings,
+    local_services: Settings,
     neo4j_driver: Any,
     reference: dict[str, Any],
     dataset: list[dict[str, Any]],
     tmp_path: Path,
 ) -> None:
-    s = fault_settings(settings)
+    """SIGTERM while batches flow, then SIGTERM while a batch cannot be written (Neo4j down)."""
+    s = fault_settings(local_services)
     db = s.neo4j_database
     wipe(neo4j_driver, db)
-    replay_events(s, dataset)
+    first = EVENTS * 2 // 3
+    replay_events(s, dataset[:first])
+    exits = []
+    # 1. in the middle of the replay: the batch in flight finishes (or is left unacknowledged)
     worker = Worker(s, tmp_path / "worker-1.log")
-    wait_for(lambda: applied(neo4j_driver, db) >= EVENTS // 3, 300, "a third applied")
-    t0 = time.monotonic()
-    rc = worker.stop(60)
-    exit_s = time.monotonic() - t0
-    assert rc == 0, worker.log()
-    assert exit_s < 30, f"SIGTERM took {exit_s:.1f} s"
+    wait_for(lambda: applied(neo4j_driver, db) >= first // 3, 300, f"{first // 3} applied")
+    exits.append(stop_timed(worker))
     assert "driver closed" in worker.log(10**7)
-    # nothing acknowledged beyond what the graph holds
-    written = graph_offsets(neo4j_driver, db)
-    for key, offset in committed(s).items():
-        assert offset <= written.get(key, -1) + 1, f"{key}: committed {offset}, graph {written}"
+    assert_nothing_acknowledged_unwritten(s, neo4j_driver)
+    # 2. Neo4j stops while the worker waits for events; the next ones cannot be written
     worker = Worker(s, tmp_path / "worker-2.log")
+    try:
+        wait_for(lambda: applied(neo4j_driver, db) >= first, 300, f"{first} applied")
+        stop_service(s, "neo4j")
+        replay_events(s, dataset[first:])
+        wait_for(
+            lambda: re.search(r"failed, retrying|Transaction failed", worker.log(10**7)),
+            120,
+            "a failing graph read or write",
+        )
+        exits.append(stop_timed(worker))
+    finally:
+        worker.kill()
+        start_services(s)
+    assert_nothing_acknowledged_unwritten(s, neo4j_driver)
+    # 3. a new worker writes the rest: the same graph as an uninterrupted run
+    worker = Worker(s, tmp_path / "worker-3.log")
     try:
         finish(s, neo4j_driver, worker, reference)
     finally:
         worker.kill()
-    figures(sigterm_exit_s=round(exit_s, 1), events=EVENTS)
+    figures(sigterm_exit_s=[round(x, 1) for x in exits], events=EVENTS)
+
+
+def stop_timed(worker: Worker, bound_s: float = 45.0) -> float:
+    t0 = time.monotonic()
+    rc = worker.stop(bound_s + 30)
+    seconds = time.monotonic() - t0
+    assert rc == 0, worker.log()
+    assert seconds < bound_s, f"SIGTERM took {seconds:.1f} s: {worker.log()}"
+    return seconds
+
+
+def assert_nothing_acknowledged_unwritten(s: Settings, driver: Any) -> None:
+    """Every committed offset (the next record to read) is at most one past the graph's offset."""
+    written = graph_offsets(driver, s.neo4j_database)
+    for key, offset in committed(s).items():
+        assert offset <= written.get(key, -1) + 1, f"{key}: committed {offset}, graph {written}"
