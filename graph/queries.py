@@ -296,7 +296,7 @@ RETURN count(i) AS refreshed"""
 # --- recommendation strategies ---------------------------------------------------------------
 # Tuned by the evaluation engineer (`tastegraph evaluate`, docs/readme/60-evaluation.md): keep each
 # strategy a self-contained query with the same parameters ($user_id, $fetch, $candidates,
-# $exclude_seen, $now, $half_life, and $neighbours for co-interest) and the same columns
+# $exclude_seen, $now, $half_life, and $neighbours, $shrinkage for co-interest) and the same columns
 # (item_id, category, score).
 # Every strategy leaves out items the user purchased (n_purchase > 0 on their INTERESTED_IN edge);
 # with $exclude_seen = true also every item the user has an INTERESTED_IN edge to (the offline
@@ -329,26 +329,38 @@ RETURN i.item_id AS item_id, i.category AS category, score
 ORDER BY score DESC, item_id
 LIMIT $fetch"""
 
-# Co-interest (user-kNN through shared items, a 2-hop path): the $neighbours users v whose decayed
-# interests overlap most with u's, sim(u, v) = sum over shared items of s(u, j) * s(v, j), divided
-# by
-# sqrt(v's item degree) so that heavy users do not win on volume alone; an item's score is the
-# sum of sim(u, v) * s(v, i) now. Live, so it follows every batch without a refresh.
-RECOMMEND_CO_INTEREST = f"""MATCH (u:User {{user_id: $user_id}})-[r1:INTERESTED_IN]->(:Item)
-      <-[r2:INTERESTED_IN]-(v:User)
-WHERE r1.strength > 0 AND r2.strength > 0 AND v <> u
-WITH u, v, sum({_decayed("r1.strength", "r1.last_ts")} * {_decayed("r2.strength", "r2.last_ts")})
-     AS overlap
-WITH u, v, overlap / sqrt(toFloat(COUNT {{ (v)-[:INTERESTED_IN]->(:Item) }})) AS sim
+# Co-interest (user-kNN through shared items, a 2-hop path). The $neighbours users v who share the
+# most items with u, sim(u, v) = shared(u, v) / sqrt(v's item degree) (so heavy users do not win on
+# volume alone); an item's raw score is the sum of sim(u, v) * s(v, i) now, divided by the best
+# raw score. It is then shrunk by the evidence behind it: confidence = o / (o + $shrinkage), o the
+# mean number of items u shares with those neighbours. A user with many shared items (a regular
+# customer of a shop with dense baskets) gets neighbours' tastes at full weight; a user who shares
+# one or two staples with others gets little, and the blend leans on popularity instead. Scores are
+# in [0, confidence]; the blend takes them as they are. Live, so it follows every batch.
+RECOMMEND_CO_INTEREST = f"""MATCH (u:User {{user_id: $user_id}})-[:INTERESTED_IN]->(:Item)
+      <-[:INTERESTED_IN]-(v:User)
+WHERE v <> u
+WITH u, v, count(*) AS shared
+WITH u, v, shared, shared / sqrt(toFloat(COUNT {{ (v)-[:INTERESTED_IN]->(:Item) }})) AS sim
 ORDER BY sim DESC, v.user_id
 LIMIT $neighbours
+WITH u, collect([v, sim]) AS nbrs, avg(toFloat(shared)) AS overlap
+WITH u, nbrs, overlap / (overlap + $shrinkage) AS confidence
+UNWIND nbrs AS nb
+WITH u, confidence, nb[0] AS v, nb[1] AS sim
 MATCH (v)-[r:INTERESTED_IN]->(i:Item)
 WHERE r.strength > 0
-WITH u, i, sum(sim * {R_NOW}) AS score
+WITH u, confidence, i, sum(sim * {R_NOW}) AS score
 WHERE score > 0 AND {NOT_PURCHASED} AND {NOT_SEEN}
+WITH confidence, i, score
+ORDER BY score DESC, i.item_id
+LIMIT $fetch
+WITH confidence, collect([i, score]) AS rows
+WITH confidence, rows, rows[0][1] AS best
+UNWIND rows AS row
+WITH row[0] AS i, confidence * row[1] / best AS score
 RETURN i.item_id AS item_id, i.category AS category, score
-ORDER BY score DESC, item_id
-LIMIT $fetch"""
+ORDER BY score DESC, item_id"""
 
 RECOMMEND_POPULAR = f"""OPTIONAL MATCH (u:User {{user_id: $user_id}})
 OPTIONAL MATCH (u)-[p:INTERESTED_IN]->(b:Item)

@@ -25,8 +25,8 @@ STRATEGIES = ("content", "collaborative", "blend")
 DEFAULT_BLEND: dict[str, float] = {
     "content": 0.1,
     "collaborative": 0.1,
-    "co_interest": 1.0,
-    "popular": 0.5,
+    "co_interest": 4.0,
+    "popular": 1.0,
 }
 STRATEGY_QUERIES = {
     "content": q.RECOMMEND_CONTENT,
@@ -34,7 +34,9 @@ STRATEGY_QUERIES = {
     "co_interest": q.RECOMMEND_CO_INTEREST,
     "popular": q.RECOMMEND_POPULAR,
 }
-CO_INTEREST_NEIGHBOURS = 50  # users whose interests overlap most with the user's
+CO_INTEREST_NEIGHBOURS = 200  # users who share the most items with the user
+CO_INTEREST_SHRINKAGE = 10.0  # mean shared items at which co-interest gets half its weight
+CALIBRATED = frozenset({"co_interest"})  # components already on a [0, 1] confidence scale
 BLEND_FETCH = 200  # candidates per blend component (the normalisation's reference list)
 
 
@@ -74,15 +76,19 @@ def blend(components: Mapping[str, list[Scored]], weights: Mapping[str, float]) 
 
 
 def blend_scaled(
-    components: Mapping[str, list[Scored]], weights: Mapping[str, float]
+    components: Mapping[str, list[Scored]],
+    weights: Mapping[str, float],
+    calibrated: Iterable[str] = CALIBRATED,
 ) -> list[Scored]:
     """Weighted sum of the components, each divided by its best score for this user (negative
-    scores count as 0), so every component spans [0, 1] whatever its units; an item a component
-    did not return gets 0 from it. Sorted by score, then item id."""
+    scores count as 0), so every component spans [0, 1] whatever its units; a ``calibrated``
+    component (already on a [0, 1] scale that carries its own confidence) is taken as it is. An
+    item a component did not return gets 0 from it. Sorted by score, then item id."""
+    as_is = set(calibrated)
     out: dict[str, Scored] = {}
     for name, ranked in components.items():
         w = weights.get(name, 0.0)
-        top = max((s.score for s in ranked), default=0.0)
+        top = 1.0 if name in as_is else max((s.score for s in ranked), default=0.0)
         if w == 0.0 or top <= 0.0:
             continue
         for s in ranked:
@@ -177,6 +183,7 @@ class GraphReads:
             "candidates": fetch + max(0, exclude_count) + 50,
             "exclude_seen": exclude_seen,
             "neighbours": CO_INTEREST_NEIGHBOURS,
+            "shrinkage": CO_INTEREST_SHRINKAGE,
         }
         parts = {
             name: self._ranked(STRATEGY_QUERIES[name], now, **params)

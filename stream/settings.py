@@ -89,8 +89,8 @@ class Settings:
         default_factory=lambda: {
             "content": 0.1,
             "collaborative": 0.1,
-            "co_interest": 1.0,
-            "popular": 0.5,
+            "co_interest": 4.0,
+            "popular": 1.0,
         }
     )
     category_cap: int = 0

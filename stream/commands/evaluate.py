@@ -137,11 +137,10 @@ def _open_graph(settings: Settings, progress: Any, wipe: bool) -> tuple[Any, Any
 
 
 def _wipe(driver: Any, database: str) -> None:
-    """Empties the database in chunks (the evaluation builds its graph from nothing)."""
-    while True:
-        records, _, _ = driver.execute_query(
-            "MATCH (n) WITH n LIMIT 20000 DETACH DELETE n RETURN count(*) AS deleted",
-            database_=database,
-        )
-        if not records or records[0]["deleted"] == 0:
-            return
+    """Empties the database in small transactions (the evaluation builds its graph from nothing):
+    relationships first, so that no single transaction holds a node with all its edges."""
+    with driver.session(database=database) as session:
+        session.run(
+            "MATCH ()-[r]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 20000 ROWS"
+        ).consume()
+        session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS").consume()
