@@ -15,6 +15,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -87,6 +88,7 @@ def evaluate(
     strategies: Sequence[str] = BASELINES + GRAPH_STRATEGIES,
     graph: GraphRanker | None = None,
     progress: Progress | None = None,
+    workers: int = 4,
 ) -> Evaluation:
     """Protocol v1 over ``events``; graph strategies need ``graph``. Deterministic."""
     unknown = [s for s in strategies if s not in BASELINES + GRAPH_STRATEGIES]
@@ -142,8 +144,13 @@ def evaluate(
         if graph is not None and graph_strategies:
             t = time.perf_counter()
             now = day_start(d)
-            for p in pairs:
-                ranked_by = graph.rank(p, graph_strategies, k, now)
+            # the day's queries only read the graph: ask them concurrently, record them in order
+            with ThreadPoolExecutor(max(1, workers)) as pool:
+                n = len(pairs)
+                answers = list(
+                    pool.map(graph.rank, pairs, [graph_strategies] * n, [k] * n, [now] * n)
+                )
+            for p, ranked_by in zip(pairs, answers, strict=True):
                 for name in graph_strategies:
                     ranked = [i for i in ranked_by[name] if i not in p.seen][:k]
                     result.outcomes[name].append(
