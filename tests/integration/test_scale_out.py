@@ -15,7 +15,8 @@ compared by `graph.dump.canonical_dump` without the derived parts (similarity ed
 embeddings, `dirty` flags: their values depend on when refreshes ran) and without PartitionOffset
 nodes (their keys name the run's topics). Floating-point values are compared to a relative 1e-6,
 because events of different partitions are folded in a different order in each run, and embeddings
-to 1e-4, because the encoder batches (and pads) texts differently in each run.
+by direction (cosine 0.999) and length (1 %), because the encoder batches (and pads) texts
+differently in each run.
 """
 
 from __future__ import annotations
@@ -175,12 +176,27 @@ class Run:
 
             wait_for(f"the worker on :{port} to serve /metrics", serving, timeout)
 
-        def stable() -> bool:
-            for proc, _, _ in self.workers:
-                self._alive(proc)
-            return group_members(self.settings.kafka_servers, self.name) == ("Stable", members)
+        self.wait_group(members, [proc for proc, _, _ in self.workers], timeout)
 
-        wait_for(f"consumer group {self.name} with {members} members", stable, timeout, 1.0)
+    def wait_group(
+        self, members: int, alive: list[subprocess.Popen[bytes]], timeout: float
+    ) -> None:
+        """The group is stable with ``members`` assigned members; the ``alive`` workers must not
+        exit meanwhile (a crash during the rebalance fails at once, with the logs)."""
+        last = [("unknown", 0)]
+
+        def stable() -> bool:
+            for proc in alive:
+                self._alive(proc)
+            last[0] = group_members(self.settings.kafka_servers, self.name)
+            return last[0] == ("Stable", members)
+
+        what = f"consumer group {self.name} to be stable with {members} members"
+        deadline = time.monotonic() + timeout
+        while not stable():
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out waiting for {what} (last: {last[0]}):\n{self.logs()}")
+            time.sleep(1.0)
 
     def _alive(self, proc: subprocess.Popen[bytes]) -> bool:
         if proc.poll() is not None:
@@ -275,6 +291,16 @@ def is_vector(*values: list[Any]) -> bool:
     return all(isinstance(x, int | float) for v in values for x in v)
 
 
+def same_direction(a: list[float], b: list[float]) -> bool:
+    if len(a) != len(b):
+        return False
+    na, nb = math.sqrt(sum(x * x for x in a)), math.sqrt(sum(y * y for y in b))
+    if na == 0 or nb == 0:
+        return na == nb
+    cosine = sum(x * y for x, y in zip(a, b, strict=True)) / (na * nb)
+    return cosine >= 0.999 and abs(na - nb) <= 0.01 * max(na, nb)
+
+
 def close(a: Any, b: Any, path: str, problems: list[str]) -> None:
     if isinstance(a, float) or isinstance(b, float):
         if not (
@@ -290,8 +316,8 @@ def close(a: Any, b: Any, path: str, problems: list[str]) -> None:
             close(a[k], b[k], f"{path}.{k}", problems)
     elif isinstance(a, list) and isinstance(b, list) and len(a) >= 16 and is_vector(a, b):
         # embeddings: the encoder batches texts differently in each run, and padding to another
-        # length changes float32 results in the last digits
-        if len(a) != len(b) or max(abs(x - y) for x, y in zip(a, b, strict=True)) > 1e-4:
+        # length changes the low digits (about 1e-3 in bfloat16, cosine 0.99998)
+        if not same_direction(a, b):
             problems.append(f"{path}: vectors differ")
     elif isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
@@ -421,7 +447,7 @@ def test_a_worker_leaving_in_the_middle_loses_nothing(
     reference = single_worker_graph(reference_state, make_run, neo4j_driver, events_file, settings)
 
     run = make_run()
-    (_, port_a), (leaver, port_b) = run.start_worker(), run.start_worker()
+    (survivor, port_a), (leaver, port_b) = run.start_worker(), run.start_worker()
     run.wait_ready(members=2)
     producer = run.replay(events_file, rate=EVENTS / 20)  # about 20 s of traffic
     database = settings.neo4j_database
@@ -440,12 +466,7 @@ def test_a_worker_leaving_in_the_middle_loses_nothing(
     survivor_before = metric_total(port_a, "tastegraph_events_consumed_total")
     assert applied_events(neo4j_driver, database) < EVENTS, "the replay ended before the rebalance"
 
-    wait_for(
-        "the remaining worker to own every partition",
-        lambda: group_members(settings.kafka_servers, run.name) == ("Stable", 1),
-        180,
-        1.0,
-    )
+    run.wait_group(1, [survivor], timeout=180)  # the remaining worker owns every partition
     wait_replayed(producer)
     wait_applied(run, neo4j_driver, EVENTS)
     survivor_after = metric_total(port_a, "tastegraph_events_consumed_total")
