@@ -648,12 +648,13 @@ def test_neo4j_down_30s_in_the_middle_of_a_replay(
     db = s.neo4j_database
     wipe(neo4j_driver, db)
     # a rate-limited replay: events keep arriving while Neo4j is away
+    replay_log = (tmp_path / "replay.log").open("wb")
     replayer = subprocess.Popen(
         [sys.executable, "-m", "stream.cli", "replay", str(events_file), *REPLAY_ARGS],
         env=env_of(s),
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=replay_log,
+        stderr=subprocess.STDOUT,
     )
     worker = Worker(s, tmp_path / "worker.log")
     try:
@@ -675,7 +676,7 @@ def test_neo4j_down_30s_in_the_middle_of_a_replay(
         for key, offset in commits[-1].items():
             assert offset <= after.get(key, -1) + 1, f"{key} committed {offset}, graph {after}"
         assert commits[-1] == commits[-3], "the worker kept acknowledging while Neo4j was down"
-        assert replayer.wait(300) == 0, replayer.stderr.read() if replayer.stderr else ""
+        assert replayer.wait(300) == 0, (tmp_path / "replay.log").read_text()[-2000:]
         finish(s, neo4j_driver, worker, reference)
         # the driver retries a transaction for 30 s before the worker's own back-off takes over
         retries = len(RETRIED.findall(worker.log(10**7)))
@@ -691,6 +692,8 @@ def test_neo4j_down_30s_in_the_middle_of_a_replay(
     finally:
         if replayer.poll() is None:
             replayer.kill()
+            replayer.wait()
+        replay_log.close()
         worker.kill()
 
 
@@ -746,9 +749,9 @@ def test_kafka_restart_in_the_middle_of_a_replay(
     worker = Worker(s, tmp_path / "worker.log")
     try:
         wait_for(lambda: applied(neo4j_driver, db) >= half // 4, 300, f"{half // 4} applied")
+        at_stop = applied(neo4j_driver, db)
         t0 = time.monotonic()
         stop_service(s, "kafka")
-        at_stop = applied(neo4j_driver, db)
         start_services(s)
         restart_s = time.monotonic() - t0
         assert worker.proc.poll() is None, f"worker died: {worker.log()}"
