@@ -198,6 +198,9 @@ class Run:
                 pytest.fail(f"timed out waiting for {what} (last: {last[0]}):\n{self.logs()}")
             time.sleep(1.0)
 
+    def alive(self, *procs: subprocess.Popen[bytes]) -> bool:
+        return all(self._alive(proc) for proc in procs)
+
     def _alive(self, proc: subprocess.Popen[bytes]) -> bool:
         if proc.poll() is not None:
             pytest.fail(f"a worker exited with {proc.returncode}:\n{self.logs()}")
@@ -425,6 +428,7 @@ def test_two_workers_share_the_partitions_and_build_the_same_graph(
     wait_replayed(run.replay(events_file))
     wait_applied(run, neo4j_driver, EVENTS)
 
+    run.alive(*(proc for proc, _, _ in run.workers))
     consumed = {
         port: metric_total(port, "tastegraph_events_consumed_total") for port in (port_a, port_b)
     }
@@ -451,11 +455,12 @@ def test_a_worker_leaving_in_the_middle_loses_nothing(
     run.wait_ready(members=2)
     producer = run.replay(events_file, rate=EVENTS / 20)  # about 20 s of traffic
     database = settings.neo4j_database
-    wait_for(
-        "a quarter of the events applied while both workers run",
-        lambda: applied_events(neo4j_driver, database) >= EVENTS // 4,
-        180,
-    )
+
+    def a_quarter_applied() -> bool:
+        run.alive(survivor, leaver)  # a crash here is a bug of its own: fail with the logs
+        return applied_events(neo4j_driver, database) >= EVENTS // 4
+
+    wait_for("a quarter of the events applied while both workers run", a_quarter_applied, 180)
     assert metric_total(port_b, "tastegraph_events_consumed_total") > 0, "B had no partitions"
     if how == "stop":  # SIGTERM: the worker leaves the group at once
         assert run.stop(leaver) == 0, run.logs()
