@@ -229,31 +229,37 @@ class BatchProcessor:
         self._observe(out, events)
         return out
 
-    async def refresh(self, limit: int = 500) -> int:
+    async def refresh(self, limit: int = 500, chunk: int = 25) -> int:
         """Recomputes user embeddings and similarity edges of what batches changed.
 
         Runs beside the batches (its own thread), not in their critical path: strengths are fresh
-        as soon as a batch commits, derived data follows within a refresh interval. The dirty flags
-        live in the graph, so a crash loses no refresh. Returns how many nodes it refreshed.
+        as soon as a batch commits, derived data follows within a refresh interval. Small
+        transactions of ``chunk`` nodes hold their locks briefly, so a batch writing the same users
+        never waits long. The dirty flags live in the graph, so a crash loses no refresh. Returns
+        how many nodes it refreshed (at most about ``limit``).
         """
-        delay = 0.1
-        while True:
+        total, delay = 0, 0.1
+        step = max(1, min(chunk, limit))
+        while total < limit and not self.stopping:
             t0 = time.perf_counter()
             try:
                 n = await asyncio.get_running_loop().run_in_executor(
-                    self.refresh_executor, self.store.refresh_dirty, self.encoder.version, limit
+                    self.refresh_executor, self.store.refresh_dirty, self.encoder.version, step
                 )
             except Exception as e:
-                if not is_transient(e) or self.stopping:
+                if not is_transient(e):
                     # derived data only: the dirty flags stay and the next run tries again
                     log.error("refresh failed %s", kv(error=repr(e)[:300]))
-                    return 0
+                    return total
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.write_retry_max_s)
                 continue
             if n and self.metrics is not None:
                 self.metrics.observe_stage("refresh", time.perf_counter() - t0)
-            return int(n)
+            total += int(n)
+            if n < step:
+                break
+        return total
 
     # -- metrics -----------------------------------------------------------------------------------
     def _count(self, what: str, label: str = "") -> None:
