@@ -1,5 +1,5 @@
 # The two commands: `make demo` (the main job) and `make test` (every test, services included).
-VENV ?= $(HOME)/.cache/tastegraph/venv
+VENV ?= $(or $(TASTEGRAPH_VENV),$(HOME)/.cache/tastegraph/venv)
 BIN := $(VENV)/bin
 export TASTEGRAPH_VENV := $(VENV)
 
