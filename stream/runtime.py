@@ -25,7 +25,7 @@ class Runtime:
     processor: BatchProcessor
 
     def close(self) -> None:
-        self.processor.stopping = True  # a write still retrying gives up: it was not acked
+        self.processor.stopping = True  # no further refresh rounds
         self.processor.executor.shutdown(wait=True)
         self.processor.refresh_executor.shutdown(wait=True)
         self.driver.close()
