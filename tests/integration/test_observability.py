@@ -372,6 +372,7 @@ def worker_env(tmp_path: Path, settings: Any) -> dict[str, str]:
             "TASTEGRAPH_MAX_BATCH": "64",
             "TASTEGRAPH_MAX_WAIT_S": "0.1",
             "TASTEGRAPH_LOG_LEVEL": "INFO",
+            "TASTEGRAPH_FINETUNE_ENABLED": "1",
             "TASTEGRAPH_FINETUNE_INTERVAL_S": "5",
             "TASTEGRAPH_FINETUNE_MIN_EXAMPLES": "10",
             "TASTEGRAPH_FINETUNE_STEPS": "2",
