@@ -95,7 +95,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.report:
         from stream.evaluation.report import write_report
 
-        path = write_report(result, args.report, title=f"{args.events.name}", wall_s=wall)
+        path = write_report(
+            result, args.report, title=f"{args.events.parent.name}/{args.events.name}", wall_s=wall
+        )
         log.info("report written to %s", path)
     if args.json:
         print(orjson.dumps(figures).decode())
