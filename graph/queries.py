@@ -492,3 +492,23 @@ RETURN labels(n) AS labels, properties(n) AS props"""
 DUMP_RELATIONSHIPS = """MATCH (a)-[r]->(b)
 RETURN type(r) AS type, labels(a) AS a_labels, properties(a) AS a_props,
        labels(b) AS b_labels, properties(b) AS b_props, properties(r) AS props"""
+
+# --- re-embedding after a model swap ---------------------------------------------------------
+# Items embedded by another model version that have text to embed again (bounded by $limit).
+STALE_ITEMS = """MATCH (i:Item)
+WHERE i.embedding_version IS NOT NULL AND i.embedding_version <> $version
+  AND (i.title IS NOT NULL OR i.description IS NOT NULL OR i.category IS NOT NULL
+       OR EXISTS { (i)-[:IN_CATEGORY]->(:Category) })
+WITH i ORDER BY i.item_id LIMIT $limit
+OPTIONAL MATCH (i)-[:IN_CATEGORY]->(c:Category)
+WITH i, head(collect(c.name)) AS category_name
+RETURN i.item_id AS item_id, i.title AS title, coalesce(category_name, i.category) AS category,
+       i.description AS description"""
+
+# Users whose embedding comes from another version: dirty, so refresh_dirty recomputes them.
+MARK_STALE_USERS_DIRTY = """MATCH (u:User)
+WHERE u.embedding_version IS NOT NULL AND u.embedding_version <> $version
+  AND coalesce(u.dirty, false) = false
+WITH u LIMIT $limit
+SET u.dirty = true
+RETURN count(u) AS marked"""

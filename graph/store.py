@@ -25,7 +25,7 @@ from graph.batch import (
 )
 from graph.exceptions import GraphError
 from graph.fold import TextState, embedding_moved, fold_events, user_embedding
-from graph.model import Event, ItemRecord
+from graph.model import Event, ItemRecord, item_text
 from graph.reads import GraphReads
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,38 @@ class GraphStore(GraphReads):
         if empty:
             tx.run(q.CLEAR_USER_EMBEDDINGS, ids=empty).consume()
         return len(records), [row["user_id"] for row in embedded] + resimilar
+
+    # --- re-embedding after a model swap --------------------------------------------------
+    def stale_items(self, version: str, limit: int = 200) -> list[tuple[str, str]]:
+        """Up to ``limit`` (item_id, text) of items embedded by a version other than ``version``."""
+        records, _, _ = self._driver.execute_query(
+            q.STALE_ITEMS, version=version, limit=limit, database_=self._database, routing_="r"
+        )
+        out = []
+        for r in records:
+            text = item_text(r["title"], r["category"], r["description"])
+            if text:
+                out.append((str(r["item_id"]), text))
+        return out
+
+    def set_item_embeddings(self, embeddings: Mapping[str, Vector], version: str) -> int:
+        """Stores ``version`` embeddings of existing items (marked dirty for their similarity)."""
+        rows = [
+            {"item_id": k, "embedding": np.asarray(v, dtype=np.float64).tolist()}
+            for k, v in sorted(embeddings.items())
+        ]
+        if rows:
+            with self._session() as session:
+                session.execute_write(_run, q.SET_ITEM_EMBEDDINGS, rows=rows, version=version)
+        return len(rows)
+
+    def mark_stale_users_dirty(self, version: str, limit: int = 1000) -> int:
+        """Marks up to ``limit`` users embedded by another version dirty; returns how many."""
+        with self._session() as session:
+            n = session.execute_write(
+                _single, q.MARK_STALE_USERS_DIRTY, version=version, limit=limit
+            )
+        return int(n or 0)
 
     def prune_applied_events(self, before_ts: float, limit: int = 10_000) -> int:
         """Delete event-id ledger entries of events older than ``before_ts`` (event time).

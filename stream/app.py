@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
@@ -42,11 +42,65 @@ class Progress:
         self.last_record_at = time.monotonic()
 
 
+class PeriodicFinetune:
+    """The periodic fine-tuning agent: a run when ``finetune_min_examples`` new examples arrived
+    since the last run. Training happens in a child process (`stream.finetune_job`), waited on in
+    a thread, so batches keep flowing; a promoted version reaches the worker via the hot swap."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        processor: BatchProcessor,
+        metrics: Any | None = None,
+        run: Callable[[Settings], Awaitable[Any]] | None = None,
+    ) -> None:
+        assert processor.examples is not None
+        self.settings = settings
+        self.collector = processor.examples
+        self.metrics = metrics
+        self.mark = 0  # examples already stored at start-up count as new
+        self._run = run
+        self.runs = 0
+
+    async def tick(self) -> Any | None:
+        """One check; returns the run's FinetuneResult, or None when it did not run."""
+        new = self.collector.new_since(self.mark)
+        if new < self.settings.finetune_min_examples:
+            return None
+        if self._run is None:
+            from stream.finetune_job import run_finetune_async
+
+            self._run = run_finetune_async
+        mark = self.collector.store.added_total
+        self.collector.store.flush()  # what the child reads is on disk
+        log.info("fine-tuning starts %s", kv(new_examples=new))
+        try:
+            result = await self._run(self.settings)
+        except Exception as e:  # run_finetune records child failures itself; this is unexpected
+            log.error("fine-tuning failed %s", kv(error=repr(e)[:300]))
+            if self.metrics is not None:
+                self.metrics.finetune_run("failed", 0.0)
+            return None
+        self.runs += 1
+        if result.result != "skipped":
+            self.mark = mark
+        if self.metrics is not None:
+            evaluation = None
+            if result.metrics_before or result.metrics_after:
+                evaluation = {
+                    "current": result.metrics_before or {},
+                    "candidate": result.metrics_after or {},
+                }
+            self.metrics.finetune_run(result.result, result.seconds, evaluation=evaluation)
+        return result
+
+
 def create_app(
     settings: Settings,
     processor: BatchProcessor,
     metrics: Any | None = None,
     until_idle_s: float | None = None,
+    swapper: Any | None = None,
 ) -> tuple[faust.App, Progress]:
     app = faust.App(
         settings.app_id,
@@ -132,6 +186,23 @@ def create_app(
         # behind the strengths instead of taking the CPU the batches need
         if not processor.stopping:
             await processor.refresh(settings.refresh_limit)
+
+    if swapper is not None:
+
+        @app.timer(interval=settings.model_poll_s)
+        async def watch_model() -> None:
+            # a promoted or rolled-back version: load it aside, swap between batches, then
+            # re-embed older-version nodes a bounded chunk per tick
+            if not processor.stopping:
+                await swapper.poll()
+
+    if settings.finetune_enabled and processor.examples is not None:
+        finetuner = PeriodicFinetune(settings, processor, metrics)
+
+        @app.timer(interval=settings.finetune_interval_s)
+        async def finetune_periodically() -> None:
+            if not processor.stopping:
+                await finetuner.tick()
 
     @app.timer(interval=2.0)
     async def report_lag() -> None:

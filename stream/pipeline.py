@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from neo4j.exceptions import DriverError, Neo4jError
 
+from encoder.examples import ExampleCollector
 from encoder.protocol import TextEncoder
 from graph.model import Event, ItemRecord, item_text
 from graph.store import GraphBatch, GraphStore, Vector
@@ -72,6 +73,7 @@ class BatchProcessor:
         metrics: Any | None = None,
         executor: Executor | None = None,
         clock: Callable[[], float] = time.time,
+        examples: ExampleCollector | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -83,6 +85,10 @@ class BatchProcessor:
         self.refresh_executor = ThreadPoolExecutor(1, thread_name_prefix="tastegraph-refresh")
         self.clock = clock
         self.stopping = False
+        # fine-tuning examples from applied click/purchase events (None: not collected)
+        self.examples = examples
+        # held by every batch: `swap_encoder` replaces the encoder only between two batches
+        self.swap_lock = asyncio.Lock()
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -199,6 +205,10 @@ class BatchProcessor:
 
     # -- the batch ---------------------------------------------------------------------------------
     async def process(self, records: Sequence[RawRecord]) -> BatchOutcome:
+        async with self.swap_lock:
+            return await self._process(records)
+
+    async def _process(self, records: Sequence[RawRecord]) -> BatchOutcome:
         out = BatchOutcome(records=len(records))
         t0 = time.perf_counter()
         events, items, dead = self.decode(records, out)
@@ -225,9 +235,89 @@ class BatchProcessor:
                 ]
             )
             out.dead_lettered = len(dead)
+        # a batch whose every event was a duplicate (a replay, a batch re-read after a crash)
+        # already fed the collector when it was first written
+        if self.examples is not None and out.applied:
+            await self._collect_examples(events, items, dead)
         out.stages = {"decode": t1 - t0, "encode": t2 - t1, "graph_write": t3 - t2}
         self._observe(out, events)
         return out
+
+    async def _collect_examples(
+        self, events: Sequence[Event], items: Sequence[ItemRecord], dead: Sequence[Invalid]
+    ) -> None:
+        """Feeds the batch's written events to the example collector, then flushes it.
+
+        Runs once per successfully processed batch (a retried batch is fed when it finally
+        succeeds); dead-lettered events are left out. Every event type is fed: the collector's
+        builder makes examples of clicks and purchases and keeps the others as context. A failure
+        here never fails the batch: the examples are a by-product, the graph write committed.
+        """
+        collector = self.examples
+        if collector is None:
+            return
+        failed = {(d.topic, d.partition, d.offset) for d in dead}
+        catalogue = {it.item_id: item_text(it.title, it.category, it.description) for it in items}
+        feed = []
+        for ev in sorted(events, key=lambda e: e.ts):  # event-time order per user
+            if (ev.topic, ev.partition, ev.offset) in failed:
+                continue
+            text = item_text(ev.title, ev.category, ev.description) or catalogue.get(ev.item_id)
+            if text:
+                feed.append((ev.user_id, ev.item_id, text, ev.type, ev.ts))
+
+        def collect() -> None:
+            for row in feed:
+                collector.observe(*row)
+            collector.store.flush()
+
+        try:
+            await self._run(collect)
+        except Exception as e:
+            log.error("collecting fine-tuning examples failed %s", kv(error=repr(e)[:300]))
+
+    # -- model swap --------------------------------------------------------------------------------
+    async def swap_encoder(self, encoder: TextEncoder) -> str:
+        """Replaces the encoder between two batches (waits for the running one); returns the
+        previous version. Items and users of older versions are re-embedded by `reembed`."""
+        async with self.swap_lock:
+            old = self.encoder.version
+            self.encoder = encoder
+        log.info("encoder swapped %s", kv(old=old, new=encoder.version))
+        return old
+
+    async def reembed(self, limit: int = 200) -> int:
+        """One bounded step of re-embedding what older encoder versions embedded.
+
+        Up to ``limit`` items with a stale version get a current embedding; once none is left, up
+        to ``limit`` users of older versions are marked dirty, so `refresh` recomputes them from
+        current-version items. Returns how many nodes it touched (0: nothing stale is left).
+        """
+        encoder = self.encoder
+        version = encoder.version
+        loop = asyncio.get_running_loop()
+        try:
+            stale = await loop.run_in_executor(
+                self.refresh_executor, self.store.stale_items, version, limit
+            )
+            if stale:
+                # the batch thread: the encoder serves one caller at a time
+                vectors = await self._run(encoder.encode, [t for _, t in stale])
+                embeddings = {item_id: vectors[k] for k, (item_id, _) in enumerate(stale)}
+                return int(
+                    await loop.run_in_executor(
+                        self.refresh_executor, self.store.set_item_embeddings, embeddings, version
+                    )
+                )
+            return int(
+                await loop.run_in_executor(
+                    self.refresh_executor, self.store.mark_stale_users_dirty, version, limit
+                )
+            )
+        except Exception as e:
+            # the next step tries again; nothing half-written matters (version-tagged nodes)
+            log.error("re-embedding failed %s", kv(error=repr(e)[:300]))
+            return 0
 
     async def refresh(self, limit: int = 500, chunk: int = 25) -> int:
         """Recomputes user embeddings and similarity edges of what batches changed.

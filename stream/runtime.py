@@ -23,11 +23,14 @@ class Runtime:
     store: GraphStore
     metrics: Any
     processor: BatchProcessor
+    swapper: Any = None  # stream.model_swap.ModelSwapper: hot swap of promoted versions
 
     def close(self) -> None:
         self.processor.stopping = True  # no further refresh rounds
         self.processor.executor.shutdown(wait=True)
         self.processor.refresh_executor.shutdown(wait=True)
+        if self.processor.examples is not None:
+            self.processor.examples.store.close()
         self.driver.close()
         log.info("driver closed")
 
@@ -66,15 +69,42 @@ async def _no_dead_letters(values: Sequence[bytes]) -> None:
 def open_runtime(
     settings: Settings, serve_metrics: bool = True, encoder: TextEncoder | None = None
 ) -> Runtime:
+    from encoder.registry import BASE_VERSION
+    from stream.finetune_job import example_collector_for, registry_for
     from stream.metrics import Metrics, start_metrics_server
+    from stream.model_swap import ModelSwapper, encoder_loader
 
+    # the registry's current version (a promoted fine-tune) wins over settings.model
+    registry = registry_for(settings)
+    current = registry.current()
+    version_name = None
+    if encoder is None and current.version != BASE_VERSION:
+        try:
+            encoder = encoder_loader(settings)(current.model_ref)
+            version_name = current.version
+        except Exception as e:
+            log.error(
+                "cannot load current model version %s, using %s: %r",
+                current.version,
+                settings.model,
+                e,
+            )
     encoder = encoder or open_encoder(settings)
     driver = open_driver(settings)
     store = GraphStore(driver, settings.neo4j_database, interest_params(settings))
     store.ensure_schema(encoder.dim)
     metrics = Metrics.create()
-    metrics.set_model_version(encoder.version)
+    metrics.set_model_version(version_name or encoder.version)
+    if version_name and current.metadata.get("metrics_after"):
+        metrics.set_evaluation("current", current.metadata["metrics_after"])
     if serve_metrics:
         start_metrics_server(metrics, settings.metrics_host, settings.metrics_port)
-    processor = BatchProcessor(settings, store, encoder, _no_dead_letters, metrics)
-    return Runtime(settings, encoder, driver, store, metrics, processor)
+    # examples are collected only when the worker fine-tunes (TASTEGRAPH_FINETUNE_ENABLED)
+    examples = example_collector_for(settings) if settings.finetune_enabled else None
+    processor = BatchProcessor(
+        settings, store, encoder, _no_dead_letters, metrics, examples=examples
+    )
+    swapper = ModelSwapper(
+        processor, registry, encoder_loader(settings), metrics, settings.reembed_limit
+    )
+    return Runtime(settings, encoder, driver, store, metrics, processor, swapper)

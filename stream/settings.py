@@ -122,6 +122,9 @@ class Settings:
     finetune_max_examples: int = 50_000
     finetune_holdout_fraction: float = 0.1
     finetune_holdout_max: int = 1000
+    finetune_enabled: int = 0  # 1: the worker collects examples and fine-tunes periodically
+    model_poll_s: float = 5.0  # how often the worker looks for a newly promoted model version
+    reembed_limit: int = 200  # items re-embedded (and users marked dirty) per poll after a swap
     # --- operations ---------------------------------------------------------------------------
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9108

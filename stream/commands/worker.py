@@ -97,7 +97,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
         ensure_topics(settings, [*settings.event_topics, settings.topic_dead_letter])
         ensure_topics(settings, [settings.topic_items], compact=True)
-        app, _ = create_app(settings, runtime.processor, runtime.metrics, args.until_idle)
+        app, _ = create_app(
+            settings, runtime.processor, runtime.metrics, args.until_idle, runtime.swapper
+        )
         log.info(
             "worker starting %s",
             kv(

@@ -1,0 +1,100 @@
+"""Hot swap: the worker picks up a newly promoted (or rolled back) encoder without a restart.
+
+`ModelSwapper.poll()` runs on a timer (``TASTEGRAPH_MODEL_POLL_S``): one ``stat`` of the registry's
+current pointer (`encoder.registry.CurrentWatcher`); when it changed, the new version is loaded in
+a thread (the stream keeps running on the old one meanwhile) and `BatchProcessor.swap_encoder`
+installs it between two batches. Then, at ``TASTEGRAPH_REEMBED_LIMIT`` nodes per poll, items
+embedded by older versions get a current embedding and users of older versions are marked dirty,
+so the regular refresh recomputes them. Similarity is only ever computed between nodes of the same
+``embedding_version`` (the refresh and recommendation queries filter on it), so the graph stays
+usable throughout. A version that fails to load leaves the worker on the old one; the next poll
+tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from encoder.protocol import TextEncoder
+from encoder.registry import CurrentWatcher, ModelRegistry
+from stream.logs import kv
+from stream.pipeline import BatchProcessor
+
+log = logging.getLogger("tastegraph.model_swap")
+
+Loader = Callable[[str], TextEncoder]  # model reference (directory or package) -> encoder
+
+
+def encoder_loader(settings: Any) -> Loader:
+    """Loads a model reference with the worker's encoder settings (`encoder.bert.load_encoder`)."""
+
+    def load(model: str) -> TextEncoder:
+        from encoder.bert import load_encoder
+
+        return load_encoder(
+            model=model,
+            device=settings.device,
+            threads=settings.encoder_threads,
+            max_tokens_per_batch=settings.max_tokens_per_batch,
+            max_len=settings.max_len,
+            cache_size=settings.encoder_cache_size,
+            dtype=getattr(settings, "encoder_dtype", "auto"),
+        )
+
+    return load
+
+
+class ModelSwapper:
+    def __init__(
+        self,
+        processor: BatchProcessor,
+        registry: ModelRegistry,
+        load: Loader,
+        metrics: Any | None = None,
+        reembed_limit: int = 200,
+    ) -> None:
+        self.processor = processor
+        self.registry = registry
+        self.load = load
+        self.metrics = metrics
+        self.reembed_limit = reembed_limit
+        self.watcher = CurrentWatcher(registry)
+        self.version = self.watcher.version  # the registry version the worker runs
+        self._retry: str | None = None
+        self.reembedding = True  # after start-up too: nodes of older versions may remain
+
+    async def poll(self) -> str | None:
+        """Swaps to a new current version if there is one; else one re-embedding step.
+        Returns the version swapped to, or None."""
+        target = self.watcher.changed() or self._retry
+        if target is not None and target != self.version:
+            if await self._swap(target):
+                return target
+            return None
+        self._retry = None
+        if self.reembedding and not self.processor.stopping:
+            touched = await self.processor.reembed(self.reembed_limit)
+            if touched == 0:
+                self.reembedding = False
+                log.info("re-embedding done %s", kv(version=self.processor.encoder.version))
+        return None
+
+    async def _swap(self, version: str) -> bool:
+        try:
+            ref = self.registry.get(version).model_ref
+            encoder = await asyncio.to_thread(self.load, ref)
+        except Exception as e:
+            self._retry = version
+            log.error("loading model version failed %s", kv(version=version, error=repr(e)[:300]))
+            return False
+        self._retry = None
+        old = await self.processor.swap_encoder(encoder)
+        self.version = version
+        self.reembedding = True
+        if self.metrics is not None:
+            self.metrics.set_model_version(version)
+        log.info("model version swapped %s", kv(version=version, old=old, new=encoder.version))
+        return True

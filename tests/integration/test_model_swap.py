@@ -1,0 +1,100 @@
+"""Re-embedding after a model swap on the real Neo4j: stale items get the new version, users of the
+old version are recomputed by the refresh, and no similarity edge joins two versions at the end."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from encoder.protocol import HashingEncoder
+from graph.model import Event, ItemRecord, item_text
+from graph.store import GraphBatch, GraphStore, InterestParams
+from stream.pipeline import BatchProcessor
+from stream.settings import DEFAULT_WEIGHTS, Settings
+
+pytestmark = pytest.mark.integration
+
+DIM = 384  # the real model's dimension: the vector indexes are shared with the worker's tests
+V1, V2 = HashingEncoder(dim=DIM, version="hash-v1"), HashingEncoder(dim=DIM, version="hash-v2")
+CATALOGUE = [
+    ItemRecord("i1", "red trail running shoe", "shoes", "grippy"),
+    ItemRecord("i2", "blue road running shoe", "shoes", "light"),
+    ItemRecord("i3", "italian pasta cook book", "books", "recipes"),
+    ItemRecord("i4", "green trail running shoe", "shoes", None),
+]
+
+
+@pytest.fixture
+def store(clean_graph: Any, settings: Settings) -> GraphStore:
+    params = InterestParams(
+        half_life_s=14 * 86400.0, weights=DEFAULT_WEIGHTS, similar_k=3, similar_threshold=-1.0
+    )
+    s = GraphStore(clean_graph, settings.neo4j_database, params)
+    s.ensure_schema(DIM)
+    return s
+
+
+def cypher(store: GraphStore, query: str, **params: Any) -> list[dict[str, Any]]:
+    records, _, _ = store._driver.execute_query(query, params, database_=store._database)
+    return [dict(r) for r in records]
+
+
+def test_reembedding_after_a_swap_moves_every_node_to_the_new_version(
+    store: GraphStore, settings: Settings
+) -> None:
+    texts = {i.item_id: item_text(i.title, i.category, i.description) for i in CATALOGUE}
+    vectors = dict(zip(texts, V1.encode(list(texts.values())), strict=True))
+    events = [
+        Event(f"e{n}", f"u{n % 3}", f"i{1 + n % 4}", "click", 1_700_000_000.0 + n) for n in range(9)
+    ]
+    store.apply_batch(
+        GraphBatch(events=events, items=CATALOGUE, item_embeddings=vectors, model_version="hash-v1")
+    )
+    while store.refresh_dirty("hash-v1") > 0:
+        pass
+    assert {r["v"] for r in cypher(store, "MATCH (n:User) RETURN n.embedding_version AS v")} == {
+        "hash-v1"
+    }
+
+    # the store methods the re-embedding uses: the item text as the batch computed it
+    assert sorted(store.stale_items("hash-v2", 10)) == sorted(texts.items())
+    assert store.stale_items("hash-v1", 10) == []
+
+    async def sink(values: Sequence[bytes]) -> None:
+        pass
+
+    proc = BatchProcessor(settings, store, V2, sink)
+
+    async def reembed() -> list[int]:
+        steps = []
+        while (n := await proc.reembed(3)) > 0:
+            steps.append(n)
+            while await proc.refresh(100) > 0:
+                pass
+            assert len(steps) < 10
+        return steps
+
+    try:
+        # 4 items in steps of 3, then 3 users
+        assert asyncio.run(reembed()) == [3, 1, 3]
+    finally:
+        proc.executor.shutdown()
+        proc.refresh_executor.shutdown()
+    versions = cypher(
+        store,
+        "MATCH (n) WHERE n:User OR n:Item RETURN n.embedding_version AS v, count(*) AS n",
+    )
+    assert versions == [{"v": "hash-v2", "n": 7}]
+    got = cypher(store, "MATCH (i:Item {item_id: 'i3'}) RETURN i.embedding AS e")[0]["e"]
+    assert got == pytest.approx(V2.encode([texts["i3"]])[0].tolist(), abs=1e-6)
+    mixed = cypher(
+        store,
+        "MATCH (a)-[:SIMILAR_TO]->(b) WHERE a.embedding_version <> b.embedding_version "
+        "RETURN count(*) AS n",
+    )
+    assert mixed == [{"n": 0}]
+    edges = cypher(store, "MATCH (:User)-[s:SIMILAR_TO]->(:User) RETURN count(s) AS n")
+    assert edges[0]["n"] > 0  # the users were compared again, in the new version
