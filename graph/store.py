@@ -190,6 +190,21 @@ class GraphStore(GraphReads):
                 out.append((str(r["item_id"]), text))
         return out
 
+    def item_texts(self, item_ids: Iterable[str]) -> dict[str, str]:
+        """The embedding text (title, category, description) of the given items that have one."""
+        ids = sorted(set(item_ids))
+        if not ids:
+            return {}
+        records, _, _ = self._driver.execute_query(
+            q.READ_ITEMS, ids=ids, database_=self._database, routing_="r"
+        )
+        out = {}
+        for r in records:
+            text = item_text(r["title"], r["category"], r["description"])
+            if text:
+                out[str(r["item_id"])] = text
+        return out
+
     def set_item_embeddings(self, embeddings: Mapping[str, Vector], version: str) -> int:
         """Stores ``version`` embeddings of existing items (marked dirty for their similarity)."""
         rows = [

@@ -248,6 +248,9 @@ class BatchProcessor:
     ) -> None:
         """Feeds the batch's written events to the example collector, then flushes it.
 
+        The item text comes from the batch's catalogue record, else the event, else the graph
+        (catalogue records win, as in the graph); events of items without text are skipped.
+
         Runs once per successfully processed batch (a retried batch is fed when it finally
         succeeds); dead-lettered events are left out. Every event type is fed: the collector's
         builder makes examples of clicks and purchases and keeps the others as context. A failure
@@ -257,16 +260,27 @@ class BatchProcessor:
         if collector is None:
             return
         failed = {(d.topic, d.partition, d.offset) for d in dead}
-        catalogue = {it.item_id: item_text(it.title, it.category, it.description) for it in items}
-        feed = []
-        for ev in sorted(events, key=lambda e: e.ts):  # event-time order per user
-            if (ev.topic, ev.partition, ev.offset) in failed:
-                continue
-            text = item_text(ev.title, ev.category, ev.description) or catalogue.get(ev.item_id)
-            if text:
-                feed.append((ev.user_id, ev.item_id, text, ev.type, ev.ts))
+        written = [ev for ev in events if (ev.topic, ev.partition, ev.offset) not in failed]
+        texts = {
+            ev.item_id: t
+            for ev in written
+            if (t := item_text(ev.title, ev.category, ev.description))
+        }
+        # catalogue records win over event fields, as in the graph
+        for it in items:
+            if t := item_text(it.title, it.category, it.description):
+                texts[it.item_id] = t
 
         def collect() -> None:
+            # the catalogue text of the other items, from the graph (one read per batch)
+            missing = {ev.item_id for ev in written if not texts.get(ev.item_id)}
+            if missing:
+                texts.update(self.store.item_texts(missing))
+            feed = [
+                (ev.user_id, ev.item_id, texts[ev.item_id], ev.type, ev.ts)
+                for ev in sorted(written, key=lambda e: e.ts)  # event-time order per user
+                if texts.get(ev.item_id)
+            ]
             for row in feed:
                 collector.observe(*row)
             collector.store.flush()

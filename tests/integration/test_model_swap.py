@@ -5,15 +5,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from encoder.examples import read_examples
 from encoder.protocol import HashingEncoder
 from graph.model import Event, ItemRecord, item_text
 from graph.store import GraphBatch, GraphStore, InterestParams
+from stream.finetune_job import default_examples_path, registry_for
 from stream.pipeline import BatchProcessor
+from stream.recording import replay
 from stream.settings import DEFAULT_WEIGHTS, Settings
+
+from .conftest import run_sync
+from .harness import RECORDING, Worker, isolated, topic_map, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +69,7 @@ def test_reembedding_after_a_swap_moves_every_node_to_the_new_version(
     # the store methods the re-embedding uses: the item text as the batch computed it
     assert sorted(store.stale_items("hash-v2", 10)) == sorted(texts.items())
     assert store.stale_items("hash-v1", 10) == []
+    assert store.item_texts(["i1", "i4", "nope"]) == {"i1": texts["i1"], "i4": texts["i4"]}
 
     async def sink(values: Sequence[bytes]) -> None:
         pass
@@ -98,3 +106,77 @@ def test_reembedding_after_a_swap_moves_every_node_to_the_new_version(
     assert mixed == [{"n": 0}]
     edges = cypher(store, "MATCH (:User)-[s:SIMILAR_TO]->(:User) RETURN count(s) AS n")
     assert edges[0]["n"] > 0  # the users were compared again, in the new version
+
+
+def test_a_running_worker_swaps_to_a_promoted_version_mid_stream(
+    settings: Settings, clean_graph: Any, kafka_admin: Any, tmp_path: Path
+) -> None:
+    """The recording in small batches; a version promoted while they flow: the worker swaps
+    without a restart, loses no event, and ends with every node on the new version."""
+    import torch
+
+    from encoder.finetune import save_model
+    from encoder.loading import load_pretrained
+
+    s = isolated(
+        settings,
+        home=tmp_path / "home",
+        model_poll_s=0.5,
+        max_batch=4,
+        reembed_limit=5,
+        finetune_enabled=1,  # examples only: the first fine-tuning tick is an hour away
+    )
+    registry = registry_for(s)
+    info = registry.create_version("base", 0)
+    model, tokenizer, location = load_pretrained(s.model)
+    with torch.no_grad():  # a "fine-tuned" model: other weights, so another encoder version
+        next(model.parameters()).mul_(1.05)
+    save_model(model, tokenizer, info.path, location.path)
+    registry.update(info.version, status="candidate")
+    del model
+
+    driver, db = clean_graph, s.neo4j_database
+
+    def query(q: str) -> list[dict[str, Any]]:
+        records, _, _ = driver.execute_query(q, database_=db)
+        return [dict(r) for r in records]
+
+    def applied() -> int:
+        return int(query("MATCH (e:AppliedEvent) RETURN count(e) AS n")[0]["n"])
+
+    def versions() -> set[str]:
+        rows = query(
+            "MATCH (n) WHERE (n:User OR n:Item) AND n.embedding IS NOT NULL "
+            "RETURN DISTINCT n.embedding_version AS v"
+        )
+        return {r["v"] for r in rows}
+
+    run_sync(replay(s, [RECORDING], topic_map=topic_map(s), progress=False))
+    worker = Worker(s, tmp_path / "worker.log")
+    try:
+        wait_for(lambda: applied() > 0, 180, "the first batch")
+        (old,) = wait_for(versions, 30, "embedded nodes")
+        registry.promote(info.version)
+        wait_for(lambda: "model version swapped" in worker.log(50_000), 180, "the swap")
+        wait_for(lambda: applied() == 60, 120, "every event")
+        new = wait_for(lambda: (v := versions()) != {old} and len(v) == 1 and v, 120, "re-embed")
+        assert new != {old}
+        mixed = query(
+            "MATCH (a)-[:SIMILAR_TO]->(b) WHERE a.embedding_version <> b.embedding_version "
+            "RETURN count(*) AS n"
+        )
+        assert mixed == [{"n": 0}]
+        assert worker.proc.poll() is None, worker.log()
+    finally:
+        rc = worker.stop()
+    assert rc == 0, worker.log()
+    assert query("MATCH (u:User) WHERE u.embedding IS NOT NULL RETURN count(u) AS n")[0]["n"] > 0
+    # the worker fed its written clicks and purchases to the example collector, with the item
+    # texts of the catalogue (the recording's events carry none)
+    examples = list(read_examples(default_examples_path(s)))
+    assert examples and all(ex.item_text and ex.context for ex in examples)
+    catalogue = {
+        i["item_id"]: i["t"]
+        for i in query("MATCH (i:Item) RETURN i.item_id AS item_id, i.title AS t")
+    }
+    assert all(ex.item_text.startswith(catalogue[ex.item_id]) for ex in examples)

@@ -57,6 +57,9 @@ class FakeStore:
             self.users[u] = (version, False)
         return len(dirty)
 
+    def item_texts(self, item_ids: Sequence[str]) -> dict[str, str]:
+        return {i: self.items[i][1] for i in item_ids if i in self.items and self.items[i][1]}
+
     def stale_items(self, version: str, limit: int = 200) -> list[tuple[str, str]]:
         stale = [(i, t) for i, (v, t) in sorted(self.items.items()) if v != version and t]
         return stale[:limit]
@@ -111,7 +114,9 @@ def collector(path: Path | None = None) -> ExampleCollector:
 
 def test_written_events_with_text_feed_the_collector_in_event_time_order(tmp_path: Path) -> None:
     coll = collector(tmp_path / "examples.jsonl")
-    proc = processor(FakeStore(), examples=coll)
+    store = FakeStore()
+    store.items["i8"] = ("hash-v1", "Yellow cup")  # catalogued by an earlier batch
+    proc = processor(store, examples=coll)
     item = orjson.dumps({"item_id": "i4", "title": "Red mug", "category": "kitchen"})
     records = [
         # arrival order differs from event time: the collector sees u0's events by ts
@@ -119,6 +124,7 @@ def test_written_events_with_text_feed_the_collector_in_event_time_order(tmp_pat
         raw(0, title="Blue teapot"),
         raw(2, title="Green kettle"),
         raw(6),  # no text anywhere: skipped
+        raw(8, "purchase", "purchases"),  # text from the graph
         RawRecord("items", 0, 0, b"i4", item),
     ]
     asyncio.run(proc.process(records))
@@ -127,13 +133,14 @@ def test_written_events_with_text_feed_the_collector_in_event_time_order(tmp_pat
     assert [g[:3] for g in got] == [
         ("u0", "i2", "Green kettle"),
         ("u0", "i4", "Red mug | kitchen"),
+        ("u0", "i8", "Yellow cup"),
     ]
     assert got[1][3].startswith("Green kettle")  # most recent first
     # the same events again (a replay, a batch re-read after a crash): all duplicates, no examples
     asyncio.run(proc.process(records))
-    assert coll.store.added_total == 2
+    assert coll.store.added_total == 3
     # flushed: another reader sees them on disk
-    assert [ex.item_id for ex in read_examples(tmp_path / "examples.jsonl")] == ["i2", "i4"]
+    assert [ex.item_id for ex in read_examples(tmp_path / "examples.jsonl")] == ["i2", "i4", "i8"]
 
 
 def test_without_a_collector_nothing_is_collected_and_a_failing_one_never_fails_a_batch() -> None:
