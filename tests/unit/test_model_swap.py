@@ -287,3 +287,26 @@ def test_periodic_finetune_runs_after_enough_new_examples_and_records_metrics(
     assert [r[0] for r in metrics.runs] == ["skipped", "rejected"]
     assert metrics.runs[1][2] == {"current": {"hr@10": 0.1}, "candidate": {"hr@10": 0.09}}
     assert np.isclose(metrics.runs[1][1], 1.5)
+
+
+def test_periodic_finetune_with_the_real_job_reads_what_the_worker_collected(
+    tmp_path: Path,
+) -> None:
+    # too few examples for a held-out slice: the real run_finetune skips without a child process
+    from stream.finetune_job import example_collector_for
+
+    settings = Settings(home=tmp_path, finetune_min_examples=1, finetune_enabled=1)
+    coll = example_collector_for(settings)
+    proc = processor(FakeStore(), examples=coll)
+    metrics = RecordingMetrics()
+    agent = PeriodicFinetune(settings, proc, metrics)
+
+    async def scenario() -> Any:
+        await proc.process([raw(0, title="a"), raw(2, title="b"), raw(4, title="c")])
+        return await agent.tick()
+
+    result = asyncio.run(scenario())
+    coll.store.close()
+    assert result.result == "skipped" and "too few examples" in result.reason
+    assert result.examples + result.held_out == 2  # both examples reached the job
+    assert [r[0] for r in metrics.runs] == ["skipped"]
