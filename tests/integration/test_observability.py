@@ -473,7 +473,24 @@ def test_worker_replay_scraped_by_prometheus(
             DEFAULT_TOPICS, (*settings.event_topics, settings.topic_items), strict=True
         )
     ]
-    run_cli(["replay", "--no-progress", *remap, *map(str, files)], worker_env, timeout=600)
+    *items, sample = files
+    if items:
+        # the catalogue first, as in production: fine-tuning examples need the items' texts
+        run_cli(["replay", "--no-progress", *remap, *map(str, items)], worker_env, timeout=600)
+        n_items = sum(len(read_lines(p)) for p in items)
+
+        def catalogue_done() -> bool:
+            worker_serving()
+            s = scrape(metrics_url)
+            lags = [
+                v
+                for (n, labels), v in s.items()
+                if n == "tastegraph_consumer_lag" and dict(labels)["topic"] == settings.topic_items
+            ]
+            return total(s, "tastegraph_batch_size_sum") >= n_items and bool(lags) and not any(lags)
+
+        wait_for("the worker to process the catalogue", catalogue_done, timeout=300, interval=1.0)
+    run_cli(["replay", "--no-progress", *remap, str(sample)], worker_env, timeout=600)
     invalid = [b"{not json", b'{"event_id": "x"}', b"[]"]
     produce_raw(settings.kafka_servers, settings.topic_clicks, invalid)
 
