@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import faust
+from aiokafka.errors import IllegalStateError
 
 from stream.logs import kv
 from stream.pipeline import BatchProcessor, RawRecord, is_transient
@@ -208,13 +209,19 @@ def create_app(
     async def report_lag() -> None:
         lags = {}
         for tp in app.consumer.assignment():
-            high = app.consumer.highwater(tp)
-            if high is None:
+            # a rebalance can revoke the partition between these calls: skip it this tick
+            try:
+                high = app.consumer.highwater(tp)
+                if high is None:
+                    continue
+                done = progress.processed.get((tp.topic, tp.partition))
+                if done is None:  # nothing processed here in this run: where the consumer stands
+                    position = await app.consumer.position(tp)
+                    done = (position if position is not None else 0) - 1
+            except (AssertionError, IllegalStateError):
                 continue
-            done = progress.processed.get((tp.topic, tp.partition))
-            if done is None:  # nothing processed here in this run: where the consumer stands
-                position = await app.consumer.position(tp)
-                done = (position if position is not None else 0) - 1
+            if tp not in app.consumer.assignment():
+                continue
             lags[(tp.topic, tp.partition)] = max(0, high - done - 1)
             if metrics is not None:
                 metrics.set_lag(tp.topic, tp.partition, lags[(tp.topic, tp.partition)])

@@ -157,6 +157,9 @@ class BatchProcessor:
         if not all_texts:
             return {}, {}
         vectors = await self._run(self.encoder.encode, all_texts)
+        stats = getattr(self.encoder, "stats", None)
+        if self.metrics is not None and stats is not None:
+            self.metrics.observe_encoder(stats)
         n = len(texts)
         item_vecs = dict(zip(texts, vectors[:n], strict=True))
         text_vecs = dict(zip(event_texts, vectors[n:], strict=True))
@@ -170,6 +173,7 @@ class BatchProcessor:
         """
         delay = 0.1
         while True:
+            t0 = time.perf_counter()
             try:
                 result = await self._run(self.store.apply_batch, batch)
             except Exception as e:
@@ -180,6 +184,8 @@ class BatchProcessor:
                     delay = min(delay * 2, self.settings.write_retry_max_s)
                     continue
                 return await self._isolate(batch, e, out)
+            if self.metrics is not None:
+                self.metrics.observe_write(time.perf_counter() - t0)
             out.applied += result.applied
             out.duplicates += result.duplicates
             for kind, n in result.rows.items():
