@@ -505,10 +505,17 @@ WITH i, head(collect(c.name)) AS category_name
 RETURN i.item_id AS item_id, i.title AS title, coalesce(category_name, i.category) AS category,
        i.description AS description"""
 
-# Users whose embedding comes from another version: dirty, so refresh_dirty recomputes them.
+# Users without a $version embedding who have an interest in a $version item: dirty, so
+# refresh_dirty recomputes them. That includes users whose embedding a refresh cleared during the
+# transition (refreshed while none of their items had a $version embedding yet).
 MARK_STALE_USERS_DIRTY = """MATCH (u:User)
-WHERE u.embedding_version IS NOT NULL AND u.embedding_version <> $version
+WHERE (u.embedding_version IS NULL OR u.embedding_version <> $version)
   AND coalesce(u.dirty, false) = false
+  AND EXISTS {
+    MATCH (u)-[r:INTERESTED_IN]->(i:Item)
+    WHERE i.embedding_version = $version AND coalesce(i.embedding_stale, false) = false
+      AND r.strength > 0
+  }
 WITH u LIMIT $limit
 SET u.dirty = true
 RETURN count(u) AS marked"""

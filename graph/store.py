@@ -217,7 +217,8 @@ class GraphStore(GraphReads):
         return len(rows)
 
     def mark_stale_users_dirty(self, version: str, limit: int = 1000) -> int:
-        """Marks up to ``limit`` users embedded by another version dirty; returns how many."""
+        """Marks dirty up to ``limit`` users without a ``version`` embedding that have an interest
+        in a ``version`` item (so the refresh gives them one); returns how many."""
         with self._session() as session:
             n = session.execute_write(
                 _single, q.MARK_STALE_USERS_DIRTY, version=version, limit=limit

@@ -74,6 +74,13 @@ def test_reembedding_after_a_swap_moves_every_node_to_the_new_version(
     async def sink(values: Sequence[bytes]) -> None:
         pass
 
+    # a batch touches u0 during the transition: the refresh (new version) finds none of its items
+    # embedded by that version yet and clears its embedding; the re-embedding must still reach it
+    cypher(store, "MATCH (u:User {user_id: 'u0'}) SET u.dirty = true")
+    while store.refresh_dirty("hash-v2") > 0:
+        pass
+    cleared = cypher(store, "MATCH (u:User {user_id: 'u0'}) RETURN u.embedding_version AS v")
+    assert cleared == [{"v": None}]
     proc = BatchProcessor(settings, store, V2, sink)
 
     async def reembed() -> list[int]:
@@ -159,8 +166,23 @@ def test_a_running_worker_swaps_to_a_promoted_version_mid_stream(
         registry.promote(info.version)
         wait_for(lambda: "model version swapped" in worker.log(50_000), 180, "the swap")
         wait_for(lambda: applied() == 60, 120, "every event")
-        new = wait_for(lambda: (v := versions()) != {old} and len(v) == 1 and v, 120, "re-embed")
-        assert new != {old}
+        # every user with an interest in an embedded item ends up with a new-version embedding
+        # (also those a refresh cleared during the transition)
+        wait_for(
+            lambda: (
+                versions() not in ({old}, set())
+                and len(versions()) == 1
+                and not query(
+                    "MATCH (u:User)-[r:INTERESTED_IN]->(i:Item) "
+                    "WHERE r.strength > 0 AND i.embedding IS NOT NULL "
+                    "AND coalesce(u.embedding_version, '') <> i.embedding_version "
+                    "RETURN u.user_id LIMIT 1"
+                )
+            ),
+            120,
+            "re-embedding of every item and user",
+        )
+        assert versions() != {old}
         mixed = query(
             "MATCH (a)-[:SIMILAR_TO]->(b) WHERE a.embedding_version <> b.embedding_version "
             "RETURN count(*) AS n"
