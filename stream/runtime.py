@@ -24,6 +24,7 @@ class Runtime:
     metrics: Any
     processor: BatchProcessor
     swapper: Any = None  # stream.model_swap.ModelSwapper: hot swap of promoted versions
+    metrics_server: Any = None  # what start_metrics_server returned (closed on close())
 
     def close(self) -> None:
         self.processor.stopping = True  # no further refresh rounds
@@ -33,6 +34,8 @@ class Runtime:
             self.processor.examples.store.close()
         self.driver.close()
         log.info("driver closed")
+        if self.metrics_server is not None:
+            self.metrics_server.close()
 
 
 def interest_params(settings: Settings) -> InterestParams:
@@ -97,8 +100,9 @@ def open_runtime(
     metrics.set_model_version(version_name or encoder.version)
     if version_name and current.metadata.get("metrics_after"):
         metrics.set_evaluation("current", current.metadata["metrics_after"])
+    server = None
     if serve_metrics:
-        start_metrics_server(metrics, settings.metrics_host, settings.metrics_port)
+        server = start_metrics_server(metrics, settings.metrics_host, settings.metrics_port)
     # examples are collected only when the worker fine-tunes (TASTEGRAPH_FINETUNE_ENABLED)
     examples = example_collector_for(settings) if settings.finetune_enabled else None
     processor = BatchProcessor(
@@ -107,4 +111,4 @@ def open_runtime(
     swapper = ModelSwapper(
         processor, registry, encoder_loader(settings), metrics, settings.reembed_limit
     )
-    return Runtime(settings, encoder, driver, store, metrics, processor, swapper)
+    return Runtime(settings, encoder, driver, store, metrics, processor, swapper, server)
