@@ -168,7 +168,10 @@ class Settings:
         if "neo4j_password" not in values:
             secret_file = env.get("NEO4J_PASSWORD_FILE")
             if secret_file:
-                values["neo4j_password"] = SecretStr(Path(secret_file).read_text().strip())
+                try:
+                    values["neo4j_password"] = SecretStr(Path(secret_file).read_text().strip())
+                except OSError as e:
+                    raise ConfigError(f"NEO4J_PASSWORD_FILE={secret_file}: {e.strerror}") from e
         values.update(overrides)
         settings = cls(**values)
         if not settings.neo4j_password.get_secret_value() and not settings.neo4j_uri:
@@ -182,6 +185,12 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError("TASTEGRAPH_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+        if self.topic_partitions < 1:
+            raise ConfigError("TASTEGRAPH_TOPIC_PARTITIONS must be at least 1")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError("TASTEGRAPH_METRICS_PORT must be a port number (0-65535)")
         if self.max_batch < 1:
             raise ConfigError("TASTEGRAPH_MAX_BATCH must be at least 1")
         if self.max_wait_s <= 0:

@@ -401,3 +401,19 @@ def test_config_changed_shows_only_what_differs_from_the_defaults(
     ]
     assert PASSWORD not in text
     assert run_config(Settings.from_env({"HOME": str(tmp_path)}), "--changed") == ""
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TASTEGRAPH_LOG_LEVEL", "LOUD"),
+        ("TASTEGRAPH_TOPIC_PARTITIONS", "0"),
+        ("TASTEGRAPH_METRICS_PORT", "99999"),
+        ("NEO4J_PASSWORD_FILE", "/nonexistent/secret"),
+    ],
+)
+def test_bad_values_are_config_errors_naming_the_variable(name: str, value: str) -> None:
+    from stream.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
