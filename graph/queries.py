@@ -466,6 +466,13 @@ ORDER BY interest ASC, user_id
 LIMIT $limit"""
 
 # --- erasure ---------------------------------------------------------------------------------
+# Benchmarks and tests write users and items whose ids share a run prefix; this removes them (and
+# their edges and ledger entries) in chunks. An implicit transaction: run with session.run.
+DELETE_BY_ID_PREFIX = """MATCH (n)
+WHERE (n:User AND n.user_id STARTS WITH $prefix) OR (n:Item AND n.item_id STARTS WITH $prefix)
+   OR (n:AppliedEvent AND n.event_id STARTS WITH $prefix)
+CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS"""
+
 # Subtract the user's share from item popularity, flag the users whose similarity lists pointed
 # at them (refresh_dirty refills those), then delete the user and every edge they had.
 FORGET_POPULARITY = """MATCH (u:User {user_id: $user_id})-[r:INTERESTED_IN]->(i:Item)

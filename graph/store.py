@@ -225,6 +225,14 @@ class GraphStore(GraphReads):
             )
         return int(n or 0)
 
+    def delete_by_id_prefix(self, prefix: str) -> None:
+        """Delete the users, items and ledger entries whose ids start with ``prefix`` (a benchmark
+        run's own data); never call it with an empty prefix."""
+        if not prefix:
+            raise GraphError("refusing to delete by an empty id prefix")
+        with self._session() as session:
+            session.run(q.DELETE_BY_ID_PREFIX, prefix=prefix).consume()
+
     def prune_applied_events(self, before_ts: float, limit: int = 10_000) -> int:
         """Delete event-id ledger entries of events older than ``before_ts`` (event time).
 

@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 from graph.model import Event
-from stream.settings import ENV, Settings
+from stream.settings import Settings
 
 
 def _free_port() -> int:
@@ -231,17 +231,12 @@ def naive_path(settings: Settings, events: list[tuple[str, dict]], items: dict[s
 
 
 def cleanup(settings: Settings, run: str, topics: Sequence[str]) -> None:
-    from stream.runtime import open_driver
+    """Removes the run's nodes (ids prefixed with the run) and topics."""
+    from stream.commands.queries import open_store
 
-    driver = open_driver(settings)
+    driver, store = open_store(settings)
     try:
-        with driver.session(database=settings.neo4j_database) as s:
-            for label, key in (("User", "user_id"), ("Item", "item_id")):
-                s.run(
-                    f"MATCH (n:{label}) WHERE n.{key} STARTS WITH $p "
-                    "CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS",
-                    p=f"{run}-",
-                ).consume()
+        store.delete_by_id_prefix(f"{run}")
     finally:
         driver.close()
 
@@ -258,10 +253,11 @@ def cleanup(settings: Settings, run: str, topics: Sequence[str]) -> None:
     asyncio.run(drop())
 
 
-async def _bench(settings: Settings, n_events: int, naive_n: int, live_s: float) -> dict[str, Any]:
+async def _bench(
+    settings: Settings, run: str, n_events: int, naive_n: int, live_s: float
+) -> dict[str, Any]:
     from stream.datagen import generate_dataset
 
-    run = f"bench{uuid.uuid4().hex[:8]}"
     items, events = generate_dataset(n_events=n_events + int(live_s * 20000), seed=11)
     items = [dict(it, item_id=f"{run}-{it['item_id']}") for it in items]
     item_by_id = {it["item_id"]: it for it in items}
@@ -269,6 +265,7 @@ async def _bench(settings: Settings, n_events: int, naive_n: int, live_s: float)
     live_events = _events(events[n_events:], run, live=True)
 
     # 1. warm-up: embed the catalogue, as a running deployment would have
+    say(f"warm-up: embedding a catalogue of {len(items)} items")
     t0 = time.monotonic()
     await produce(
         settings,
@@ -279,6 +276,7 @@ async def _bench(settings: Settings, n_events: int, naive_n: int, live_s: float)
     warmup_s = time.monotonic() - t0
 
     # 2. maximum throughput
+    say(f"maximum throughput: producing {n_events} events, then a fresh worker consumes them")
     t0 = time.monotonic()
     await produce(settings, _records(settings, batch_events, live=False))
     produce_s = time.monotonic() - t0
@@ -292,6 +290,7 @@ async def _bench(settings: Settings, n_events: int, naive_n: int, live_s: float)
         after_max = scrape(w.port)
 
         # 3. freshness at half the maximum rate
+        say(f"freshness: {events_per_s / 2:.0f} events/s (half the maximum) for {live_s} s")
         rate = events_per_s / 2
         n_live = min(len(live_events), int(rate * live_s))
         before = scrape(w.port)
@@ -308,6 +307,7 @@ async def _bench(settings: Settings, n_events: int, naive_n: int, live_s: float)
         stages[stage] = round(1000 * total / count, 2) if count else None
 
     # 4. the naive path on a smaller sample
+    say(f"naive path: {naive_n} events, one encoder call and one transaction each")
     naive = await asyncio.to_thread(
         naive_path, settings, _events(events[:naive_n], run + "n", live=False), item_by_id
     )
@@ -361,14 +361,27 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         topic_dead_letter=f"bench-{run_id}-dead-letter",
         metrics_port=_free_port(),
     )
-    assert ENV  # the worker subprocess reads the same settings from the environment
     topics = [*settings.event_topics, settings.topic_items, settings.topic_dead_letter]
     try:
-        result = asyncio.run(_bench(settings, args.events, args.naive_events, args.live_seconds))
+        result = asyncio.run(
+            _bench(settings, f"bench{run_id}", args.events, args.naive_events, args.live_seconds)
+        )
     finally:
         if not args.keep:
-            pass
-    if not args.keep:
-        cleanup(settings, result["run"], topics)
-    print(orjson.dumps(result).decode())
+            say("removing the run's topics and nodes")
+            cleanup(settings, f"bench{run_id}", topics)
+    if args.json:
+        print(orjson.dumps(result).decode())
+    else:
+        for key, value in result.items():
+            print(f"{key:<20} {orjson.dumps(value).decode()}")
+    say(
+        f"pipeline: {result['events_per_s']} events/s ({result['speedup']}x the naive path), "
+        f"freshness p50 {result['freshness_p50_s']} s, p99 {result['freshness_p99_s']} s"
+    )
     return 0
+
+
+def say(message: str) -> None:
+    """Progress of the benchmark's phases, on stderr (stdout holds the result)."""
+    print(f"[bench pipeline] {message}", file=sys.stderr, flush=True)
