@@ -95,7 +95,8 @@ DURATION_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 #: event-to-graph delay: 10 ms when live, up to days when an old recording is replayed
 FRESHNESS_BUCKETS: tuple[float, ...] = (
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    900.0, 3600.0,
     4 * 3600.0, 86400.0, 7 * 86400.0,
 )  # fmt: skip
 #: tokens in one encoder batch (TASTEGRAPH_MAX_TOKENS_PER_BATCH defaults to 8192)
