@@ -41,7 +41,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _env(settings: Settings) -> dict[str, str]:
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a `tastegraph worker` subprocess exactly ``settings``."""
     env = dict(os.environ)
     env.update(settings.masked())
     env["NEO4J_PASSWORD"] = settings.neo4j_password.get_secret_value()
@@ -140,7 +141,7 @@ class WorkerProcess:
             args += ["--until-idle", str(until_idle)]
         self.port = settings.metrics_port
         self.proc = subprocess.Popen(
-            args, env=_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            args, env=worker_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
 
     def counted(self) -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
 import socket
 import subprocess
@@ -14,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stream.pipeline_bench import worker_env
 from stream.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,12 +54,7 @@ def topic_map(settings: Settings) -> dict[str, str]:
 
 
 def env_of(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(settings.masked())
-    env["NEO4J_PASSWORD"] = settings.neo4j_password.get_secret_value()
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "NEO4J_URI"):
-        if not env.get(name):
-            env.pop(name, None)
+    env = worker_env(settings)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
