@@ -172,7 +172,7 @@ def build_examples(
 
     ``item_texts`` maps an item id to its text; events of items without text are skipped.
     """
-    builder = builder or ExampleBuilder()
+    builder = builder if builder is not None else ExampleBuilder()
     lookup = item_texts.get if isinstance(item_texts, dict) else item_texts
     for user_id, item_id, event_type, ts in events:
         text = lookup(item_id)
@@ -297,10 +297,14 @@ class ExampleStore:
         return removed
 
     def split(
-        self, holdout_fraction: float = 0.1, holdout_max: int | None = None
+        self,
+        holdout_fraction: float = 0.1,
+        holdout_max: int | None = None,
+        per_user_max: int | None = None,
     ) -> tuple[list[Example], list[Example]]:
-        """(train, held_out): the newest ``holdout_fraction`` (at most ``holdout_max``) held out."""
-        return split_examples(list(self._items), holdout_fraction, holdout_max)
+        """(train, held_out): the newest ``holdout_fraction`` (at most ``holdout_max``) held out,
+        at most ``per_user_max`` per user (see `split_examples`)."""
+        return split_examples(list(self._items), holdout_fraction, holdout_max, per_user_max)
 
     # -- persistence -----------------------------------------------------------------------------
     def _open_append(self) -> IO[str]:
@@ -355,7 +359,7 @@ class ExampleCollector:
 
     def __init__(self, store: ExampleStore, builder: ExampleBuilder | None = None) -> None:
         self.store = store
-        self.builder = builder or ExampleBuilder()
+        self.builder = builder if builder is not None else ExampleBuilder()
 
     def observe(
         self, user_id: str, item_id: str, text: str, event_type: str, ts: float
@@ -375,9 +379,21 @@ class ExampleCollector:
 
 
 def split_examples(
-    examples: list[Example], holdout_fraction: float = 0.1, holdout_max: int | None = None
+    examples: list[Example],
+    holdout_fraction: float = 0.1,
+    holdout_max: int | None = None,
+    per_user_max: int | None = None,
 ) -> tuple[list[Example], list[Example]]:
-    """Splits examples (in arrival order) into (train, newest slice held out for evaluation)."""
+    """Splits examples (in arrival order) into (train, newest slice held out for evaluation).
+
+    ``n = round(len * holdout_fraction)``, at most ``holdout_max``, examples are held out. Without
+    ``per_user_max`` (``None`` or 0) they are simply the newest ``n``. With it, examples are taken
+    newest first, skipping those of a user who already has ``per_user_max`` held out, until ``n``
+    are taken: the slice is still the newest data but spreads over more users (on basket data
+    the newest examples otherwise come from a handful of customers' last baskets). The examples
+    skipped on the way are neither held out nor trained on, and training keeps only examples
+    strictly older than the oldest held-out one (no basket is split between the two sides).
+    """
     if not 0.0 <= holdout_fraction < 1.0:
         raise ValueError("holdout_fraction must be in [0, 1)")
     n_hold = round(len(examples) * holdout_fraction)
@@ -385,7 +401,26 @@ def split_examples(
         n_hold = min(n_hold, holdout_max)
     if n_hold == 0:
         return list(examples), []
-    return list(examples[:-n_hold]), list(examples[-n_hold:])
+    if not per_user_max:
+        return list(examples[:-n_hold]), list(examples[-n_hold:])
+    if per_user_max < 0:
+        raise ValueError("per_user_max must be positive (or 0: no cap)")
+    taken: dict[str, int] = {}
+    held: list[Example] = []
+    oldest = len(examples)
+    for index in range(len(examples) - 1, -1, -1):
+        ex = examples[index]
+        if taken.get(ex.user_id, 0) >= per_user_max:
+            continue
+        taken[ex.user_id] = taken.get(ex.user_id, 0) + 1
+        held.append(ex)
+        oldest = index
+        if len(held) == n_hold:
+            break
+    held.reverse()
+    boundary = examples[oldest].ts
+    train = [ex for ex in examples[:oldest] if ex.ts < boundary]
+    return train, held
 
 
 def read_examples(path: Path | str) -> Iterator[Example]:

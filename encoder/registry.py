@@ -233,13 +233,26 @@ class ModelRegistry:
         atomic_write_json(info.path / "metadata.json", meta)
         return VersionInfo(version, info.path, meta)
 
-    def discard(self, version: str, status: str, **fields: Any) -> VersionInfo:
-        """Deletes the version's weights; keeps its metadata, with ``status`` rejected or failed."""
+    def discard(
+        self, version: str, status: str, *, keep_weights: bool = False, **fields: Any
+    ) -> VersionInfo:
+        """Deletes the version's weights; keeps its metadata, with ``status`` rejected or failed.
+
+        ``keep_weights`` (a rejected candidate kept for an offline comparison, e.g. `tastegraph
+        evaluate --model`): the weights stay; the status still forbids promoting or rolling back
+        to it."""
         if version == BASE_VERSION:
             raise RegistryError("the base version cannot be discarded")
         if version == self.current_version():
             raise RegistryError(f"{version} is current; roll back first")
-        info = self.update(version, status=status, discarded_at=_now(), **fields)
+        if keep_weights and status != "rejected":
+            raise RegistryError("only a rejected candidate can keep its weights")
+        info = self.update(
+            version, status=status, discarded_at=_now(), weights_kept=keep_weights, **fields
+        )
+        if keep_weights:
+            self._log(status, version, reason=fields.get("reason"), weights_kept=True)
+            return info
         for child in info.path.iterdir():
             if child.name == "metadata.json":
                 continue
@@ -346,3 +359,31 @@ class CurrentWatcher:
 
 def default_registry_root(home: Path | str) -> Path:
     return Path(home) / "models"
+
+
+def resolve_model_ref(name: str, registry: ModelRegistry) -> str:
+    """What `load_encoder(model=...)` takes for ``name``: a registry version (``ft-0001``,
+    ``base``; it must still have weights) or else an existing model directory.
+
+    A name that is both is taken as the version. Raises `RegistryError` for anything else (a
+    rejected version whose weights were deleted, an unknown name that is no directory).
+    """
+    looks_like_version = "/" not in name and name not in ("", ".", "..")
+    if looks_like_version and (registry.versions_dir / name / "metadata.json").exists():
+        info = registry.get(name)
+        if not info.has_weights:
+            raise RegistryError(
+                f"model version {name} has no weights (status {info.status}): only promoted "
+                "versions and base keep theirs"
+            )
+        return info.model_ref
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise RegistryError(f"{path} is not a model directory (no config.json)")
+        return str(path.resolve())
+    known = ", ".join(v.version for v in registry.list() if v.has_weights) or "none"
+    raise RegistryError(
+        f"{name!r} is neither a model version in {registry.root} (with weights: {known}) "
+        "nor a model directory"
+    )

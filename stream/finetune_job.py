@@ -109,9 +109,11 @@ def run_finetune(
     progress: bool = False,
     registry: ModelRegistry | None = None,
     catalog_path: Path | str | None = None,
+    keep_rejected: bool = False,
 ) -> FinetuneResult:
     """Runs one fine-tuning in a child process and records the outcome; never raises for a
-    failed child. Arguments left ``None`` come from ``settings`` (``finetune_*`` fields)."""
+    failed child. Arguments left ``None`` come from ``settings`` (``finetune_*`` fields).
+    ``keep_rejected``: a rejected candidate keeps its weights (for an offline comparison)."""
     started = time.monotonic()
     registry = registry or registry_for(settings)
     examples_path = Path(examples_path) if examples_path else default_examples_path(settings)
@@ -133,6 +135,7 @@ def run_finetune(
             examples,
             float(_opt(settings, "finetune_holdout_fraction", 0.1)),
             int(_opt(settings, "finetune_holdout_max", 1000)),
+            int(_opt(settings, "finetune_holdout_per_user", 0)),
         )
         batch_size = int(_opt(settings, "finetune_batch_size", 32))
         if len(held) < MIN_HELD_OUT or len(train) < 2:
@@ -159,6 +162,7 @@ def run_finetune(
             parent,
             len(train),
             held_out=len(held),
+            held_out_users=len({ex.user_id for ex in held}),
             train_config=config,
             examples_file=str(examples_path),
         )
@@ -181,7 +185,7 @@ def run_finetune(
             if result.result == "failed":
                 registry.discard(version, "failed", reason=result.reason)
             else:
-                result = _judge(registry, result, margin)
+                result = _judge(registry, result, margin, keep_rejected=keep_rejected)
         except BaseException as e:  # KeyboardInterrupt included: never leave "training" behind
             with contextlib.suppress(Exception):
                 registry.discard(version, "failed", reason=f"{type(e).__name__}: {e}")
@@ -287,7 +291,9 @@ def _run_child(
     return base
 
 
-def _judge(registry: ModelRegistry, result: FinetuneResult, margin: float) -> FinetuneResult:
+def _judge(
+    registry: ModelRegistry, result: FinetuneResult, margin: float, *, keep_rejected: bool = False
+) -> FinetuneResult:
     from encoder.gate import RetrievalMetrics, gate
 
     assert result.version is not None and result.metrics_before and result.metrics_after
@@ -303,7 +309,8 @@ def _judge(registry: ModelRegistry, result: FinetuneResult, margin: float) -> Fi
         registry.promote(result.version)
         result.result = "promoted"
     else:
-        registry.discard(result.version, "rejected", reason=decision.reason)
+        keep = keep_rejected and registry.get(result.version).has_weights
+        registry.discard(result.version, "rejected", keep_weights=keep, reason=decision.reason)
         result.result = "rejected"
     result.reason = decision.reason
     return result

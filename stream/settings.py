@@ -125,6 +125,7 @@ class Settings:
     finetune_enabled: int = 0  # 1: the worker collects examples and fine-tunes periodically
     model_poll_s: float = 5.0  # how often the worker looks for a newly promoted model version
     reembed_limit: int = 200  # items re-embedded (and users marked dirty) per poll after a swap
+    finetune_holdout_per_user: int = 10  # most held-out examples per user (0: no cap)
     # --- operations ---------------------------------------------------------------------------
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9108

@@ -42,6 +42,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="do not empty the database first (by default it is wiped: use a private one)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--model",
+        metavar="VERSION_OR_DIR",
+        help="encoder: a model registry version ($TASTEGRAPH_HOME/models, e.g. ft-0001 or base) "
+        "or a model directory (default: TASTEGRAPH_MODEL)",
+    )
 
 
 def _progress(enabled: bool) -> Any:
@@ -62,6 +68,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.k < 1 or args.test_days < 1:
         raise ConfigError("-k and --test-days must be at least 1")
+    if args.model:
+        settings = with_model(settings, args.model)
     t0 = time.perf_counter()
     events = read_events(args.events)
     items = read_items(args.items)
@@ -110,6 +118,22 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{name:<14}" + "".join(f"{m[key]:>12.4f}" for key in keys) + tag)
         print(f"wall time {wall:.0f} s")
     return 0
+
+
+def with_model(settings: Settings, name: str) -> Settings:
+    """``settings`` whose ``model`` is ``name`` resolved: a registry version or a directory."""
+    import dataclasses
+
+    from encoder.registry import RegistryError, resolve_model_ref
+    from stream.exceptions import ConfigError
+    from stream.finetune_job import registry_for
+
+    try:
+        ref = resolve_model_ref(name, registry_for(settings))
+    except RegistryError as e:
+        raise ConfigError(f"--model: {e}") from e
+    log.info("evaluating with model %s (%s)", name, ref)
+    return dataclasses.replace(settings, model=ref)
 
 
 def _open_graph(settings: Settings, progress: Any, wipe: bool) -> tuple[Any, Any]:

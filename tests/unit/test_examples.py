@@ -11,6 +11,7 @@ from encoder.examples import (
     CONTEXT_SEP,
     Example,
     ExampleBuilder,
+    ExampleCollector,
     ExampleStore,
     build_examples,
     read_examples,
@@ -146,3 +147,48 @@ def test_a_forget_in_another_process_is_not_undone_by_the_writer(tmp_path: Path)
     worker.compact()
     worker.close()
     assert [e.user_id for e in read_examples(path)] == ["bob", "bob"]
+
+
+def test_context_n_is_honoured_by_build_examples_and_the_collector(tmp_path: Path) -> None:
+    # a fresh builder holds no users (len 0): it must still be used, not replaced by a default
+    events = [("u", i, "purchase", float(n)) for n, i in enumerate("abcdefg")]
+    texts = {i: i.upper() for i in "abcdefg"}
+    out = list(build_examples(events, texts, ExampleBuilder(context_n=1)))
+    assert [(e.context, e.item_id) for e in out] == [
+        ("A", "b"),
+        ("B", "c"),
+        ("C", "d"),
+        ("D", "e"),
+        ("E", "f"),
+        ("F", "g"),
+    ]
+    c = ExampleCollector(ExampleStore(10, tmp_path / "ex.jsonl"), ExampleBuilder(context_n=2))
+    for user, item, kind, ts in events:
+        c.observe(user, item, texts[item], kind, ts)
+    assert c.store.examples()[-1].context_ids == ("f", "e")
+    c.store.close()
+
+
+def test_held_out_slice_can_be_capped_per_user_and_stays_the_newest() -> None:
+    # 3 users; u0 owns the 8 newest examples, u1 and u2 alternate before that
+    examples = [ex(f"u{1 + i % 2}", i) for i in range(20)] + [ex("u0", i) for i in range(20, 28)]
+    train, held = split_examples(examples, 0.5, holdout_max=6)
+    assert {e.user_id for e in held} == {"u0"}  # uncapped: one user's last basket
+    train, held = split_examples(examples, 0.5, holdout_max=6, per_user_max=2)
+    assert [(e.user_id, e.ts) for e in held] == [
+        ("u1", 16.0),
+        ("u2", 17.0),
+        ("u1", 18.0),
+        ("u2", 19.0),
+        ("u0", 26.0),
+        ("u0", 27.0),
+    ]
+    # training keeps only what is older than the oldest held-out example; skipped ones are lost
+    assert [e.ts for e in train] == [float(i) for i in range(16)]
+    # a same-timestamp example (one basket) never lands on both sides
+    basket = [ex("a", 0), ex("b", 1), Example("c", "x", "i1", "t", 2.0), ex("c", 2), ex("d", 3)]
+    train, held = split_examples(basket, 0.4, per_user_max=1)
+    assert [e.user_id for e in held] == ["c", "d"]
+    assert [e.user_id for e in train] == ["a", "b"]
+    with pytest.raises(ValueError):
+        split_examples(examples, 0.5, per_user_max=-1)
