@@ -10,7 +10,7 @@ offset guard but not the event-id ledger.
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -87,58 +87,56 @@ def edge_state(props: Mapping[str, Any]) -> EdgeState:
 
 def claim_events(tx: Any, events: Sequence[Event]) -> set[str]:
     """Create the events' ledger nodes; returns the ids this transaction created (fresh)."""
-    claim = uuid.uuid4().hex  # a retried transaction claims again under a new token
+    claim = secrets.randbits(63)  # a retried transaction claims again under a new token
     rows = [{"event_id": e.event_id, "ts": e.ts} for e in sorted(events, key=lambda e: e.event_id)]
     return {r["event_id"] for r in tx.run(q.CLAIM_EVENTS, rows=rows, claim=claim) if r["fresh"]}
 
 
-def lock_keys(tx: Any, events: Sequence[Event], items: Sequence[ItemRecord]) -> None:
-    """Write-lock the users and items the batch folds into, in sorted order."""
-    users = sorted({e.user_id for e in events})
-    item_ids = sorted({e.item_id for e in events} | {it.item_id for it in items})
-    if users:
-        tx.run(q.LOCK_USERS, ids=users).consume()
-    if item_ids:
-        tx.run(q.LOCK_ITEMS, ids=item_ids).consume()
-
-
-def read_stored(
+def lock_and_read(
     tx: Any, events: Sequence[Event], items: Sequence[ItemRecord]
 ) -> tuple[StoredState, dict[str, dict[str, Any]]]:
-    """The current state of every key the batch touches, and the stored item records."""
+    """Write-lock the users and items the batch folds into (sorted ids, users first) and read the
+    current state of every key the batch touches, and the stored item records."""
     stored = StoredState()
+    text_users = {e.user_id for e in events if e.text}
+    users = [{"user_id": u, "text": u in text_users} for u in sorted({e.user_id for e in events})]
+    if users:
+        for r in tx.run(q.LOCK_READ_USERS, rows=users):
+            vec = np.asarray(r["vector"], dtype=np.float64)
+            stored.user_text[r["user_id"]] = TextState(vec, float(r["ts"]), r["version"] or "")
     item_ids = sorted({e.item_id for e in events} | {it.item_id for it in items})
     known: dict[str, dict[str, Any]] = {}
-    for r in tx.run(q.READ_ITEMS, ids=item_ids):
-        known[r["item_id"]] = dict(r)
-        if r["category"]:
-            stored.item_categories[r["item_id"]] = r["category"]
-        if r["popularity"] is not None:
-            stored.popularity[r["item_id"]] = (float(r["popularity"]), float(r["popularity_ts"]))
+    if item_ids:
+        for r in tx.run(q.LOCK_READ_ITEMS, ids=item_ids):
+            known[r["item_id"]] = dict(r)
+            if r["category"]:
+                stored.item_categories[r["item_id"]] = r["category"]
+            if r["popularity"] is not None:
+                stored.popularity[r["item_id"]] = (
+                    float(r["popularity"]),
+                    float(r["popularity_ts"]),
+                )
     for it in items:  # catalogue records win over stored categories
         if it.category:
             stored.item_categories[it.item_id] = it.category
 
     pairs = sorted({(e.user_id, e.item_id) for e in events})
     rows = [{"user_id": u, "item_id": i} for u, i in pairs]
-    for r in tx.run(q.READ_ITEM_EDGES, rows=rows):
-        stored.item_edges[(r["user_id"], r["item_id"])] = edge_state(r["props"])
+    if rows:
+        for r in tx.run(q.READ_ITEM_EDGES, rows=rows):
+            stored.item_edges[(r["user_id"], r["item_id"])] = edge_state(r["props"])
 
     categories = item_categories(events, stored.item_categories)
     cats = {(e.user_id, c) for e in events if (c := event_category(e, categories))}
     rows = [{"user_id": u, "category": c} for u, c in sorted(cats)]
-    for r in tx.run(q.READ_CATEGORY_EDGES, rows=rows):
-        key = (r["user_id"], r["category"])
-        stored.category_edges[key] = edge_state(r["props"])
-        days = zip(
-            r["props"].get("day_index") or [], r["props"].get("day_weight") or [], strict=True
-        )
-        stored.category_days[key] = {int(d): float(w) for d, w in days}
-
-    text_users = sorted({e.user_id for e in events if e.text})
-    for r in tx.run(q.READ_USER_TEXT, ids=text_users):
-        vec = np.asarray(r["vector"], dtype=np.float64)
-        stored.user_text[r["user_id"]] = TextState(vec, float(r["ts"]), r["version"] or "")
+    if rows:
+        for r in tx.run(q.READ_CATEGORY_EDGES, rows=rows):
+            key = (r["user_id"], r["category"])
+            stored.category_edges[key] = edge_state(r["props"])
+            days = zip(
+                r["props"].get("day_index") or [], r["props"].get("day_weight") or [], strict=True
+            )
+            stored.category_days[key] = {int(d): float(w) for d, w in days}
     return stored, known
 
 
@@ -195,29 +193,39 @@ def write_rows(
             tx.run(query, rows=rows, **params).consume()
         written[kind] = len(rows)
 
-    users = [
-        {"user_id": u, "first_ts": f, "last_ts": t}
-        for u, (f, t) in sorted(folded.user_span.items())
-    ]
-    put("users", q.MERGE_USERS, users)
-    texts = [
-        {"user_id": u, "vector": s.vector.tolist(), "ts": s.ts, "version": s.version}
-        for u, s in sorted(folded.user_text.items())
-    ]
-    put("user_texts", q.SET_USER_TEXT, texts)
+    texts = folded.user_text
+    users = []
+    for u, (f, t) in sorted(folded.user_span.items()):
+        row: dict[str, Any] = {"user_id": u, "first_ts": f, "last_ts": t, "vector": None}
+        if (s := texts.get(u)) is not None:
+            row.update(vector=s.vector.tolist(), text_ts=s.ts, text_version=s.version)
+        users.append(row)
+    put("users", q.WRITE_USERS, users)
+    written["user_texts"] = len(texts)
     rows = item_rows(events, items, known)
-    put("items", q.MERGE_ITEMS, rows)
-    put("item_categories", q.SET_ITEM_CATEGORY, [r for r in rows if r["category"]])
-    pops = [
-        {"item_id": i, "popularity": s, "ts": t} for i, (s, t) in sorted(folded.popularity.items())
-    ]
-    put("popularity", q.SET_ITEM_POPULARITY, pops, half_life=half_life)
-    put(
-        "embeddings",
-        q.SET_ITEM_EMBEDDINGS,
-        embedding_rows(batch, known, rows),
-        version=batch.model_version,
-    )
+    embeddings = {r["item_id"]: r["embedding"] for r in embedding_rows(batch, known, rows)}
+    by_id = {r["item_id"]: r for r in rows}
+    item_write = []
+    for item_id in sorted(by_id.keys() | folded.popularity.keys() | embeddings.keys()):
+        fields = by_id.get(item_id)
+        pop = folded.popularity.get(item_id)
+        item_write.append(
+            {
+                "item_id": item_id,
+                **(fields or {n: None for n in ITEM_FIELDS}),
+                # nothing to write: no field given, text unchanged (most event-only items)
+                "fields": fields is not None
+                and bool(fields["text_changed"] or any(fields[n] for n in ITEM_FIELDS)),
+                "text_changed": bool(fields and fields["text_changed"]),
+                "popularity": pop[0] if pop else None,
+                "popularity_ts": pop[1] if pop else None,
+                "embedding": embeddings.get(item_id),
+            }
+        )
+    put("items", q.WRITE_ITEMS, item_write, half_life=half_life, version=batch.model_version)
+    written["item_categories"] = sum(1 for r in rows if r["category"])
+    written["popularity"] = len(folded.popularity)
+    written["embeddings"] = len(embeddings)
     put(
         "item_edges",
         q.MERGE_ITEM_EDGES,
@@ -239,10 +247,7 @@ def write_rows(
             for (u, c), s in sorted(folded.category_edges.items())
         ],
     )
-    ids = [e.event_id for e in events]  # claimed by this transaction: now just applied
-    if ids:
-        tx.run(q.RELEASE_CLAIMS, ids=ids).consume()
-    written["applied_events"] = len(ids)
+    written["applied_events"] = len(events)  # claimed by this transaction: now applied
     put("offsets", q.SET_OFFSETS, new_offsets(batch.events, batch.items, offsets))
     return written
 

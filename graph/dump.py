@@ -23,6 +23,8 @@ NODE_KEYS = {
 # Derived from the interest state by refresh_dirty; their exact values depend on when refreshes
 # ran, so crash tests may leave them out with ``derived=False``.
 DERIVED_TYPES = frozenset({"SIMILAR_TO"})
+# Bookkeeping that is not data: the random token of the transaction that claimed an event id.
+TOKEN_PROPERTIES = {"AppliedEvent": frozenset({"claim"})}
 DERIVED_PROPERTIES = {
     "User": frozenset({"embedding", "embedding_version", "dirty", "resimilar"}),
     "Item": frozenset({"dirty"}),
@@ -57,6 +59,8 @@ def canonical_dump(
 
     def clean(labels: list[str], props: dict[str, Any]) -> dict[str, Any]:
         drop = set(skip_props)
+        for label in labels:
+            drop |= TOKEN_PROPERTIES.get(label, frozenset())
         if not derived:
             for label in labels:
                 drop |= DERIVED_PROPERTIES.get(label, frozenset())

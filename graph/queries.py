@@ -66,23 +66,34 @@ REMOVE p._lock
 RETURN p.key AS key, p.offset AS offset"""
 
 # Claim the batch's event ids: MERGE on the unique key waits for a concurrent transaction that
-# creates the same id, so exactly one claimant sees fresh = true (a file replayed twice).
+# creates the same id, so exactly one claimant sees fresh = true (a file replayed twice). The claim
+# token (random per transaction attempt) stays on the node: it is how this transaction knew the node
+# was its own, not data (canonical dumps leave it out).
 CLAIM_EVENTS = """UNWIND $rows AS row
 MERGE (e:AppliedEvent {event_id: row.event_id})
 ON CREATE SET e.ts = row.ts, e.claim = $claim
 RETURN e.event_id AS event_id, coalesce(e.claim = $claim, false) AS fresh"""
 
 # Write-lock the users and items a batch folds into (sorted ids), so two workers that share a user
-# or an item (three event topics, several partitions) serialise their read-modify-write.
-LOCK_USERS = """UNWIND $ids AS id
-MERGE (u:User {user_id: id})
+# or an item (three event topics, several partitions) serialise their read-modify-write; each
+# returns what the batch needs of the locked node in the same pass.
+LOCK_READ_USERS = """UNWIND $rows AS row
+MERGE (u:User {user_id: row.user_id})
 SET u._lock = true
-REMOVE u._lock"""
+REMOVE u._lock
+WITH u, row
+WHERE row.text AND u.text_vec IS NOT NULL
+RETURN u.user_id AS user_id, u.text_vec AS vector, u.text_ts AS ts, u.text_version AS version"""
 
-LOCK_ITEMS = """UNWIND $ids AS id
+LOCK_READ_ITEMS = """UNWIND $ids AS id
 MERGE (i:Item {item_id: id})
 SET i._lock = true
-REMOVE i._lock"""
+REMOVE i._lock
+WITH i
+OPTIONAL MATCH (i)-[:IN_CATEGORY]->(c:Category)
+RETURN i.item_id AS item_id, coalesce(c.name, i.category) AS category, i.title AS title,
+       i.description AS description, i.popularity AS popularity, i.popularity_ts AS popularity_ts,
+       i.embedding_version AS embedding_version, i.embedding_stale AS stale"""
 
 READ_ITEM_EDGES = """UNWIND $rows AS row
 MATCH (:User {user_id: row.user_id})-[r:INTERESTED_IN]->(:Item {item_id: row.item_id})
@@ -92,17 +103,11 @@ READ_CATEGORY_EDGES = """UNWIND $rows AS row
 MATCH (:User {user_id: row.user_id})-[r:INTERESTED_IN]->(:Category {name: row.category})
 RETURN row.user_id AS user_id, row.category AS category, properties(r) AS props"""
 
-READ_ITEMS = """UNWIND $ids AS id
+READ_ITEM_TEXTS = """UNWIND $ids AS id
 MATCH (i:Item {item_id: id})
 OPTIONAL MATCH (i)-[:IN_CATEGORY]->(c:Category)
 RETURN i.item_id AS item_id, coalesce(c.name, i.category) AS category, i.title AS title,
-       i.description AS description, i.popularity AS popularity, i.popularity_ts AS popularity_ts,
-       i.embedding_version AS embedding_version, i.embedding_stale AS stale"""
-
-READ_USER_TEXT = """UNWIND $ids AS id
-MATCH (u:User {user_id: id})
-WHERE u.text_vec IS NOT NULL
-RETURN u.user_id AS user_id, u.text_vec AS vector, u.text_ts AS ts, u.text_version AS version"""
+       i.description AS description"""
 
 EMBEDDED_ITEMS = """UNWIND $ids AS id
 MATCH (i:Item {item_id: id})
@@ -111,28 +116,40 @@ WHERE i.embedding_version = $version AND i.embedding IS NOT NULL
 RETURN i.item_id AS item_id"""
 
 # --- batch writes (absolute values: a retried transaction writes the same thing) ------------
-MERGE_USERS = """UNWIND $rows AS row
+# One row per user of the batch; the free-text state only where the batch changed it.
+WRITE_USERS = """UNWIND $rows AS row
 MERGE (u:User {user_id: row.user_id})
 SET u.first_ts = CASE WHEN u.first_ts IS NULL OR row.first_ts < u.first_ts
                       THEN row.first_ts ELSE u.first_ts END,
     u.last_ts = CASE WHEN u.last_ts IS NULL OR row.last_ts > u.last_ts
                      THEN row.last_ts ELSE u.last_ts END,
-    u.dirty = true"""
+    u.dirty = true
+FOREACH (_ IN CASE WHEN row.vector IS NULL THEN [] ELSE [1] END |
+  SET u.text_vec = row.vector, u.text_ts = row.text_ts, u.text_version = row.text_version)"""
 
-SET_USER_TEXT = """UNWIND $rows AS row
-MATCH (u:User {user_id: row.user_id})
-SET u.text_vec = row.vector, u.text_ts = row.ts, u.text_version = row.version"""
+# popularity_rank = log2(popularity) + popularity_ts / half_life orders items by their decayed
+# popularity at any "now" (the decay factor is common to all), so a range index serves the top-k.
+POPULARITY_RANK = "log(row.popularity) / log(2.0) + row.popularity_ts / $half_life"
 
-MERGE_ITEMS = """UNWIND $rows AS row
-MERGE (i:Item {item_id: row.item_id})
-SET i.title = coalesce(row.title, i.title),
-    i.description = coalesce(row.description, i.description),
-    i.category = coalesce(row.category, i.category),
-    i.embedding_stale = CASE WHEN row.text_changed THEN true ELSE i.embedding_stale END"""
-
-SET_ITEM_CATEGORY = """UNWIND $rows AS row
-MATCH (i:Item {item_id: row.item_id})
-MERGE (c:Category {name: row.category})
+# One row per item of the batch: its text fields (null: keep), popularity and new embedding (null:
+# unchanged), then its category edge. A changed text marks the embedding stale unless the row
+# brings the new one.
+WRITE_ITEMS = f"""UNWIND $rows AS row
+MERGE (i:Item {{item_id: row.item_id}})
+FOREACH (_ IN CASE WHEN row.fields THEN [1] ELSE [] END |
+  SET i.title = coalesce(row.title, i.title),
+      i.description = coalesce(row.description, i.description),
+      i.category = coalesce(row.category, i.category),
+      i.embedding_stale = CASE WHEN row.text_changed THEN true ELSE i.embedding_stale END)
+FOREACH (_ IN CASE WHEN row.popularity IS NULL THEN [] ELSE [1] END |
+  SET i.popularity = row.popularity, i.popularity_ts = row.popularity_ts,
+      i.popularity_rank = CASE WHEN row.popularity > 0 THEN {POPULARITY_RANK} END)
+FOREACH (_ IN CASE WHEN row.embedding IS NULL THEN [] ELSE [1] END |
+  SET i.embedding = row.embedding, i.embedding_version = $version,
+      i.embedding_stale = false, i.dirty = true)
+WITH i, row
+WHERE row.category IS NOT NULL
+MERGE (c:Category {{name: row.category}})
 WITH i, c
 OPTIONAL MATCH (i)-[old:IN_CATEGORY]->(other:Category)
 WHERE other <> c
@@ -140,14 +157,7 @@ DELETE old
 WITH DISTINCT i, c
 MERGE (i)-[:IN_CATEGORY]->(c)"""
 
-# popularity_rank = log2(popularity) + popularity_ts / half_life orders items by their decayed
-# popularity at any "now" (the decay factor is common to all), so a range index serves the top-k.
-POPULARITY_RANK = "log(row.popularity) / log(2.0) + row.ts / $half_life"
-SET_ITEM_POPULARITY = f"""UNWIND $rows AS row
-MATCH (i:Item {{item_id: row.item_id}})
-SET i.popularity = row.popularity, i.popularity_ts = row.ts,
-    i.popularity_rank = CASE WHEN row.popularity > 0 THEN {POPULARITY_RANK} END"""
-
+# Item embeddings computed outside a batch (re-embedding after a model swap).
 SET_ITEM_EMBEDDINGS = """UNWIND $rows AS row
 MATCH (i:Item {item_id: row.item_id})
 SET i.embedding = row.embedding, i.embedding_version = $version,
@@ -167,10 +177,6 @@ MERGE (u)-[r:INTERESTED_IN]->(c)
 SET r.strength = row.strength, r.last_ts = row.last_ts, r.first_ts = row.first_ts,
     r.day_index = row.day_index, r.day_weight = row.day_weight,
     r += row.counts"""
-
-RELEASE_CLAIMS = """UNWIND $ids AS id
-MATCH (e:AppliedEvent {event_id: id})
-REMOVE e.claim"""
 
 PRUNE_APPLIED_EVENTS = """MATCH (e:AppliedEvent)
 WHERE e.ts < $before_ts

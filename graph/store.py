@@ -18,9 +18,8 @@ from graph import queries as q
 from graph.batch import (
     claim_events,
     filter_applied,
-    lock_keys,
+    lock_and_read,
     offset_rows,
-    read_stored,
     write_rows,
 )
 from graph.exceptions import GraphError
@@ -106,8 +105,7 @@ class GraphStore(GraphReads):
         fresh = claim_events(tx, events)
         seen = {e.event_id for e in events} - fresh
         events, items, duplicates = filter_applied(batch.events, batch.items, offsets, seen)
-        lock_keys(tx, events, items)
-        stored, known = read_stored(tx, events, items)
+        stored, known = lock_and_read(tx, events, items)
         folded = fold_events(
             events,
             stored,
@@ -196,7 +194,7 @@ class GraphStore(GraphReads):
         if not ids:
             return {}
         records, _, _ = self._driver.execute_query(
-            q.READ_ITEMS, ids=ids, database_=self._database, routing_="r"
+            q.READ_ITEM_TEXTS, ids=ids, database_=self._database, routing_="r"
         )
         out = {}
         for r in records:

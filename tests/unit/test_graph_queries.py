@@ -17,41 +17,31 @@ def all_queries() -> dict[str, str]:
     return out
 
 
-def test_merge_users() -> None:
-    assert q.MERGE_USERS == (
-        "UNWIND $rows AS row\n"
-        "MERGE (u:User {user_id: row.user_id})\n"
-        "SET u.first_ts = CASE WHEN u.first_ts IS NULL OR row.first_ts < u.first_ts\n"
-        "                      THEN row.first_ts ELSE u.first_ts END,\n"
-        "    u.last_ts = CASE WHEN u.last_ts IS NULL OR row.last_ts > u.last_ts\n"
-        "                     THEN row.last_ts ELSE u.last_ts END,\n"
-        "    u.dirty = true"
-    )
+def test_write_users_keeps_the_earliest_first_and_latest_last_timestamp() -> None:
+    text = q.WRITE_USERS
+    assert text.startswith("UNWIND $rows AS row\nMERGE (u:User {user_id: row.user_id})\n")
+    assert "CASE WHEN u.first_ts IS NULL OR row.first_ts < u.first_ts" in text
+    assert "CASE WHEN u.last_ts IS NULL OR row.last_ts > u.last_ts" in text
+    assert "u.dirty = true" in text
+    # the free-text state is written only for rows that bring one
+    assert "FOREACH (_ IN CASE WHEN row.vector IS NULL THEN [] ELSE [1] END |" in text
 
 
-def test_merge_items() -> None:
-    assert q.MERGE_ITEMS == (
-        "UNWIND $rows AS row\n"
-        "MERGE (i:Item {item_id: row.item_id})\n"
-        "SET i.title = coalesce(row.title, i.title),\n"
-        "    i.description = coalesce(row.description, i.description),\n"
-        "    i.category = coalesce(row.category, i.category),\n"
-        "    i.embedding_stale = CASE WHEN row.text_changed THEN true ELSE i.embedding_stale END"
-    )
-
-
-def test_item_category_replaces_the_old_edge() -> None:
-    assert q.SET_ITEM_CATEGORY == (
-        "UNWIND $rows AS row\n"
-        "MATCH (i:Item {item_id: row.item_id})\n"
-        "MERGE (c:Category {name: row.category})\n"
-        "WITH i, c\n"
-        "OPTIONAL MATCH (i)-[old:IN_CATEGORY]->(other:Category)\n"
-        "WHERE other <> c\n"
-        "DELETE old\n"
-        "WITH DISTINCT i, c\n"
-        "MERGE (i)-[:IN_CATEGORY]->(c)"
-    )
+def test_write_items_text_popularity_embedding_then_category() -> None:
+    text = q.WRITE_ITEMS
+    assert text.startswith("UNWIND $rows AS row\nMERGE (i:Item {item_id: row.item_id})\n")
+    parts = [
+        "i.title = coalesce(row.title, i.title)",
+        "i.embedding_stale = CASE WHEN row.text_changed THEN true ELSE i.embedding_stale END",
+        "i.popularity = row.popularity",
+        "log(row.popularity) / log(2.0) + row.popularity_ts / $half_life",
+        "i.embedding = row.embedding, i.embedding_version = $version",
+        "MERGE (c:Category {name: row.category})",
+        "WHERE other <> c\nDELETE old",
+        "MERGE (i)-[:IN_CATEGORY]->(c)",
+    ]
+    at = [text.index(p) for p in parts]
+    assert at == sorted(at)  # a new embedding clears the staleness a changed text just set
 
 
 def test_interest_edges_are_written_as_absolute_values() -> None:
@@ -74,24 +64,12 @@ def test_interest_edges_are_written_as_absolute_values() -> None:
     )
 
 
-def test_item_popularity_embeddings_and_user_text() -> None:
-    assert q.SET_ITEM_POPULARITY == (
-        "UNWIND $rows AS row\n"
-        "MATCH (i:Item {item_id: row.item_id})\n"
-        "SET i.popularity = row.popularity, i.popularity_ts = row.ts,\n"
-        "    i.popularity_rank = CASE WHEN row.popularity > 0 THEN "
-        "log(row.popularity) / log(2.0) + row.ts / $half_life END"
-    )
+def test_reembedding_sets_the_version_with_the_vector() -> None:
     assert q.SET_ITEM_EMBEDDINGS == (
         "UNWIND $rows AS row\n"
         "MATCH (i:Item {item_id: row.item_id})\n"
         "SET i.embedding = row.embedding, i.embedding_version = $version,\n"
         "    i.embedding_stale = false, i.dirty = true"
-    )
-    assert q.SET_USER_TEXT == (
-        "UNWIND $rows AS row\n"
-        "MATCH (u:User {user_id: row.user_id})\n"
-        "SET u.text_vec = row.vector, u.text_ts = row.ts, u.text_version = row.version"
     )
 
 
@@ -115,21 +93,17 @@ def test_exactly_once_bookkeeping() -> None:
         "ON CREATE SET e.ts = row.ts, e.claim = $claim\n"
         "RETURN e.event_id AS event_id, coalesce(e.claim = $claim, false) AS fresh"
     )
-    assert q.RELEASE_CLAIMS == (
-        "UNWIND $ids AS id\nMATCH (e:AppliedEvent {event_id: id})\nREMOVE e.claim"
-    )
-    assert q.LOCK_USERS == (
-        "UNWIND $ids AS id\nMERGE (u:User {user_id: id})\nSET u._lock = true\nREMOVE u._lock"
-    )
-    assert q.LOCK_ITEMS == (
-        "UNWIND $ids AS id\nMERGE (i:Item {item_id: id})\nSET i._lock = true\nREMOVE i._lock"
-    )
+    for lock in (q.LOCK_READ_USERS, q.LOCK_READ_ITEMS):
+        # the lock is taken (a write) before anything of the node is read
+        assert lock.index("SET u._lock = true" if "User" in lock else "SET i._lock = true") < (
+            lock.index("RETURN")
+        )
 
 
 def test_writes_use_unwind_and_merge_on_stable_keys() -> None:
     writes = [
-        q.MERGE_USERS,
-        q.MERGE_ITEMS,
+        q.WRITE_USERS,
+        q.WRITE_ITEMS,
         q.MERGE_ITEM_EDGES,
         q.MERGE_CATEGORY_EDGES,
         q.CLAIM_EVENTS,
