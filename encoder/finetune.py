@@ -57,6 +57,7 @@ class TrainConfig:
     lora_targets: tuple[str, ...] = ("query", "key", "value")
     seed: int = 0
     device: str = "cpu"
+    query_mode: str = "text"  # "mean": a context is the mean of its items' embeddings
 
 
 @dataclass
@@ -81,6 +82,27 @@ def _embed(model: Any, tokenizer: Any, texts: Sequence[str], max_len: int, devic
     enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
     out = model(**enc)
     return mean_pool(out.last_hidden_state, enc["attention_mask"])
+
+
+def _embed_mean_contexts(
+    model: Any, tokenizer: Any, batch: Sequence[Example], max_len: int, device: str
+) -> Any:
+    """Each context as the normalised mean of its items' embeddings (``query_mode="mean"``)."""
+    import torch
+
+    from encoder.gate import context_texts
+
+    texts: list[str] = []
+    owner: list[int] = []
+    for row, ex in enumerate(batch):
+        parts = context_texts(ex) or [ex.context]
+        texts.extend(parts)
+        owner.extend([row] * len(parts))
+    vecs = _embed(model, tokenizer, texts, max_len, device)
+    rows = torch.tensor(owner, device=vecs.device)
+    sums = torch.zeros(len(batch), vecs.shape[1], device=vecs.device, dtype=vecs.dtype)
+    sums = sums.index_add(0, rows, vecs)
+    return torch.nn.functional.normalize(sums, dim=-1)
 
 
 def mnr_loss(q: Any, d: Any, scale: float) -> Any:
@@ -204,7 +226,10 @@ def train(
                 break
             t0 = clock()
             batch = next(batches)
-            q = _embed(model, tokenizer, [ex.context for ex in batch], config.max_len, device)
+            if config.query_mode == "mean":
+                q = _embed_mean_contexts(model, tokenizer, batch, config.max_len, device)
+            else:
+                q = _embed(model, tokenizer, [ex.context for ex in batch], config.max_len, device)
             d = _embed(model, tokenizer, [ex.item_text for ex in batch], config.max_len, device)
             loss = mnr_loss(q, d, config.scale)
             optimiser.zero_grad(set_to_none=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from encoder.examples import Example
+from encoder.examples import CONTEXT_SEP, Example
 from encoder.protocol import TextEncoder
 
 
@@ -43,6 +43,52 @@ class RetrievalMetrics:
         )
 
 
+QUERY_MODES = ("text", "mean")
+"""How a context becomes a query: ``text`` encodes the joined context text; ``mean`` averages
+the embeddings of the context's items (L2-normalised), as the graph builds a user's embedding from
+the items they interacted with (the ``content`` strategy)."""
+
+
+def context_texts(example: Example) -> list[str]:
+    """The texts of the example's context items, most recent first."""
+    return [t for t in example.context.split(CONTEXT_SEP) if t]
+
+
+def mean_queries(
+    encoder: TextEncoder,
+    batch: Sequence[Example],
+    item_vecs: np.ndarray | None = None,
+    index: Mapping[str, int] | None = None,
+) -> np.ndarray:
+    """``mean`` queries: the normalised mean of the context items' embeddings; items of the
+    catalogue (``index`` into ``item_vecs``) reuse their catalogue vector, others are encoded."""
+    index = index or {}
+    pieces: list[list[tuple[str, str]]] = []
+    missing: dict[str, int] = {}
+    for ex in batch:
+        texts = context_texts(ex)
+        ids = list(ex.context_ids) if len(ex.context_ids) == len(texts) else [""] * len(texts)
+        pieces.append(list(zip(ids, texts, strict=True)))
+        for item_id, text in pieces[-1]:
+            if (item_vecs is None or item_id not in index) and text not in missing:
+                missing[text] = len(missing)
+    encoded = (
+        np.asarray(encoder.encode(list(missing)), dtype=np.float32) if missing else np.zeros((0,))
+    )
+    out = np.zeros((len(batch), encoder.dim), dtype=np.float32)
+    for row, parts in enumerate(pieces):
+        vecs = [
+            item_vecs[index[item_id]]
+            if item_vecs is not None and item_id in index
+            else encoded[missing[text]]
+            for item_id, text in parts
+        ]
+        if vecs:
+            v = np.mean(vecs, axis=0)
+            out[row] = v / max(float(np.linalg.norm(v)), 1e-12)
+    return out
+
+
 def evaluate_retrieval(
     encoder: TextEncoder,
     held_out: Sequence[Example],
@@ -50,11 +96,15 @@ def evaluate_retrieval(
     k: int = 10,
     *,
     chunk: int = 256,
+    query_mode: str = "text",
 ) -> RetrievalMetrics:
     """HR@k and NDCG@k of ``encoder`` on ``held_out`` against ``catalog`` (item id -> text).
 
     Examples whose chosen item is not in the catalogue are skipped (and not counted).
+    ``query_mode``: see `QUERY_MODES`.
     """
+    if query_mode not in QUERY_MODES:
+        raise ValueError(f"query_mode must be one of {QUERY_MODES}")
     ids = list(catalog)
     index = {item_id: i for i, item_id in enumerate(ids)}
     usable = [ex for ex in held_out if ex.item_id in index]
@@ -65,7 +115,10 @@ def evaluate_retrieval(
     ndcg = 0.0
     for start in range(0, len(usable), chunk):
         batch = usable[start : start + chunk]
-        q = np.asarray(encoder.encode([ex.context for ex in batch]), dtype=np.float32)
+        if query_mode == "mean":
+            q = mean_queries(encoder, batch, item_vecs, index)
+        else:
+            q = np.asarray(encoder.encode([ex.context for ex in batch]), dtype=np.float32)
         scores = q @ item_vecs.T
         for row, ex in enumerate(batch):
             s = scores[row]

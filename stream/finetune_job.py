@@ -148,13 +148,14 @@ def run_finetune(
                 reason=f"too few examples ({len(train)} train, {len(held)} held out; "
                 f"need >= 2 and >= {MIN_HELD_OUT})",
             )
-        config = {
+        config: dict[str, Any] = {
             "steps": int(steps if steps is not None else _opt(settings, "finetune_steps", 300)),
             "budget_s": budget,
             "batch_size": batch_size,
             "lr": float(_opt(settings, "finetune_lr", 3e-5)),
             "max_len": int(_opt(settings, "finetune_max_len", 64)),
             "lora": bool(lora if lora is not None else int(_opt(settings, "finetune_lora", 0))),
+            "query_mode": str(_opt(settings, "finetune_query_mode", "text")),
         }
         if config["lora"] and config["lr"] < 1e-4:
             config["lr"] = 1e-4  # adapters need a larger step than full fine-tuning
@@ -379,10 +380,12 @@ def child_main(job_path: str) -> int:
         catalog = catalog_of([*train_ex, *held])
     cfg = job["config"]
     eval_len = int(cfg["max_len"])
+    query_mode = str(cfg.get("query_mode", "text"))
     before = evaluate_retrieval(
         eval_encoder(model, tokenizer, job["parent_version"], max_len=eval_len, device=device),
         held,
         catalog,
+        query_mode=query_mode,
     )
     eval_s = time.monotonic() - t0
     # the candidate's evaluation costs about as much again; leave room for it and for saving
@@ -395,6 +398,7 @@ def child_main(job_path: str) -> int:
         max_len=int(cfg["max_len"]),
         lora=bool(cfg["lora"]),
         device=device,
+        query_mode=query_mode,
     )
 
     def on_step(step: int, loss: float) -> None:
@@ -410,6 +414,7 @@ def child_main(job_path: str) -> int:
         eval_encoder(model, tokenizer, job["version"], max_len=eval_len, device=device),
         held,
         catalog,
+        query_mode=query_mode,
     )
     if os.getppid() != parent_pid:
         _die()

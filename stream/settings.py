@@ -126,6 +126,7 @@ class Settings:
     model_poll_s: float = 5.0  # how often the worker looks for a newly promoted model version
     reembed_limit: int = 200  # items re-embedded (and users marked dirty) per poll after a swap
     finetune_holdout_per_user: int = 10  # most held-out examples per user (0: no cap)
+    finetune_query_mode: str = "text"  # "mean": context = mean of its items' embeddings
     # --- operations ---------------------------------------------------------------------------
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9108
@@ -203,6 +204,8 @@ class Settings:
             raise ConfigError(f"TASTEGRAPH_WEIGHTS has no weight for event types {missing}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError("TASTEGRAPH_DEVICE must be auto, cpu, cuda or cuda:N")
+        if self.finetune_query_mode not in ("text", "mean"):
+            raise ConfigError("TASTEGRAPH_FINETUNE_QUERY_MODE must be text or mean")
 
     def masked(self) -> dict[str, str]:
         """The effective configuration by environment variable, secrets masked."""

