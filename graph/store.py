@@ -8,8 +8,8 @@ written is an absolute value computed from what the same transaction read.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,22 @@ class GraphBatch:
     item_embeddings: dict[str, Vector] = field(default_factory=dict)  # item_id -> vector
     text_embeddings: dict[str, Vector] = field(default_factory=dict)  # event_id -> vector
     model_version: str = ""
+    # Embeddings still being computed: called inside the transaction once the locks are held and
+    # the stored state is read, it returns (item_embeddings, text_embeddings) to add to the above.
+    # The encoder thus runs while the database works; it must return the same on a retry.
+    pending: Callable[[], tuple[dict[str, Vector], dict[str, Vector]]] | None = None
+
+    def resolved(self) -> GraphBatch:
+        """This batch with its pending embeddings waited for (a no-op without them)."""
+        if self.pending is None:
+            return self
+        item_vecs, text_vecs = self.pending()
+        return replace(
+            self,
+            item_embeddings={**self.item_embeddings, **item_vecs},
+            text_embeddings={**self.text_embeddings, **text_vecs},
+            pending=None,
+        )
 
 
 @dataclass
@@ -106,6 +122,7 @@ class GraphStore(GraphReads):
         seen = {e.event_id for e in events} - fresh
         events, items, duplicates = filter_applied(batch.events, batch.items, offsets, seen)
         stored, known = lock_and_read(tx, events, items)
+        batch = batch.resolved()
         folded = fold_events(
             events,
             stored,

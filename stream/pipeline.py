@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -53,6 +53,10 @@ class BatchOutcome:
     rows: dict[str, int] = field(default_factory=dict)
 
 
+class EncodingFailed(Exception):
+    """The encoder failed on a batch: not the records' fault, so the batch is retried whole."""
+
+
 DeadLetterSink = Callable[[Sequence[bytes]], Awaitable[None]]
 
 
@@ -80,8 +84,10 @@ class BatchProcessor:
         self.encoder = encoder
         self.dead_letter = dead_letter
         self.metrics = metrics
-        # one thread: the encoder and the driver are used by one batch at a time
+        # one thread for the driver and one for the encoder: a batch's encoding runs while its
+        # write transaction takes its locks and reads (see `GraphBatch.pending`)
         self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="tastegraph-batch")
+        self.encode_executor = ThreadPoolExecutor(1, thread_name_prefix="tastegraph-encode")
         self.refresh_executor = ThreadPoolExecutor(1, thread_name_prefix="tastegraph-refresh")
         self.clock = clock
         self.stopping = False
@@ -132,11 +138,11 @@ class BatchProcessor:
             )
         return events, items, bad
 
-    async def embed(
+    async def texts_to_embed(
         self, events: Sequence[Event], items: Sequence[ItemRecord]
-    ) -> tuple[dict[str, Vector], dict[str, Vector]]:
-        """Embeds items that lack a current-version embedding (and free texts of events)."""
-        version = self.encoder.version
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Item texts (item_id -> text) that lack a current-version embedding, and event free
+        texts (event_id -> text)."""
         texts: dict[str, str] = {}
         for it in items:  # catalogue records: their text may have changed, always (cached) encode
             text = item_text(it.title, it.category, it.description)
@@ -150,20 +156,40 @@ class BatchProcessor:
                     candidates[ev.item_id] = text
         if candidates:
             # a read of the graph: an unreachable Neo4j stalls the batch here as in `write`
+            version = self.encoder.version
             done = await self._retrying(self.store.embedded_items, list(candidates), version)
             texts.update({k: v for k, v in candidates.items() if k not in done})
-        event_texts = {ev.event_id: ev.text for ev in events if ev.text}
-        all_texts = list(texts.values()) + list(event_texts.values())
-        if not all_texts:
-            return {}, {}
-        vectors = await self._run(self.encoder.encode, all_texts)
-        stats = getattr(self.encoder, "stats", None)
-        if self.metrics is not None and stats is not None:
-            self.metrics.observe_encoder(stats)
-        n = len(texts)
-        item_vecs = dict(zip(texts, vectors[:n], strict=True))
-        text_vecs = dict(zip(event_texts, vectors[n:], strict=True))
-        return item_vecs, text_vecs
+        return texts, {ev.event_id: ev.text for ev in events if ev.text}
+
+    def start_encoding(
+        self, item_texts: dict[str, str], event_texts: dict[str, str], out: BatchOutcome
+    ) -> Future[tuple[dict[str, Vector], dict[str, Vector]]]:
+        """Encodes on the encoder's thread; the future holds (item vectors, text vectors)."""
+        encoder = self.encoder
+
+        def encode() -> tuple[dict[str, Vector], dict[str, Vector]]:
+            t0 = time.perf_counter()
+            all_texts = list(item_texts.values()) + list(event_texts.values())
+            try:
+                vectors: Any = encoder.encode(all_texts) if all_texts else []
+            except Exception as e:
+                raise EncodingFailed(f"{type(e).__name__}: {e}") from e
+            n = len(item_texts)
+            out.stages["encode"] = time.perf_counter() - t0
+            return (
+                dict(zip(item_texts, vectors[:n], strict=True)),
+                dict(zip(event_texts, vectors[n:], strict=True)),
+            )
+
+        return self.encode_executor.submit(encode)
+
+    async def embed(
+        self, events: Sequence[Event], items: Sequence[ItemRecord]
+    ) -> tuple[dict[str, Vector], dict[str, Vector]]:
+        """Embeds items that lack a current-version embedding (and free texts of events)."""
+        item_texts, event_texts = await self.texts_to_embed(events, items)
+        future = self.start_encoding(item_texts, event_texts, BatchOutcome())
+        return await asyncio.wrap_future(future)
 
     async def write(self, batch: GraphBatch, out: BatchOutcome) -> list[Invalid]:
         """Writes the batch, retrying transient errors until it succeeds (backpressure).
@@ -176,6 +202,8 @@ class BatchProcessor:
             t0 = time.perf_counter()
             try:
                 result = await self._run(self.store.apply_batch, batch)
+            except EncodingFailed:
+                raise
             except Exception as e:
                 if is_transient(e):
                     self._count("write_retry")
@@ -183,6 +211,9 @@ class BatchProcessor:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self.settings.write_retry_max_s)
                     continue
+                if batch.pending is not None:
+                    # isolate with the embeddings in hand (an encoder failure raises here)
+                    batch = await self._run(batch.resolved)
                 return await self._isolate(batch, e, out)
             if self.metrics is not None:
                 self.metrics.observe_write(time.perf_counter() - t0)
@@ -219,19 +250,27 @@ class BatchProcessor:
         t0 = time.perf_counter()
         events, items, dead = self.decode(records, out)
         t1 = time.perf_counter()
-        item_vecs, text_vecs = await self.embed(events, items)
-        out.encoded = len(item_vecs) + len(text_vecs)
-        t2 = time.perf_counter()
+        item_texts, event_texts = await self.texts_to_embed(events, items)
+        out.encoded = len(item_texts) + len(event_texts)
+        # the encoder works while the write transaction claims, locks and reads
+        future = self.start_encoding(item_texts, event_texts, out)
         batch = GraphBatch(
             events=events,
             items=items,
-            item_embeddings=item_vecs,
-            text_embeddings=text_vecs,
             model_version=self.encoder.version,
+            pending=future.result,
         )
-        if events or items:
-            dead += await self.write(batch, out)
+        try:
+            if events or items:
+                dead += await self.write(batch, out)
+        finally:
+            # never leave the encoder's thread busy with this batch behind us
+            await asyncio.wait([asyncio.wrap_future(future)])
+        future.result()  # an encoder error fails the batch (the agent retries it)
         t3 = time.perf_counter()
+        stats = getattr(self.encoder, "stats", None)
+        if self.metrics is not None and stats is not None and out.encoded:
+            self.metrics.observe_encoder(stats)
         if dead:
             raw = {(r.topic, r.partition, r.offset): r.value for r in records}
             await self.dead_letter(
@@ -245,7 +284,13 @@ class BatchProcessor:
         # already fed the collector when it was first written
         if self.examples is not None and out.applied:
             await self._collect_examples(events, items, dead)
-        out.stages = {"decode": t1 - t0, "encode": t2 - t1, "graph_write": t3 - t2}
+        # encode overlaps graph_write, which includes the embedded-items lookup and any wait for
+        # the encoder
+        out.stages = {
+            "decode": t1 - t0,
+            "encode": out.stages.get("encode", 0.0),
+            "graph_write": t3 - t1,
+        }
         self._observe(out, events)
         return out
 
@@ -321,8 +366,10 @@ class BatchProcessor:
                 self.refresh_executor, self.store.stale_items, version, limit
             )
             if stale:
-                # the batch thread: the encoder serves one caller at a time
-                vectors = await self._run(encoder.encode, [t for _, t in stale])
+                # the encoder's thread: it serves one caller at a time
+                vectors = await asyncio.get_running_loop().run_in_executor(
+                    self.encode_executor, encoder.encode, [t for _, t in stale]
+                )
                 embeddings = {item_id: vectors[k] for k, (item_id, _) in enumerate(stale)}
                 return int(
                     await loop.run_in_executor(

@@ -202,7 +202,8 @@ def naive_path(settings: Settings, events: list[tuple[str, dict]], items: dict[s
     try:
         start = time.perf_counter()
         for i, (_, e) in enumerate(events):
-            it = items.get(e["item_id"], {})
+            # a catalogue item's text, else the text a new item's event carries
+            it = items.get(e["item_id"]) or e
             text = item_text(it.get("title"), it.get("category"), it.get("description"))
             vec = rt.encoder.encode([text])[0]
             ev = Event(
@@ -211,8 +212,9 @@ def naive_path(settings: Settings, events: list[tuple[str, dict]], items: dict[s
                 item_id=e["item_id"],
                 type=e["type"],
                 ts=time.time(),
-                title=it.get("title"),
-                category=it.get("category"),
+                title=e.get("title"),
+                category=e.get("category"),
+                description=e.get("description"),
                 topic="naive",
                 partition=0,
                 offset=i,
@@ -255,11 +257,18 @@ def cleanup(settings: Settings, run: str, topics: Sequence[str]) -> None:
 
 
 async def _bench(
-    settings: Settings, run: str, n_events: int, naive_n: int, live_s: float
+    settings: Settings,
+    run: str,
+    n_events: int,
+    naive_n: int,
+    live_s: float,
+    embedded_share: float = 0.9,
 ) -> dict[str, Any]:
     from stream.datagen import generate_dataset
 
-    items, events = generate_dataset(n_events=n_events + int(live_s * 20000), seed=11)
+    items, events = generate_dataset(
+        n_events=n_events + int(live_s * 20000), seed=11, embedded_share=embedded_share
+    )
     items = [dict(it, item_id=f"{run}-{it['item_id']}") for it in items]
     item_by_id = {it["item_id"]: it for it in items}
     batch_events = _events(events[:n_events], run, live=False)
@@ -317,6 +326,7 @@ async def _bench(
     batches = after_max.get("tastegraph_batch_size_count", 0.0)
     return {
         "events": n_events,
+        "embedded_share": embedded_share,
         "events_per_s": round(events_per_s, 1),
         "naive_events": naive_n,
         "naive_events_per_s": round(naive, 1),
@@ -348,6 +358,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, default=50_000, help="events in the throughput phase")
     parser.add_argument("--naive-events", type=int, default=300, help="events on the naive path")
     parser.add_argument("--live-seconds", type=float, default=15.0, help="freshness phase length")
+    parser.add_argument(
+        "--embedded-share",
+        type=float,
+        default=0.9,
+        metavar="F",
+        help="share of events on catalogue items already embedded (default 0.9); the rest are on"
+        " brand-new items whose text must be encoded",
+    )
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     parser.add_argument("--keep", action="store_true", help="keep the run's topics and nodes")
 
@@ -367,7 +385,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     topics = [*settings.event_topics, settings.topic_items, settings.topic_dead_letter]
     try:
         result = asyncio.run(
-            _bench(settings, f"bench{run_id}", args.events, args.naive_events, args.live_seconds)
+            _bench(
+                settings,
+                f"bench{run_id}",
+                args.events,
+                args.naive_events,
+                args.live_seconds,
+                args.embedded_share,
+            )
         )
     finally:
         if not args.keep:

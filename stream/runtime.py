@@ -29,6 +29,7 @@ class Runtime:
     def close(self) -> None:
         self.processor.stopping = True  # no further refresh rounds
         self.processor.executor.shutdown(wait=True)
+        self.processor.encode_executor.shutdown(wait=True)
         self.processor.refresh_executor.shutdown(wait=True)
         if self.processor.examples is not None:
             self.processor.examples.store.close()

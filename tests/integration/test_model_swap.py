@@ -97,6 +97,7 @@ def test_reembedding_after_a_swap_moves_every_node_to_the_new_version(
         assert asyncio.run(reembed()) == [3, 1, 3]
     finally:
         proc.executor.shutdown()
+        proc.encode_executor.shutdown()
         proc.refresh_executor.shutdown()
     versions = cypher(
         store,

@@ -32,6 +32,7 @@ class MemoryStore:
         return {i for i in item_ids if i in self.embedded}
 
     def apply_batch(self, batch: GraphBatch) -> ApplyResult:
+        batch = batch.resolved()  # as GraphStore does once it holds its locks
         if self.fail_transient:
             self.fail_transient -= 1
             raise ServiceUnavailable("neo4j is down")
@@ -146,3 +147,23 @@ def test_only_items_without_a_current_embedding_are_encoded() -> None:
 )
 def test_transient_classification(error: Exception, transient: bool) -> None:
     assert is_transient(error) is transient
+
+
+class BrokenEncoder(HashingEncoder):
+    def encode(self, texts: Sequence[str]):  # type: ignore[no-untyped-def]
+        raise RuntimeError("CUDA out of memory")
+
+
+def test_an_encoder_failure_fails_the_batch_whole_and_dead_letters_nothing() -> None:
+    """The encoder runs beside the write transaction; its failure is not the records' fault."""
+    from stream.pipeline import EncodingFailed
+
+    store = MemoryStore()
+    proc, dead = make(store)
+    proc.encoder = BrokenEncoder()
+    with pytest.raises(EncodingFailed, match="CUDA out of memory"):
+        asyncio.run(proc.process([record(event(1, title="blue mug"), 0)]))
+    assert store.batches == [] and dead == []
+    proc.encoder = HashingEncoder()  # the agent retries the batch: now it is written
+    out = asyncio.run(proc.process([record(event(1, title="blue mug"), 0)]))
+    assert out.applied == 1 and set(store.batches[0].item_embeddings) == {"i1"}
