@@ -20,7 +20,7 @@ import faust
 from aiokafka.errors import IllegalStateError
 
 from stream.logs import kv
-from stream.pipeline import BatchProcessor, RawRecord, is_transient
+from stream.pipeline import REFRESH_CHUNK, BatchProcessor, RawRecord, is_transient
 from stream.settings import Settings
 
 log = logging.getLogger("tastegraph.app")
@@ -34,6 +34,7 @@ class Progress:
         self.processed: dict[tuple[str, int], int] = {}
         self.last_record_at = time.monotonic()
         self.in_flight = 0
+        self.lag = 0  # records not yet processed on the assigned partitions (last lag report)
 
     def done(self, records: Sequence[RawRecord]) -> None:
         for r in records:
@@ -183,10 +184,13 @@ def create_app(
 
     @app.timer(interval=settings.refresh_interval_s)
     async def refresh_derived() -> None:
-        # one bounded chunk per tick: under load, derived data (user embeddings, SIMILAR_TO) lags
-        # behind the strengths instead of taking the CPU the batches need
+        # a bounded amount per tick: under load, derived data (user embeddings, SIMILAR_TO) lags
+        # behind the strengths instead of taking the CPU the batches need; while the worker is
+        # more than a batch behind (a burst, a restart), one small chunk per tick, so the backlog
+        # of strengths drains first and derived data still moves
         if not processor.stopping:
-            await processor.refresh(settings.refresh_limit)
+            behind = progress.lag > settings.max_batch
+            await processor.refresh(REFRESH_CHUNK if behind else settings.refresh_limit)
 
     if swapper is not None:
 
@@ -225,6 +229,7 @@ def create_app(
             lags[(tp.topic, tp.partition)] = max(0, high - done - 1)
             if metrics is not None:
                 metrics.set_lag(tp.topic, tp.partition, lags[(tp.topic, tp.partition)])
+        progress.lag = sum(lags.values())
         if until_idle_s is None or not lags:
             return
         idle = time.monotonic() - progress.last_record_at

@@ -53,6 +53,9 @@ class BatchOutcome:
     rows: dict[str, int] = field(default_factory=dict)
 
 
+REFRESH_CHUNK = 25  # nodes per refresh transaction (short locks beside the batches)
+
+
 class EncodingFailed(Exception):
     """The encoder failed on a batch: not the records' fault, so the batch is retried whole."""
 
@@ -386,7 +389,7 @@ class BatchProcessor:
             log.error("re-embedding failed %s", kv(error=repr(e)[:300]))
             return 0
 
-    async def refresh(self, limit: int = 500, chunk: int = 25) -> int:
+    async def refresh(self, limit: int = 500, chunk: int = REFRESH_CHUNK) -> int:
         """Recomputes user embeddings and similarity edges of what batches changed.
 
         Runs beside the batches (its own thread), not in their critical path: strengths are fresh
