@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "trends": ("stream.commands.queries", "a user's rising and falling categories"),
     "churn-risk": ("stream.commands.queries", "users whose interest is fading"),
     "forget": ("stream.commands.queries", "erase a user and everything derived from them"),
+    "prune-ledger": ("stream.commands.queries", "drop event-id ledger entries older than N days"),
     "evaluate": ("stream.commands.evaluate", "offline evaluation (protocol v1) against baselines"),
     "bench": ("stream.commands.bench", "benchmarks: encoder, pipeline"),
     "finetune": ("stream.commands.finetune", "fine-tune the encoder now"),

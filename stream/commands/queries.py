@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -34,13 +35,21 @@ def _now(raw: str) -> float:
 
 def configure_command(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document")
-    if name in ("recommend", "explain", "trends", "audience", "cart-complements", "churn-risk"):
+    if name in (
+        "recommend",
+        "explain",
+        "trends",
+        "audience",
+        "cart-complements",
+        "churn-risk",
+        "prune-ledger",
+    ):
         parser.add_argument(
             "--now",
             type=_now,
             default=None,
-            help="evaluate decayed strengths at this time (epoch seconds or ISO-8601; "
-            "default: the wall clock)",
+            help="evaluate decayed strengths (prune-ledger: count days back) from this time "
+            "(epoch seconds or ISO-8601; default: the wall clock)",
         )
     if name == "recommend":
         parser.add_argument("user_id", metavar="USER_ID")
@@ -97,6 +106,15 @@ def configure_command(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--limit", type=int, default=1000, help="at most this many users")
     elif name == "forget":
         parser.add_argument("user_id", metavar="USER_ID")
+    elif name == "prune-ledger":
+        parser.add_argument(
+            "--older-than-days",
+            type=float,
+            required=True,
+            metavar="D",
+            help="drop ledger entries of events whose event time is more than D days before now;"
+            " such an event arriving again with a new offset would be applied again",
+        )
     else:
         raise ValueError(f"stream.commands.queries does not serve {name!r}")
 
@@ -165,6 +183,17 @@ def _query(args: argparse.Namespace, settings: Settings, store: Any) -> Any:
             "forgotten": forgotten,
             "finetune_examples_removed": _forget_examples(settings, args.user_id),
         }
+    if cmd == "prune-ledger":
+        if args.older_than_days < 0:
+            raise ValueError("--older-than-days must be >= 0")
+        now = time.time() if args.now is None else args.now
+        before = now - args.older_than_days * 86400.0
+        deleted, limit = 0, 10_000
+        while (n := store.prune_applied_events(before_ts=before, limit=limit)) > 0:
+            deleted += n
+            if n < limit:
+                break
+        return {"deleted": deleted, "before_ts": before}
     raise ValueError(f"unknown command {cmd!r}")
 
 

@@ -77,3 +77,25 @@ def test_forget_erases_the_graph_and_the_finetuning_examples(
     assert [r["user_id"] for r in orjson.loads(capsys.readouterr().out)] == ["u1"]
     assert queries.run(command("forget", "u2"), planted) == 0
     assert "False" in capsys.readouterr().out
+
+
+def test_prune_ledger_drops_only_entries_older_than_the_horizon(
+    planted: Settings, clean_graph: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = GraphStore(
+        clean_graph,
+        planted.neo4j_database,
+        InterestParams(half_life_s=14 * DAY, weights=DEFAULT_WEIGHTS),
+    )
+    store.apply_batch(GraphBatch([Event("e9", "u1", "i2", "click", 20 * DAY)]))
+    # now = day 30: e1..e3 (day 0) are 30 days old, e9 (day 20) is 10 days old
+    args = command("prune-ledger", "--older-than-days", "15", "--now", str(30 * DAY), "--json")
+    assert queries.run(args, planted) == 0
+    assert orjson.loads(capsys.readouterr().out)["deleted"] == 3
+    records, _, _ = clean_graph.execute_query(
+        "MATCH (e:AppliedEvent) RETURN e.event_id AS id", database_=planted.neo4j_database
+    )
+    assert [r["id"] for r in records] == ["e9"]
+    # the pruned ids are no longer deduplicated: the same click counts again (documented)
+    again = store.apply_batch(GraphBatch([Event("e2", "u2", "i2", "click", 0.0)]))
+    assert (again.applied, again.duplicates) == (1, 0)
