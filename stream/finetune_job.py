@@ -156,6 +156,7 @@ def run_finetune(
             "max_len": int(_opt(settings, "finetune_max_len", 64)),
             "lora": bool(lora if lora is not None else int(_opt(settings, "finetune_lora", 0))),
             "query_mode": str(_opt(settings, "finetune_query_mode", "text")),
+            "scale": float(_opt(settings, "finetune_scale", 20.0)),
         }
         if config["lora"] and config["lr"] < 1e-4:
             config["lr"] = 1e-4  # adapters need a larger step than full fine-tuning
@@ -399,6 +400,7 @@ def child_main(job_path: str) -> int:
         lora=bool(cfg["lora"]),
         device=device,
         query_mode=query_mode,
+        scale=float(cfg.get("scale", 20.0)),
     )
 
     def on_step(step: int, loss: float) -> None:

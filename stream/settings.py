@@ -127,6 +127,7 @@ class Settings:
     reembed_limit: int = 200  # items re-embedded (and users marked dirty) per poll after a swap
     finetune_holdout_per_user: int = 10  # most held-out examples per user (0: no cap)
     finetune_query_mode: str = "text"  # "mean": context = mean of its items' embeddings
+    finetune_scale: float = 20.0  # inverse temperature of the in-batch softmax
     # --- operations ---------------------------------------------------------------------------
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9108
