@@ -381,6 +381,31 @@ WITH i, {POP_NOW} AS score
 RETURN i.item_id AS item_id, i.category AS category, score
 ORDER BY score DESC, item_id"""
 
+# Discovery popularity: items that recently won new buyers. Each (user, item) INTERESTED_IN edge
+# with a purchase counts once, at its first_ts (the user's first interaction with the item), decayed
+# to $now: sum over buyers of 2^(-age / half_life). Staples that the same customers buy again and
+# again count once per customer, and only when they first took them up, so this ranks what people
+# newly try, which is what a recommendation is for. One scan of the item edges for every user: the
+# read side caches the top $pool (graph/reads.py, keyed by GRAPH_VERSION and $now).
+DISCOVERY_POOL = f"""MATCH (:User)-[r:INTERESTED_IN]->(i:Item)
+WHERE coalesce(r.n_purchase, 0) > 0
+WITH i, sum({_decayed("1.0", "r.first_ts")}) AS score
+ORDER BY score DESC, i.item_id
+LIMIT $pool
+RETURN i.item_id AS item_id, i.category AS category, score"""
+
+# Changes whenever an event is applied (ledger nodes) or an edge is added or removed (forget);
+# both counts come from Neo4j's count store.
+GRAPH_VERSION = """CALL () { MATCH ()-[r:INTERESTED_IN]->() RETURN count(r) AS edges }
+CALL () { MATCH (e:AppliedEvent) RETURN count(e) AS events }
+RETURN edges, events"""
+
+# The items a strategy leaves out for a user: purchased ones, and with $exclude_seen every item
+# the user has an INTERESTED_IN edge to.
+USER_EXCLUDED = """MATCH (u:User {user_id: $user_id})-[p:INTERESTED_IN]->(b:Item)
+WHERE coalesce(p.n_purchase, 0) > 0 OR $exclude_seen
+RETURN collect(b.item_id) AS excluded"""
+
 # --- other read queries ----------------------------------------------------------------------
 EXPLAIN_DIRECT = f"""MATCH (u:User {{user_id: $user_id}})
 MATCH (u)-[r:INTERESTED_IN]->(i:Item {{item_id: $item_id}})

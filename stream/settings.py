@@ -87,10 +87,11 @@ class Settings:
     trend_days: int = 56
     blend_weights: Mapping[str, float] = field(
         default_factory=lambda: {
-            "content": 0.1,
+            "content": 0.3,
             "collaborative": 0.1,
-            "co_interest": 4.0,
+            "co_interest": 8.0,
             "popular": 1.0,
+            "discovery": 1.0,
         }
     )
     category_cap: int = 0

@@ -101,17 +101,26 @@ def test_content_recommends_nearest_items_to_the_user_embedding(store: GraphStor
 
 def test_blend_and_the_category_cap(store: GraphStore) -> None:
     recs = store.recommend("alice", k=3, strategy="blend", now=NOW)
-    assert recs[0].item_id == "s3"  # top of collaborative and high in content
-    assert recs[0].parts["collaborative"] == 1.0
+    # b2: the only item someone newly bought that alice has not (carol, who shares her books);
+    # s3: top of collaborative (bob) and high in content
+    assert [r.item_id for r in recs[:2]] == ["b2", "s3"]
+    assert recs[0].parts["discovery"] == 1.0 and "collaborative" not in recs[0].parts
+    assert recs[1].parts["collaborative"] == 1.0
     assert "s1" not in [r.item_id for r in recs]
     capped = store.recommend("alice", k=3, strategy="blend", category_cap=1, now=NOW)
     assert len({r.category for r in capped}) == 3
     only_pop = store.recommend("alice", k=2, weights={"popular": 1.0}, now=NOW)
     # popularity: s3 = bob's three events; s1 is purchased by alice so it never shows
     assert only_pop[0].item_id == "s3" and only_pop[0].parts == {"popular": 1.0}
-    # an unknown user: no embedding, no neighbours, only popularity (s1 was bought twice)
-    cold = store.recommend("nobody", k=2, now=NOW)
-    assert [r.item_id for r in cold] == ["s1", "s3"] and set(cold[1].parts) == {"popular"}
+    # an unknown user: no embedding, no neighbours, only popularity and discovery: s1 (two new
+    # buyers), then b2 (carol's purchase) ahead of s3 (bob's events, more popular but not bought)
+    cold = store.recommend("nobody", k=3, now=NOW)
+    assert [r.item_id for r in cold] == ["s1", "b2", "s3"]
+    assert cold[0].parts == {"popular": 1.0, "discovery": 1.0}
+    assert cold[1].parts["discovery"] == pytest.approx(
+        2 ** (-10 / 14) / (2 ** (-5 / 14) + 2 ** (-6 / 14))
+    )
+    assert set(cold[2].parts) == {"popular"}
     with pytest.raises(ValueError):
         store.recommend("alice", strategy="magic")
 
