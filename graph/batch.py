@@ -116,6 +116,8 @@ def lock_and_read(
                     float(r["popularity"]),
                     float(r["popularity_ts"]),
                 )
+            if r["discovery"] is not None:
+                stored.discovery[r["item_id"]] = (float(r["discovery"]), float(r["discovery_ts"]))
     for it in items:  # catalogue records win over stored categories
         if it.category:
             stored.item_categories[it.item_id] = it.category
@@ -206,9 +208,11 @@ def write_rows(
     embeddings = {r["item_id"]: r["embedding"] for r in embedding_rows(batch, known, rows)}
     by_id = {r["item_id"]: r for r in rows}
     item_write = []
-    for item_id in sorted(by_id.keys() | folded.popularity.keys() | embeddings.keys()):
+    ids = by_id.keys() | folded.popularity.keys() | folded.discovery.keys() | embeddings.keys()
+    for item_id in sorted(ids):
         fields = by_id.get(item_id)
         pop = folded.popularity.get(item_id)
+        disc = folded.discovery.get(item_id)
         item_write.append(
             {
                 "item_id": item_id,
@@ -219,12 +223,15 @@ def write_rows(
                 "text_changed": bool(fields and fields["text_changed"]),
                 "popularity": pop[0] if pop else None,
                 "popularity_ts": pop[1] if pop else None,
+                "discovery": disc[0] if disc else None,
+                "discovery_ts": disc[1] if disc else None,
                 "embedding": embeddings.get(item_id),
             }
         )
     put("items", q.WRITE_ITEMS, item_write, half_life=half_life, version=batch.model_version)
     written["item_categories"] = sum(1 for r in rows if r["category"])
     written["popularity"] = len(folded.popularity)
+    written["discovery"] = len(folded.discovery)
     written["embeddings"] = len(embeddings)
     put(
         "item_edges",

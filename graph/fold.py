@@ -23,6 +23,9 @@ UserItem = tuple[str, str]
 UserCategory = tuple[str, str]
 
 
+DISCOVERY_TYPE = "purchase"
+
+
 def day_of(ts: float) -> int:
     """The UTC day number of an epoch timestamp (the unit of the trend buckets)."""
     return math.floor(ts / DAY_S)
@@ -46,6 +49,7 @@ class StoredState:
     category_days: dict[UserCategory, dict[int, float]] = field(default_factory=dict)
     item_categories: dict[str, str] = field(default_factory=dict)
     popularity: dict[str, tuple[float, float]] = field(default_factory=dict)
+    discovery: dict[str, tuple[float, float]] = field(default_factory=dict)
     user_text: dict[str, TextState] = field(default_factory=dict)
 
 
@@ -57,6 +61,7 @@ class FoldResult:
     category_edges: dict[UserCategory, EdgeState] = field(default_factory=dict)
     category_days: dict[UserCategory, dict[int, float]] = field(default_factory=dict)
     popularity: dict[str, tuple[float, float]] = field(default_factory=dict)
+    discovery: dict[str, tuple[float, float]] = field(default_factory=dict)
     user_text: dict[str, TextState] = field(default_factory=dict)
     user_span: dict[str, tuple[float, float]] = field(default_factory=dict)  # (first_ts, last_ts)
 
@@ -125,7 +130,40 @@ def fold_events(
             out.user_text[ev.user_id] = add_text(
                 prev_text, vector, ev.ts, text_weight, half_life, model_version
             )
+    fold_discovery(out, stored, half_life)
     return out
+
+
+def discovery_mark(state: EdgeState | None) -> float | None:
+    """When a user-item edge counts in the item's discovery popularity: at the user's first
+    interaction with the item, once the user has bought it (``None`` while they have not)."""
+    if state is None or state.counts.get(DISCOVERY_TYPE, 0) <= 0:
+        return None
+    return state.first_ts
+
+
+def fold_discovery(out: FoldResult, stored: StoredState, half_life: float) -> None:
+    """Discovery popularity: per item, the decayed number of its buyers, each counted once at
+    their first interaction with it (``sum over buyers of 2^(-(now - first_ts) / half_life)``).
+    Staples bought again and again by the same customers count once per customer, when they took
+    them up: it ranks what people newly try. Kept incrementally as ``(value, ts)`` like
+    popularity: an edge that gains its first purchase adds 1 at its ``first_ts``; a late event
+    that moves ``first_ts`` earlier moves its contribution."""
+    for (user_id, item_id), after in out.item_edges.items():
+        old = discovery_mark(stored.item_edges.get((user_id, item_id)))
+        new = discovery_mark(after)
+        if old == new:
+            continue
+        value = out.discovery.get(item_id, stored.discovery.get(item_id))
+        for ts, weight in ((old, -1.0), (new, 1.0)):
+            if ts is None:
+                continue
+            if value is None:
+                value = (max(0.0, weight), ts)
+            else:
+                value = update_strength(value[0], value[1], ts, weight, half_life)
+        if value is not None:
+            out.discovery[item_id] = value
 
 
 def add_to_days(

@@ -38,6 +38,7 @@ SCHEMA_INDEXES = (
     "CREATE INDEX user_last_ts IF NOT EXISTS FOR (u:User) ON (u.last_ts)",
     "CREATE INDEX item_dirty IF NOT EXISTS FOR (i:Item) ON (i.dirty)",
     "CREATE INDEX item_popularity_rank IF NOT EXISTS FOR (i:Item) ON (i.popularity_rank)",
+    "CREATE INDEX item_discovery_rank IF NOT EXISTS FOR (i:Item) ON (i.discovery_rank)",
     "CREATE INDEX applied_event_ts IF NOT EXISTS FOR (e:AppliedEvent) ON (e.ts)",
 )
 # The dimension is an index option, passed as a parameter.
@@ -93,6 +94,7 @@ WITH i
 OPTIONAL MATCH (i)-[:IN_CATEGORY]->(c:Category)
 RETURN i.item_id AS item_id, coalesce(c.name, i.category) AS category, i.title AS title,
        i.description AS description, i.popularity AS popularity, i.popularity_ts AS popularity_ts,
+       i.discovery AS discovery, i.discovery_ts AS discovery_ts,
        i.embedding_version AS embedding_version, i.embedding_stale AS stale"""
 
 READ_ITEM_EDGES = """UNWIND $rows AS row
@@ -130,6 +132,7 @@ FOREACH (_ IN CASE WHEN row.vector IS NULL THEN [] ELSE [1] END |
 # popularity_rank = log2(popularity) + popularity_ts / half_life orders items by their decayed
 # popularity at any "now" (the decay factor is common to all), so a range index serves the top-k.
 POPULARITY_RANK = "log(row.popularity) / log(2.0) + row.popularity_ts / $half_life"
+DISCOVERY_RANK = "log(row.discovery) / log(2.0) + row.discovery_ts / $half_life"
 
 # One row per item of the batch: its text fields (null: keep), popularity and new embedding (null:
 # unchanged), then its category edge. A changed text marks the embedding stale unless the row
@@ -144,6 +147,9 @@ FOREACH (_ IN CASE WHEN row.fields THEN [1] ELSE [] END |
 FOREACH (_ IN CASE WHEN row.popularity IS NULL THEN [] ELSE [1] END |
   SET i.popularity = row.popularity, i.popularity_ts = row.popularity_ts,
       i.popularity_rank = CASE WHEN row.popularity > 0 THEN {POPULARITY_RANK} END)
+FOREACH (_ IN CASE WHEN row.discovery IS NULL THEN [] ELSE [1] END |
+  SET i.discovery = row.discovery, i.discovery_ts = row.discovery_ts,
+      i.discovery_rank = CASE WHEN row.discovery > 0 THEN {DISCOVERY_RANK} END)
 FOREACH (_ IN CASE WHEN row.embedding IS NULL THEN [] ELSE [1] END |
   SET i.embedding = row.embedding, i.embedding_version = $version,
       i.embedding_stale = false, i.dirty = true)
@@ -515,6 +521,16 @@ WITH i, CASE WHEN coalesce(i.popularity, 0.0) - share > 0
 SET i.popularity = popularity,
     i.popularity_rank = CASE WHEN popularity > 0
                              THEN log(popularity) / log(2.0) + i.popularity_ts / $half_life END"""
+
+# The user's share of discovery popularity: 1 at first_ts for each item they bought.
+FORGET_DISCOVERY = """MATCH (u:User {user_id: $user_id})-[r:INTERESTED_IN]->(i:Item)
+WHERE coalesce(r.n_purchase, 0) > 0 AND i.discovery IS NOT NULL
+WITH i, 2.0 ^ (-(CASE WHEN i.discovery_ts > r.first_ts
+                      THEN i.discovery_ts - r.first_ts ELSE 0.0 END) / $half_life) AS share
+WITH i, CASE WHEN i.discovery - share > 1e-9 THEN i.discovery - share ELSE 0.0 END AS discovery
+SET i.discovery = discovery,
+    i.discovery_rank = CASE WHEN discovery > 0
+                            THEN log(discovery) / log(2.0) + i.discovery_ts / $half_life END"""
 
 FORGET_USER = """MATCH (u:User {user_id: $user_id})
 OPTIONAL MATCH (v:User)-[:SIMILAR_TO]->(u)

@@ -269,7 +269,9 @@ class GraphStore(GraphReads):
         return deleted > 0
 
     def _forget_tx(self, tx: Any, user_id: str) -> int:
-        tx.run(q.FORGET_POPULARITY, user_id=user_id, half_life=self._params.half_life_s).consume()
+        half_life = self._params.half_life_s
+        tx.run(q.FORGET_POPULARITY, user_id=user_id, half_life=half_life).consume()
+        tx.run(q.FORGET_DISCOVERY, user_id=user_id, half_life=half_life).consume()
         return int(tx.run(q.FORGET_USER, user_id=user_id).single(strict=True)["deleted"])
 
 

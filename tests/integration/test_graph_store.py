@@ -436,3 +436,45 @@ def test_an_empty_batch_writes_nothing(store: GraphStore) -> None:
     assert set(result.rows.values()) == {0}
     assert canonical_dump(store._driver, store._database) == {"nodes": [], "relationships": []}
     assert store.refresh_dirty(ENC.version) == 0
+
+
+def test_discovery_is_kept_incrementally_as_its_definition(store: GraphStore) -> None:
+    """Batches with late events and a forgotten user: the stored (discovery, discovery_ts) of
+    every item, decayed to now, equals the definition recomputed from the edges."""
+    events = [
+        ev(1, "u1", "i1", "browse", 3),
+        ev(2, "u1", "i1", "purchase", 5),
+        ev(3, "u2", "i1", "purchase", 6),
+        ev(4, "u2", "i1", "purchase", 9),  # repeat: no change
+        ev(5, "u3", "i2", "purchase", 8),
+    ]
+    late = [
+        ev(6, "u2", "i1", "click", 1),  # u2 met i1 earlier than we knew: its share moves
+        ev(7, "u4", "i2", "browse", 2),  # never buys
+        ev(8, "u3", "i1", "purchase", 10),
+    ]
+    store.apply_batch(GraphBatch(events))
+    store.apply_batch(GraphBatch(late))
+    store.forget("u3")
+    now = 12 * DAY
+    expected = cypher(
+        store,
+        "MATCH (:User)-[r:INTERESTED_IN]->(i:Item) WHERE r.n_purchase > 0"
+        " RETURN i.item_id AS item, sum(2.0 ^ (-($now - r.first_ts) / $hl)) AS score",
+        now=now,
+        hl=HL,
+    )
+    stored = cypher(
+        store,
+        "MATCH (i:Item) RETURN i.item_id AS item,"
+        " i.discovery * 2.0 ^ (-($now - i.discovery_ts) / $hl) AS score",
+        now=now,
+        hl=HL,
+    )
+    want = {r["item"]: r["score"] for r in expected}
+    got = {r["item"]: r["score"] or 0.0 for r in stored}
+    assert set(want) == {"i1"}  # u3 forgotten: i2 has no buyer left
+    assert got["i1"] == pytest.approx(want["i1"], rel=1e-9)
+    assert got["i2"] == pytest.approx(0.0, abs=1e-9)
+    # u1 from day 3, u2 from day 1 (the late click)
+    assert want["i1"] == pytest.approx(2 ** (-9 / 14) + 2 ** (-11 / 14), rel=1e-9)

@@ -215,6 +215,7 @@ def _continue(stored: StoredState, out: FoldResult) -> StoredState:
         category_days={**stored.category_days, **out.category_days},
         item_categories=stored.item_categories,
         popularity={**stored.popularity, **out.popularity},
+        discovery={**stored.discovery, **out.discovery},
         user_text={**stored.user_text, **out.user_text},
     )
 
@@ -246,3 +247,39 @@ def test_splitting_a_batch_anywhere_gives_the_same_state(events: list[Event], cu
     assert final.category_edges == whole.category_edges
     assert final.category_days == whole.category_days
     assert final.popularity == whole.popularity
+
+
+def _discovery_at(state: tuple[float, float] | None, now: float) -> float:
+    return 0.0 if state is None else state[0] * 2.0 ** (-(now - state[1]) / HL)
+
+
+@settings(max_examples=150, deadline=None)
+@given(event_lists, st.integers(0, 25))
+def test_discovery_counts_each_buyer_once_at_their_first_interaction(
+    events: list[Event], cut: int
+) -> None:
+    """Kept incrementally over two batches (late events included), discovery equals its
+    definition recomputed from the final edges: sum over buyers of 2^(-(now - first_ts)/HL)."""
+    first = fold_events(events[:cut], StoredState(), weights=W, half_life=HL)
+    stored = _continue(StoredState(), first)
+    final = _continue(stored, fold_events(events[cut:], stored, weights=W, half_life=HL))
+    now = 61 * DAY_S
+    for item in {e.item_id for e in events}:
+        expected = sum(
+            2.0 ** (-(now - edge.first_ts) / HL)
+            for (_, i), edge in final.item_edges.items()
+            if i == item and edge.counts.get("purchase", 0) > 0
+        )
+        got = _discovery_at(final.discovery.get(item), now)
+        assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def test_discovery_ignores_repeat_purchases_and_browsers() -> None:
+    events = [
+        ev(1, "u1", "i1", "browse", 0),
+        ev(2, "u1", "i1", "purchase", 10),  # u1 took i1 up at day 0 (first interaction)
+        ev(3, "u1", "i1", "purchase", 20),  # a repeat purchase: no change
+        ev(4, "u2", "i1", "click", 20),  # never bought: no share
+    ]
+    out = fold_events(events, StoredState(), weights=W, half_life=HL)
+    assert _discovery_at(out.discovery["i1"], 14 * DAY_S) == pytest.approx(0.5)
