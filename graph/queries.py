@@ -22,6 +22,7 @@ def _decayed(strength: str, last_ts: str) -> str:
 # Interest of an INTERESTED_IN edge `r`, and popularity of an item `i`, as of $now.
 R_NOW = _decayed("r.strength", "r.last_ts")
 POP_NOW = _decayed("coalesce(i.popularity, 0.0)", "coalesce(i.popularity_ts, $now)")
+DISCOVERY_NOW = _decayed("coalesce(i.discovery, 0.0)", "coalesce(i.discovery_ts, $now)")
 
 # --- schema ----------------------------------------------------------------------------------
 SCHEMA_CONSTRAINTS = (
@@ -387,30 +388,23 @@ WITH i, {POP_NOW} AS score
 RETURN i.item_id AS item_id, i.category AS category, score
 ORDER BY score DESC, item_id"""
 
-# Discovery popularity: items that recently won new buyers. Each (user, item) INTERESTED_IN edge
-# with a purchase counts once, at its first_ts (the user's first interaction with the item), decayed
-# to $now: sum over buyers of 2^(-age / half_life). Staples that the same customers buy again and
-# again count once per customer, and only when they first took them up, so this ranks what people
-# newly try, which is what a recommendation is for. One scan of the item edges for every user: the
-# read side caches the top $pool (graph/reads.py, keyed by GRAPH_VERSION and $now).
-DISCOVERY_POOL = f"""MATCH (:User)-[r:INTERESTED_IN]->(i:Item)
-WHERE coalesce(r.n_purchase, 0) > 0
-WITH i, sum({_decayed("1.0", "r.first_ts")}) AS score
-ORDER BY score DESC, i.item_id
-LIMIT $pool
-RETURN i.item_id AS item_id, i.category AS category, score"""
-
-# Changes whenever an event is applied (ledger nodes) or an edge is added or removed (forget);
-# both counts come from Neo4j's count store.
-GRAPH_VERSION = """CALL () { MATCH ()-[r:INTERESTED_IN]->() RETURN count(r) AS edges }
-CALL () { MATCH (e:AppliedEvent) RETURN count(e) AS events }
-RETURN edges, events"""
-
-# The items a strategy leaves out for a user: purchased ones, and with $exclude_seen every item
-# the user has an INTERESTED_IN edge to.
-USER_EXCLUDED = """MATCH (u:User {user_id: $user_id})-[p:INTERESTED_IN]->(b:Item)
+# Discovery popularity: items that recently won new buyers. The write path keeps, per item, the
+# decayed number of its buyers, each counted once at their first interaction with the item
+# (i.discovery, graph/fold.py fold_discovery): staples that the same customers buy again and again
+# count once per customer, when they took them up, so this ranks what people newly try, which is
+# what a recommendation is for. Read like popularity: the top of the discovery_rank index.
+RECOMMEND_DISCOVERY = f"""OPTIONAL MATCH (u:User {{user_id: $user_id}})
+OPTIONAL MATCH (u)-[p:INTERESTED_IN]->(b:Item)
 WHERE coalesce(p.n_purchase, 0) > 0 OR $exclude_seen
-RETURN collect(b.item_id) AS excluded"""
+WITH collect(b) AS excluded
+MATCH (i:Item)
+WHERE i.discovery_rank IS NOT NULL
+WITH i, excluded ORDER BY i.discovery_rank DESC
+WHERE NOT i IN excluded
+WITH i LIMIT $fetch
+WITH i, {DISCOVERY_NOW} AS score
+RETURN i.item_id AS item_id, i.category AS category, score
+ORDER BY score DESC, item_id"""
 
 # --- other read queries ----------------------------------------------------------------------
 EXPLAIN_DIRECT = f"""MATCH (u:User {{user_id: $user_id}})

@@ -6,7 +6,6 @@ defaults to the wall clock; tests and the offline evaluation pass event time.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
@@ -35,25 +34,12 @@ STRATEGY_QUERIES = {
     "collaborative": q.RECOMMEND_COLLABORATIVE,
     "co_interest": q.RECOMMEND_CO_INTEREST,
     "popular": q.RECOMMEND_POPULAR,
+    "discovery": q.RECOMMEND_DISCOVERY,
 }
-DISCOVERY = "discovery"  # computed from a cached pool (GraphReads._discovery), not one query
-DISCOVERY_POOL = 5000  # the best items by discovery popularity kept for every user's filter
-DISCOVERY_TTL_S = 60.0  # wall-clock "now": the pool is reused this long while events keep coming
 CO_INTEREST_NEIGHBOURS = 200  # users who share the most items with the user
 CO_INTEREST_SHRINKAGE = 10.0  # mean shared items at which co-interest gets half its weight
 CALIBRATED = frozenset({"co_interest"})  # components already on a [0, 1] confidence scale
 BLEND_FETCH = 200  # candidates per blend component (the normalisation's reference list)
-
-
-@dataclass(frozen=True)
-class _Pool:
-    """The discovery ranking as of ``now`` (decay is common to all items, so only new edges
-    change the order): ``rows`` are (item_id, category, score at ``now``)."""
-
-    key: tuple[Any, ...]
-    now: float
-    computed_at: float
-    rows: list[tuple[str, str | None, float]]
 
 
 @dataclass
@@ -134,8 +120,6 @@ class GraphReads:
         self._driver = driver
         self._database = database
         self._params = params
-        self._pool_lock = threading.Lock()
-        self._pool: _Pool | None = None
 
     def _session(self) -> AbstractContextManager[Any]:
         return self._driver.session(database=self._database)
@@ -193,7 +177,7 @@ class GraphReads:
         w = DEFAULT_BLEND if weights is None else weights
         needed = {s for s in names if s != "blend"}
         if "blend" in names:
-            needed |= {name for name in (*STRATEGY_QUERIES, DISCOVERY) if w.get(name, 0.0) != 0.0}
+            needed |= {name for name in STRATEGY_QUERIES if w.get(name, 0.0) != 0.0}
         fetch = max(BLEND_FETCH if "blend" in names else 50, 5 * k)
         params = {
             "user_id": user_id,
@@ -208,8 +192,6 @@ class GraphReads:
             for name in STRATEGY_QUERIES
             if name in needed
         }
-        if DISCOVERY in needed:
-            parts[DISCOVERY] = self._discovery(user_id, now, fetch, exclude_seen)
         out = {}
         for strategy in names:
             if strategy == "blend":
@@ -218,46 +200,6 @@ class GraphReads:
                 ranked = parts[strategy]
             out[strategy] = cap_categories(ranked, k, category_cap)
         return out
-
-    def _discovery(
-        self, user_id: str, now: float | None, fetch: int, exclude_seen: bool
-    ) -> list[Scored]:
-        """The best ``fetch`` items by discovery popularity (``q.DISCOVERY_POOL``) that the user
-        has not purchased (nor, with ``exclude_seen``, interacted with), scored as of ``now``."""
-        pool = self._discovery_pool(now)
-        t = pool.now if now is None else float(now)
-        factor = 2.0 ** (-(t - pool.now) / self._params.half_life_s)
-        rows = self._read(q.USER_EXCLUDED, now, user_id=user_id, exclude_seen=exclude_seen)
-        excluded = set(rows[0]["excluded"]) if rows else set()
-        out = []
-        for item_id, category, score in pool.rows:
-            if item_id not in excluded:
-                out.append(Scored(item_id, score * factor, category))
-                if len(out) == fetch:
-                    break
-        return out
-
-    def _discovery_pool(self, now: float | None) -> _Pool:
-        """The cached discovery ranking. For an explicit ``now`` (offline evaluation, tests) it is
-        recomputed whenever ``now`` or the graph (``q.GRAPH_VERSION``) changes; for the wall clock
-        it is reused for ``DISCOVERY_TTL_S`` seconds even while events arrive (a 14-day signal
-        does not move in a minute), then recomputed if the graph changed."""
-        wall = time.time()
-        t = wall if now is None else float(now)
-        with self._pool_lock:
-            pool = self._pool
-            fresh = pool is not None and wall - pool.computed_at < DISCOVERY_TTL_S
-            if now is None and pool is not None and pool.key[0] and fresh:
-                return pool
-            version = self._read(q.GRAPH_VERSION, t)[0]
-            key = (now is None, None if now is None else t, version["edges"], version["events"])
-            if pool is not None and pool.key == key:
-                return pool
-            rows = self._read(q.DISCOVERY_POOL, t, pool=DISCOVERY_POOL)
-            self._pool = _Pool(
-                key, t, wall, [(r["item_id"], r["category"], float(r["score"])) for r in rows]
-            )
-            return self._pool
 
     def explain(self, user_id: str, item_id: str, now: float | None = None) -> dict[str, Any]:
         """The paths and scores that connect a user to an item: direct interest, the content

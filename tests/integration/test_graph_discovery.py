@@ -68,7 +68,7 @@ def test_a_user_never_gets_what_they_bought_or_with_exclude_seen_touched(
     assert [r.item_id for r in cat] == ["oat", "milk"]
 
 
-def test_the_cached_ranking_follows_new_events_and_erasure(store: GraphStore) -> None:
+def test_the_ranking_follows_new_events_and_erasure(store: GraphStore) -> None:
     assert store.recommend("zed", k=1, weights=ONLY, now=NOW)[0].item_id == "tea"
     buyers = [Event(f"j{n}", u, "jam", "purchase", 19.5 * DAY) for n, u in enumerate("xyz")]
     store.apply_batch(GraphBatch(buyers, [], {}, {}, ENC.version))
