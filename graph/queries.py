@@ -432,7 +432,8 @@ OPTIONAL MATCH (i:Item {{item_id: $item_id}})
 RETURN u.embedding AS user_embedding, u.embedding_version AS user_version,
        i.embedding AS item_embedding, i.embedding_version AS item_version,
        i.item_id IS NOT NULL AS item_exists, u.user_id IS NOT NULL AS user_exists,
-       CASE WHEN i IS NULL THEN 0.0 ELSE {POP_NOW} END AS popularity"""
+       CASE WHEN i IS NULL THEN 0.0 ELSE {POP_NOW} END AS popularity,
+       CASE WHEN i IS NULL THEN 0.0 ELSE {DISCOVERY_NOW} END AS discovery"""
 
 SIMILAR_USERS = """MATCH (u:User {user_id: $user_id})-[s:SIMILAR_TO]->(v:User)
 RETURN v.user_id AS user_id, s.score AS score

@@ -204,7 +204,8 @@ class GraphReads:
     def explain(self, user_id: str, item_id: str, now: float | None = None) -> dict[str, Any]:
         """The paths and scores that connect a user to an item: direct interest, the content
         similarity, the similar users' contributions (their sum is the collaborative score), the
-        item's decayed popularity, the category interest and similar items the user likes."""
+        item's decayed popularity and discovery popularity, the category interest and similar
+        items the user likes."""
         ids = {"user_id": user_id, "item_id": item_id}
         direct = self._read(q.EXPLAIN_DIRECT, now, **ids)
         emb = self._read(q.EXPLAIN_NODES, now, **ids)[0]
@@ -236,6 +237,7 @@ class GraphReads:
             "content_similarity": content,
             "collaborative_score": sum(u["contribution"] for u in via_users),
             "popularity": emb["popularity"],
+            "discovery": emb["discovery"],
             "similar_users": via_users,
             "categories": self._read(q.EXPLAIN_CATEGORY, now, **ids),
             "similar_items": self._read(q.EXPLAIN_SIMILAR_ITEMS, now, **ids),

@@ -59,8 +59,9 @@ def configure_command(name: str, parser: argparse.ArgumentParser) -> None:
             choices=("content", "collaborative", "blend"),
             default="blend",
             help="content: vector search from the user's embedding; collaborative: items liked "
-            "by similar users; blend (default): both plus time-decayed popularity, weighted by "
-            "TASTEGRAPH_BLEND_WEIGHTS",
+            "by similar users; blend (default): co-interest (users sharing items), decayed "
+            "popularity, discovery popularity (new buyers), content and collaborative, weighted "
+            "by TASTEGRAPH_BLEND_WEIGHTS",
         )
         parser.add_argument(
             "--category-cap",
@@ -250,7 +251,10 @@ def _print_explain(e: dict[str, Any]) -> None:
         print(
             f"  content similarity (user embedding . item embedding) {e['content_similarity']:.4f}"
         )
-    print(f"  collaborative score {e['collaborative_score']:.4f}  popularity {e['popularity']:.4f}")
+    print(
+        f"  collaborative score {e['collaborative_score']:.4f}  popularity {e['popularity']:.4f}"
+        f"  discovery {e['discovery']:.4f}"
+    )
     for u in e["similar_users"]:
         print(
             f"  via similar user {u['user_id']}: similarity {u['similarity']:.4f} x interest "

@@ -137,6 +137,7 @@ def test_explain_shows_the_paths(store: GraphStore) -> None:
     assert collaborative.item_id == "s3"
     assert e["collaborative_score"] == pytest.approx(collaborative.score)
     assert e["popularity"] == pytest.approx(via["strength"])  # bob is s3's only fan
+    assert e["discovery"] == 0.0  # nobody bought s3
     (cat,) = e["categories"]
     assert cat["category"] == "shoes"
     assert cat["strength"] == pytest.approx(strength([("purchase", 10), ("click", 12)]))
@@ -144,6 +145,10 @@ def test_explain_shows_the_paths(store: GraphStore) -> None:
     bought = store.explain("alice", "s1", now=NOW)
     assert bought["purchased"] is True
     assert bought["interest"]["counts"] == {"purchase": 1}
+    # two buyers, each counted at their first interaction: alice on day 10, bob on day 9
+    assert bought["discovery"] == pytest.approx(
+        2 ** (-(NOW - 10 * DAY) / HL) + 2 ** (-(NOW - 9 * DAY) / HL)
+    )
 
 
 def test_audience_of_a_category_and_of_an_item(store: GraphStore) -> None:
