@@ -146,24 +146,32 @@ def fold_discovery(out: FoldResult, stored: StoredState, half_life: float) -> No
     """Discovery popularity: per item, the decayed number of its buyers, each counted once at
     their first interaction with it (``sum over buyers of 2^(-(now - first_ts) / half_life)``).
     Staples bought again and again by the same customers count once per customer, when they took
-    them up: it ranks what people newly try. Kept incrementally as ``(value, ts)`` like
-    popularity: an edge that gains its first purchase adds 1 at its ``first_ts``; a late event
-    that moves ``first_ts`` earlier moves its contribution."""
+    them up: it ranks what people newly try.
+
+    Kept incrementally as ``(value, ts)``: an edge that gains its first purchase adds 1 at its
+    ``first_ts``; a late event that moves ``first_ts`` earlier moves its contribution. ``ts`` is
+    always the item's popularity time (its latest event), so the stored pair depends only on the
+    events applied, not on how they were cut into batches (crash and replay comparisons)."""
+    changes: dict[str, list[tuple[float, float]]] = {}
     for (user_id, item_id), after in out.item_edges.items():
         old = discovery_mark(stored.item_edges.get((user_id, item_id)))
         new = discovery_mark(after)
-        if old == new:
+        if old != new:
+            marks = changes.setdefault(item_id, [])
+            if old is not None:
+                marks.append((old, -1.0))
+            if new is not None:
+                marks.append((new, 1.0))
+    for item_id, (_, ref) in out.popularity.items():
+        before = stored.discovery.get(item_id)
+        marks = changes.get(item_id, [])
+        if before is None and not marks:
             continue
-        value = out.discovery.get(item_id, stored.discovery.get(item_id))
-        for ts, weight in ((old, -1.0), (new, 1.0)):
-            if ts is None:
-                continue
-            if value is None:
-                value = (max(0.0, weight), ts)
-            else:
-                value = update_strength(value[0], value[1], ts, weight, half_life)
-        if value is not None:
-            out.discovery[item_id] = value
+        value = 0.0 if before is None else before[0] * decay_factor(ref - before[1], half_life)
+        for ts, weight in marks:
+            value += weight * decay_factor(ref - ts, half_life)
+        # rounding leaves ~1e-17 where every buyer was removed (a forgotten user): that is 0
+        out.discovery[item_id] = (value if value > 1e-12 else 0.0, ref)
 
 
 def add_to_days(

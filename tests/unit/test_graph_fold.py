@@ -247,6 +247,11 @@ def test_splitting_a_batch_anywhere_gives_the_same_state(events: list[Event], cu
     assert final.category_edges == whole.category_edges
     assert final.category_days == whole.category_days
     assert final.popularity == whole.popularity
+    # the stored pair, not only its decayed value, is independent of the batch boundaries
+    assert final.discovery.keys() == whole.discovery.keys()
+    for item, (value, ts) in whole.discovery.items():
+        assert final.discovery[item][1] == ts
+        assert final.discovery[item][0] == pytest.approx(value, rel=1e-12, abs=1e-12)
 
 
 def _discovery_at(state: tuple[float, float] | None, now: float) -> float:
