@@ -44,6 +44,7 @@ class FakeStore:
         self.writing.set()
         if self.gate is not None:
             assert self.gate.wait(10)
+        batch = batch.resolved()  # as GraphStore does once it holds its locks
         self.batches.append(batch)
         for item_id in batch.item_embeddings:
             self.items[item_id] = (batch.model_version, self.items.get(item_id, ("", ""))[1])
