@@ -375,36 +375,33 @@ WITH row[0] AS i, confidence * row[1] / best AS score
 RETURN i.item_id AS item_id, i.category AS category, score
 ORDER BY score DESC, item_id"""
 
-RECOMMEND_POPULAR = f"""OPTIONAL MATCH (u:User {{user_id: $user_id}})
+
+def _ranked_top(rank: str, score: str) -> str:
+    """The top ``$fetch`` items by an index-backed ``rank`` property (a decayed value's log2 plus
+    its time over the half-life: the same order at any ``now``), leaving out what the user bought
+    (and with ``$exclude_seen`` everything they touched), scored ``score`` as of ``$now``."""
+    return f"""OPTIONAL MATCH (u:User {{user_id: $user_id}})
 OPTIONAL MATCH (u)-[p:INTERESTED_IN]->(b:Item)
 WHERE coalesce(p.n_purchase, 0) > 0 OR $exclude_seen
 WITH collect(b) AS excluded
 MATCH (i:Item)
-WHERE i.popularity_rank IS NOT NULL
-WITH i, excluded ORDER BY i.popularity_rank DESC
+WHERE i.{rank} IS NOT NULL
+WITH i, excluded ORDER BY i.{rank} DESC
 WHERE NOT i IN excluded
 WITH i LIMIT $fetch
-WITH i, {POP_NOW} AS score
+WITH i, {score} AS score
 RETURN i.item_id AS item_id, i.category AS category, score
 ORDER BY score DESC, item_id"""
+
+
+RECOMMEND_POPULAR = _ranked_top("popularity_rank", POP_NOW)
 
 # Discovery popularity: items that recently won new buyers. The write path keeps, per item, the
 # decayed number of its buyers, each counted once at their first interaction with the item
 # (i.discovery, graph/fold.py fold_discovery): staples that the same customers buy again and again
 # count once per customer, when they took them up, so this ranks what people newly try, which is
 # what a recommendation is for. Read like popularity: the top of the discovery_rank index.
-RECOMMEND_DISCOVERY = f"""OPTIONAL MATCH (u:User {{user_id: $user_id}})
-OPTIONAL MATCH (u)-[p:INTERESTED_IN]->(b:Item)
-WHERE coalesce(p.n_purchase, 0) > 0 OR $exclude_seen
-WITH collect(b) AS excluded
-MATCH (i:Item)
-WHERE i.discovery_rank IS NOT NULL
-WITH i, excluded ORDER BY i.discovery_rank DESC
-WHERE NOT i IN excluded
-WITH i LIMIT $fetch
-WITH i, {DISCOVERY_NOW} AS score
-RETURN i.item_id AS item_id, i.category AS category, score
-ORDER BY score DESC, item_id"""
+RECOMMEND_DISCOVERY = _ranked_top("discovery_rank", DISCOVERY_NOW)
 
 # --- other read queries ----------------------------------------------------------------------
 EXPLAIN_DIRECT = f"""MATCH (u:User {{user_id: $user_id}})
