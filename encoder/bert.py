@@ -327,10 +327,11 @@ def load_encoder(
     )
 
 
-def load_encoder_from_settings(settings: Any) -> BertEncoder:
-    """:func:`load_encoder` with the fields of a ``stream.settings.Settings``."""
+def load_encoder_from_settings(settings: Any, model: str | None = None) -> BertEncoder:
+    """:func:`load_encoder` with the fields of a ``stream.settings.Settings``; ``model`` (a
+    directory or package) replaces ``settings.model``, e.g. a registry version."""
     return load_encoder(
-        settings.model,
+        settings.model if model is None else model,
         device=settings.device,
         threads=settings.encoder_threads,
         max_tokens_per_batch=settings.max_tokens_per_batch,

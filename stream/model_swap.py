@@ -29,20 +29,13 @@ Loader = Callable[[str], TextEncoder]  # model reference (directory or package) 
 
 
 def encoder_loader(settings: Any) -> Loader:
-    """Loads a model reference with the worker's encoder settings (`encoder.bert.load_encoder`)."""
+    """Loads a model reference with the worker's encoder settings
+    (`encoder.bert.load_encoder_from_settings`)."""
 
     def load(model: str) -> TextEncoder:
-        from encoder.bert import load_encoder
+        from encoder.bert import load_encoder_from_settings
 
-        return load_encoder(
-            model=model,
-            device=settings.device,
-            threads=settings.encoder_threads,
-            max_tokens_per_batch=settings.max_tokens_per_batch,
-            max_len=settings.max_len,
-            cache_size=settings.encoder_cache_size,
-            dtype=getattr(settings, "encoder_dtype", "auto"),
-        )
+        return load_encoder_from_settings(settings, model)
 
     return load
 

