@@ -15,7 +15,7 @@ test:
 	scripts/test.sh
 
 lint: install
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy encoder graph stream
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy config encoder graph finetuning stream evaluation services tools cli
 
 format: install
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .

@@ -328,7 +328,7 @@ def load_encoder(
 
 
 def load_encoder_from_settings(settings: Any, model: str | None = None) -> BertEncoder:
-    """:func:`load_encoder` with the fields of a ``stream.settings.Settings``; ``model`` (a
+    """:func:`load_encoder` with the fields of a ``config.settings.Settings``; ``model`` (a
     directory or package) replaces ``settings.model``, e.g. a registry version."""
     return load_encoder(
         settings.model if model is None else model,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerates, from stream/settings.py, the configuration table of docs/readme/15-configuration.md
+"""Regenerates, from config/settings.py, the configuration table of docs/readme/15-configuration.md
 and the list of settings that docker-compose.yml passes through to the worker containers.
 
 Variables, groups and defaults come from `Settings`; the descriptions are kept from the current
@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stream.settings import ENV, Settings, default_home  # noqa: E402
+from config.settings import ENV, Settings, default_home  # noqa: E402
 
 DOC = ROOT / "docs" / "readme" / "15-configuration.md"
 COMPOSE = ROOT / "docker-compose.yml"
@@ -55,7 +55,7 @@ GROUP = re.compile(r"^\s*# --- (?P<name>[a-z][a-z -]*[a-z]) -+\s*$")
 
 def groups() -> list[tuple[str, list[str]]]:
     """The settings' groups, in order, from the `# --- name ---` comments of Settings' body."""
-    source = (ROOT / "stream" / "settings.py").read_text().splitlines()
+    source = (ROOT / "config" / "settings.py").read_text().splitlines()
     names = {f.name for f in dataclasses.fields(Settings)}
     out: list[tuple[str, list[str]]] = []
     in_class = False

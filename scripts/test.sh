@@ -9,7 +9,7 @@ export PATH="$VENV/bin:$PATH"
 echo "== lint" >&2
 ruff check .
 ruff format --check .
-mypy encoder graph stream
+mypy config encoder graph finetuning stream evaluation services tools cli
 if [ -x scripts/ensure-prometheus.sh ]; then scripts/ensure-prometheus.sh; fi
 started=0
 if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}${NEO4J_URI:-}" ]; then

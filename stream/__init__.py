@@ -1,3 +1,3 @@
-"""The stream layer: the Faust app, the `tastegraph` CLI and the settings object."""
+"""The stream worker: the Faust app, batch processing, validation, topics, metrics, model swap."""
 
 __version__ = "0.1.0"

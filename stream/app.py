@@ -19,9 +19,9 @@ from typing import Any
 import faust
 from aiokafka.errors import IllegalStateError
 
-from stream.logs import kv
+from config.logs import kv
+from config.settings import Settings
 from stream.pipeline import REFRESH_CHUNK, BatchProcessor, RawRecord, is_transient
-from stream.settings import Settings
 
 log = logging.getLogger("tastegraph.app")
 SESSION_TIMEOUT_S = 10.0
@@ -46,7 +46,7 @@ class Progress:
 
 class PeriodicFinetune:
     """The periodic fine-tuning agent: a run when ``finetune_min_examples`` new examples arrived
-    since the last run. Training happens in a child process (`stream.finetune_job`), waited on in
+    since the last run. Training happens in a child process (`finetuning.job`), waited on in
     a thread, so batches keep flowing; a promoted version reaches the worker via the hot swap."""
 
     def __init__(
@@ -70,7 +70,7 @@ class PeriodicFinetune:
         if new < self.settings.finetune_min_examples:
             return None
         if self._run is None:
-            from stream.finetune_job import run_finetune_async
+            from finetuning.job import run_finetune_async
 
             self._run = run_finetune_async
         mark = self.collector.store.added_total

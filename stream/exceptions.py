@@ -1,16 +1,6 @@
-"""Errors of the stream layer. Each package has its own small exceptions module."""
+"""Errors of the stream worker."""
 
-
-class TastegraphError(Exception):
-    """Root of the errors tastegraph raises on purpose."""
-
-
-class ConfigError(TastegraphError):
-    """A setting is missing or malformed; the message names the environment variable."""
-
-
-class ServicesError(TastegraphError):
-    """The local Kafka or Neo4j could not be installed, started or reached."""
+from config.exceptions import TastegraphError
 
 
 class InvalidEvent(TastegraphError):

@@ -22,8 +22,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import start_http_server
 
-from stream.exceptions import ConfigError
-from stream.logs import kv
+from config.exceptions import ConfigError
+from config.logs import kv
 from stream.metrics import Metrics
 
 log = logging.getLogger("tastegraph.metrics")

@@ -18,9 +18,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from config.logs import kv
 from encoder.protocol import TextEncoder
 from encoder.registry import CurrentWatcher, ModelRegistry
-from stream.logs import kv
 from stream.pipeline import BatchProcessor
 
 log = logging.getLogger("tastegraph.model_swap")

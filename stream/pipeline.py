@@ -17,12 +17,12 @@ from typing import Any, TypeVar
 
 from neo4j.exceptions import DriverError, Neo4jError
 
+from config.logs import kv
+from config.settings import Settings
 from encoder.examples import ExampleCollector
 from encoder.protocol import TextEncoder
 from graph.model import Event, ItemRecord, item_text
 from graph.store import GraphBatch, GraphStore, Vector
-from stream.logs import kv
-from stream.settings import Settings
 from stream.validation import Invalid, classify, classify_items, dead_letter_value
 
 log = logging.getLogger("tastegraph.pipeline")

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from config.settings import Settings
 from encoder.protocol import TextEncoder
 from graph.store import GraphStore, InterestParams
 from stream.pipeline import BatchProcessor
-from stream.settings import Settings
 
 log = logging.getLogger("tastegraph.runtime")
 
@@ -60,6 +60,12 @@ def open_driver(settings: Settings) -> Any:
     )
 
 
+def open_store(settings: Settings) -> tuple[Any, GraphStore]:
+    """A driver and a ``GraphStore`` for the configured Neo4j (close the driver when done)."""
+    driver = open_driver(settings)
+    return driver, GraphStore(driver, settings.neo4j_database, interest_params(settings))
+
+
 def open_encoder(settings: Settings) -> TextEncoder:
     from encoder.bert import load_encoder_from_settings
 
@@ -74,7 +80,7 @@ def open_runtime(
     settings: Settings, serve_metrics: bool = True, encoder: TextEncoder | None = None
 ) -> Runtime:
     from encoder.registry import BASE_VERSION
-    from stream.finetune_job import example_collector_for, registry_for
+    from finetuning.job import example_collector_for, registry_for
     from stream.metrics import Metrics, start_metrics_server
     from stream.model_swap import ModelSwapper, encoder_loader
 

@@ -12,9 +12,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from stream.exceptions import ServicesError
-from stream.logs import kv
-from stream.settings import Settings
+from config.exceptions import ServicesError
+from config.logs import kv
+from config.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -58,7 +58,7 @@ _TYPE_TOPIC_ATTR = {
 
 
 class Limits(Protocol):
-    """What validation reads from the settings; `stream.settings.Settings` satisfies it."""
+    """What validation reads from the settings; `config.settings.Settings` satisfies it."""
 
     @property
     def topic_clicks(self) -> str: ...

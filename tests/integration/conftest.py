@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from stream.settings import Settings
+from config.settings import Settings
 
 T = TypeVar("T")
 HINT = "run `tastegraph services up` (or set KAFKA_BOOTSTRAP_SERVERS and NEO4J_URI)"
@@ -145,7 +145,7 @@ class KafkaAdmin:
 
 @pytest.fixture(scope="session")
 def kafka_admin(settings: Settings) -> KafkaAdmin:
-    from stream.services.kafka import describe_cluster
+    from services.kafka import describe_cluster
 
     error: Exception | None = None
     brokers: list[object] = []

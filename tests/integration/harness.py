@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stream.pipeline_bench import worker_env
-from stream.settings import Settings
+from config.settings import Settings
+from tools.pipeline_bench import worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDING = ROOT / "tests" / "data" / "recording.jsonl"
@@ -66,7 +66,7 @@ class Worker:
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in wait()/stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", *args],
+            [sys.executable, "-m", "cli.main", "worker", *args],
             env=env_of(settings),
             cwd=ROOT,
             stdout=self._log,

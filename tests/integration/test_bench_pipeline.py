@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from stream.pipeline_bench import worker_env
-from stream.settings import Settings
+from config.settings import Settings
+from tools.pipeline_bench import worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ def test_bench_pipeline_reports_every_figure_and_cleans_up(
 ) -> None:
     args = ["bench", "pipeline", "--events", "600", "--naive-events", "8", "--live-seconds", "2"]
     proc = subprocess.run(
-        [sys.executable, "-m", "stream.cli", *args, "--json"],
+        [sys.executable, "-m", "cli.main", *args, "--json"],
         env=worker_env(settings),
         capture_output=True,
         text=True,

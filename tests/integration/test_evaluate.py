@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from stream.cli import main
-from stream.datagen import generate_dataset, write_jsonl_gz
+from cli.main import main
+from tools.datagen import generate_dataset, write_jsonl_gz
 
 pytestmark = pytest.mark.integration
 

@@ -10,12 +10,12 @@ from typing import Any
 import orjson
 import pytest
 
+from cli import queries
+from config.settings import DEFAULT_WEIGHTS, Settings
 from encoder.examples import Example, ExampleStore
+from finetuning.job import default_examples_path
 from graph.model import Event, ItemRecord
 from graph.store import GraphBatch, GraphStore, InterestParams
-from stream.commands import queries
-from stream.finetune_job import default_examples_path
-from stream.settings import DEFAULT_WEIGHTS, Settings
 
 pytestmark = pytest.mark.integration
 

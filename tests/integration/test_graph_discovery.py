@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from config.settings import DEFAULT_WEIGHTS, Settings
 from encoder.protocol import HashingEncoder
 from graph.model import Event, ItemRecord
 from graph.store import GraphBatch, GraphStore, InterestParams
-from stream.settings import DEFAULT_WEIGHTS, Settings
 
 pytestmark = pytest.mark.integration
 

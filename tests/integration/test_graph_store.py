@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from config.settings import DEFAULT_WEIGHTS, Settings
 from encoder.protocol import HashingEncoder
 from graph.dump import canonical_dump
 from graph.exceptions import GraphError
 from graph.model import Event, ItemRecord, item_text
 from graph.store import ApplyResult, GraphBatch, GraphStore, InterestParams
-from stream.settings import DEFAULT_WEIGHTS, Settings
 
 pytestmark = pytest.mark.integration
 

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
+from config.settings import DEFAULT_WEIGHTS, Settings
 from encoder.examples import read_examples
 from encoder.protocol import HashingEncoder
+from finetuning.job import default_examples_path, registry_for
 from graph.model import Event, ItemRecord, item_text
 from graph.store import GraphBatch, GraphStore, InterestParams
-from stream.finetune_job import default_examples_path, registry_for
 from stream.pipeline import BatchProcessor
-from stream.recording import replay
-from stream.settings import DEFAULT_WEIGHTS, Settings
+from tools.recording import replay
 
 from .conftest import run_sync
 from .harness import RECORDING, Worker, isolated, topic_map, wait_for

@@ -448,7 +448,7 @@ def test_worker_replay_scraped_by_prometheus(
     prometheus_factory: Callable[[str], Prometheus],
     tmp_path: Path,
 ) -> None:
-    from stream.settings import Settings
+    from config.settings import Settings
 
     settings = Settings.from_env(worker_env)
     metrics_url = f"http://127.0.0.1:{settings.metrics_port}/metrics"

@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 import pytest
 
-from stream.recording import read_recording, record, record_line, replay
-from stream.settings import Settings
+from config.settings import Settings
 from stream.topics import ensure_topics, topic_partitions
+from tools.recording import read_recording, record, record_line, replay
 
 from .conftest import run_sync
 
@@ -200,7 +200,7 @@ def test_the_cli_commands(topics: Settings, tmp_path: Path) -> None:
         "TASTEGRAPH_TOPIC_PURCHASES": topics.topic_purchases,
         "TASTEGRAPH_TOPIC_ITEMS": topics.topic_items,
     }
-    cli = [sys.executable, "-m", "stream.cli"]
+    cli = [sys.executable, "-m", "cli.main"]
     gen = subprocess.run(
         [*cli, "generate", "--out", str(tmp_path), "--users", "20", "--items", "30",
          "--events", "300", "--days", "5", "--seed", "1"],
@@ -241,7 +241,7 @@ def test_record_from_now_on_until_ctrl_c(topics: Settings, tmp_path: Path) -> No
 
     out = tmp_path / "live.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", "record", "--out", str(out), topics.topic_clicks],
+        [sys.executable, "-m", "cli.main", "record", "--out", str(out), topics.topic_clicks],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -6,7 +6,7 @@ the Kafka and Neo4j that the settings point at, with topics and a consumer group
 (`harness.isolated`) and a cleaned graph.
 
 - One *mixed* replay (module fixture) serves the input tests: tests/data/invalid.jsonl, 10,000
-  fuzzed messages (`stream.datagen.mutated_messages`), Cypher-injection payloads and one event that
+  fuzzed messages (`tools.datagen.mutated_messages`), Cypher-injection payloads and one event that
   real Neo4j refuses to write, all through Kafka into one worker run.
 - The fault tests (`slow`) replay a generated data set while a fault happens -- Neo4j stopped for
   30 s, the worker killed with SIGKILL five times, the Kafka broker restarted, the worker stopped
@@ -18,7 +18,7 @@ the Kafka and Neo4j that the settings point at, with topics and a consumer group
   offsets must equal the topics' end offsets: everything consumed and acknowledged.
 
 The fault tests stop and start the local services of the instance the settings name
-(`stream.services`) and leave them running; they are skipped when KAFKA_BOOTSTRAP_SERVERS or
+(`services`) and leave them running; they are skipped when KAFKA_BOOTSTRAP_SERVERS or
 NEO4J_URI names external services. The figures of the README's reliability section come from
 `pytest -m integration tests/integration/test_reliability.py -s` (each test prints a FIGURES line).
 """
@@ -41,10 +41,10 @@ from typing import Any
 import orjson
 import pytest
 
+from config.settings import Settings
 from graph.dump import canonical_dump, node_ref
-from stream.datagen import generate_dataset, mutated_messages
-from stream.settings import Settings
 from stream.validation import decode_bytes, parse_event, read_dead_letter
+from tools.datagen import generate_dataset, mutated_messages
 
 from .conftest import run_sync
 from .harness import ROOT, Worker, env_of, isolated, run_until_caught_up, topic_map, wait_for
@@ -273,15 +273,15 @@ def assert_all_acknowledged(settings: Settings) -> None:
 
 
 def local_service(settings: Settings, name: str) -> Any:
-    from stream.services.control import services
+    from services.control import services
 
     return next(s for s in services(settings) if s.name == name)
 
 
 def stop_service(settings: Settings, name: str) -> float:
     """Stops one local server (SIGTERM, SIGKILL after its deadline); returns the seconds it took."""
-    from stream.services import processes
-    from stream.services.layout import Layout
+    from services import processes
+    from services.layout import Layout
 
     service = local_service(settings, name)
     t0 = time.monotonic()
@@ -295,7 +295,7 @@ def stop_service(settings: Settings, name: str) -> float:
 
 def start_services(settings: Settings) -> float:
     """`tastegraph services up` for the instance of ``settings``; returns the seconds it took."""
-    from stream.services.control import up
+    from services.control import up
 
     t0 = time.monotonic()
     up(settings, say=lambda message: None)
@@ -329,7 +329,7 @@ def events_file(dataset: list[dict[str, Any]], tmp_path_factory: pytest.TempPath
 
 def replay_events(settings: Settings, events: Sequence[dict[str, Any]]) -> list[Sent]:
     """Produces events as `tastegraph replay` routes them (by type, keyed by user)."""
-    from stream.recording import route
+    from tools.recording import route
 
     return produce(
         settings,
@@ -411,7 +411,7 @@ def _invalid_file_records(s: Settings) -> list[tuple[str, bytes | None, bytes | 
 def _fuzz_records(
     s: Settings, events: list[dict[str, Any]]
 ) -> list[tuple[str, bytes | None, bytes | None, str]]:
-    from stream.recording import route
+    from tools.recording import route
 
     rng = random.Random(f"reliability-{FUZZ_SEED}")
     out: list[tuple[str, bytes | None, bytes | None, str]] = []
@@ -548,7 +548,7 @@ def _valid(m: Sent, mixed: Mixed) -> bool:
 
 def test_injection_payloads_are_stored_as_plain_data(mixed: Mixed) -> None:
     driver_db = mixed.settings.neo4j_database
-    from stream.commands.queries import open_store
+    from stream.runtime import open_store
 
     driver, _ = open_store(mixed.settings)
     try:
@@ -582,7 +582,7 @@ def test_the_password_never_shows_in_logs_or_config(mixed: Mixed, settings: Sett
     assert len(password) >= 8
     assert password not in mixed.log
     done = subprocess.run(
-        [sys.executable, "-m", "stream.cli", "config"],
+        [sys.executable, "-m", "cli.main", "config"],
         env=env_of(mixed.settings),
         cwd=ROOT,
         capture_output=True,
@@ -650,7 +650,7 @@ def test_neo4j_down_30s_in_the_middle_of_a_replay(
     # a rate-limited replay: events keep arriving while Neo4j is away
     replay_log = (tmp_path / "replay.log").open("wb")
     replayer = subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", "replay", str(events_file), *REPLAY_ARGS],
+        [sys.executable, "-m", "cli.main", "replay", str(events_file), *REPLAY_ARGS],
         env=env_of(s),
         cwd=ROOT,
         stdout=replay_log,

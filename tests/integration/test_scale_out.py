@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from stream.settings import Settings
+from config.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

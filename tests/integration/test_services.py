@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from stream import services
-from stream.services.processes import port_open
-from stream.settings import Settings
+import services
+from config.settings import Settings
+from services.processes import port_open
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def test_up_twice_is_harmless_and_status_reports_running(settings: Settings) -> 
         (n, "running", s.pid) for n, s in before.items()
     ]
     quiet = subprocess.run(
-        [sys.executable, "-m", "stream.services", "status", "--quiet"],
+        [sys.executable, "-m", "services", "status", "--quiet"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from config.settings import Settings
 from graph.dump import canonical_dump
-from stream.recording import replay
-from stream.settings import Settings
+from tools.recording import replay
 
 from .conftest import run_sync
 from .harness import RECORDING, isolated, run_until_caught_up, topic_map
@@ -78,7 +78,7 @@ def test_recording_builds_the_hand_worked_graph(replayed: Settings, clean_graph:
 def test_recommendations_never_repeat_purchases_and_follow_taste(
     replayed: Settings, clean_graph: Any
 ) -> None:
-    from stream.commands.queries import open_store
+    from stream.runtime import open_store
 
     driver, store = open_store(replayed)
     try:

@@ -12,7 +12,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stream.datagen import (
+from config.settings import Settings
+from stream.validation import event_from_mapping, item_from_mapping
+from tools.datagen import (
     CATEGORIES,
     DAY,
     MUTATIONS,
@@ -26,9 +28,7 @@ from stream.datagen import (
     mutated_messages,
     write_dataset,
 )
-from stream.recording import route
-from stream.settings import Settings
-from stream.validation import event_from_mapping, item_from_mapping
+from tools.recording import route
 
 S = Settings()
 CFG = DatasetConfig(users=200, items=400, days=30, events=20_000, seed=3)
@@ -217,7 +217,7 @@ def test_mutated_messages_cover_every_reason_and_never_crash_validation() -> Non
 
 
 def test_invalid_records_are_replayable_record_lines() -> None:
-    from stream.recording import EventIds, records_from_line
+    from tools.recording import EventIds, records_from_line
 
     _, events = generate_dataset(100, seed=1, users=5, items=10, days=2)
     lines = list(invalid_records(events, 300, ("c", "b", "p"), seed=2))

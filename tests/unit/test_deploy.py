@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from stream.settings import ENV, Settings
+from config.settings import ENV, Settings
 
 yaml = pytest.importorskip("yaml")
 
@@ -177,7 +177,7 @@ def test_worker_environment_uses_only_settings_variables(services: dict[str, Any
     for name in IMAGE_SERVICES:
         env = env_of(services[name])
         unknown = set(env) - SETTINGS_VARS
-        assert not unknown, f"{name}: not a setting of stream/settings.py: {sorted(unknown)}"
+        assert not unknown, f"{name}: not a setting of config/settings.py: {sorted(unknown)}"
         for key, value in env.items():
             for var, _, _ in references(value):
                 if var in SETTINGS_VARS:
@@ -527,9 +527,9 @@ def test_the_image_package_builds_from_the_build_context_alone(tmp_path: Path) -
     code = (
         "import sys; "
         f"sys.path[:0] = [{str(installed)!r}, {sysconfig.get_paths()['purelib']!r}]; "
-        "import stream.cli; "
-        f"assert stream.cli.__file__.startswith({str(installed)!r}), stream.cli.__file__; "
-        "sys.exit(stream.cli.main(['config', '--json']))"
+        "import cli.main; "
+        f"assert cli.main.__file__.startswith({str(installed)!r}), cli.main.__file__; "
+        "sys.exit(cli.main.main(['config', '--json']))"
     )
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "TASTEGRAPH_HOME": "/x"}
     env["NEO4J_URI"] = "neo4j+s://abcd1234.databases.neo4j.io"

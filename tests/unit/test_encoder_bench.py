@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from cli import bench
+from config.settings import Settings
 from encoder.bench import flops_per_token, product_texts
-from stream.commands import bench
-from stream.settings import Settings
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -70,7 +70,7 @@ def test_bench_pipeline_delegates(monkeypatch: pytest.MonkeyPatch) -> None:
         seen.update(events=args.events, json=args.json)
         return 0
 
-    module = types.ModuleType("stream.pipeline_bench")
+    module = types.ModuleType("tools.pipeline_bench")
     module.run = fake_run  # type: ignore[attr-defined]
 
     def fake_configure(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +78,7 @@ def test_bench_pipeline_delegates(monkeypatch: pytest.MonkeyPatch) -> None:
         parser.add_argument("--json", action="store_true")
 
     module.configure = fake_configure  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "stream.pipeline_bench", module)
+    monkeypatch.setitem(sys.modules, "tools.pipeline_bench", module)
     assert bench.run(_parse(["pipeline", "--events", "50", "--json"]), Settings()) == 0
     assert seen == {"events": 50, "json": True}
 

@@ -9,10 +9,9 @@ from datetime import date
 import numpy as np
 import pytest
 
-from graph.model import ItemRecord
-from stream.evaluation.baselines import Baselines, top_k
-from stream.evaluation.metrics import Outcome, hit_ranks, pair_metrics, score_at, summarise
-from stream.evaluation.protocol import (
+from evaluation.baselines import Baselines, top_k
+from evaluation.metrics import Outcome, hit_ranks, pair_metrics, score_at, summarise
+from evaluation.protocol import (
     Interaction,
     SeenIndex,
     day_pairs,
@@ -20,8 +19,9 @@ from stream.evaluation.protocol import (
     parse_ts,
     split_days,
 )
-from stream.evaluation.report import render_report
-from stream.evaluation.runner import Evaluation, evaluate
+from evaluation.report import render_report
+from evaluation.runner import Evaluation, evaluate
+from graph.model import ItemRecord
 
 DAY = 86400.0
 KINDS = ("purchase", "click")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from config.settings import Settings
 from graph.reads import DEFAULT_BLEND, Scored, blend_scaled
-from stream.settings import Settings
 
 
 def test_each_component_is_scaled_by_its_best_score_then_weighted() -> None:

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli.finetune import evaluation_test_start, events_before, read_events
+from config.exceptions import ConfigError
+from config.settings import Settings
 from encoder.examples import read_examples
 from encoder.registry import BASE_VERSION, ModelRegistry, RegistryError, resolve_model_ref
-from stream.commands.finetune import evaluation_test_start, events_before, read_events
-from stream.evaluation.protocol import Interaction, day_start, split_days
-from stream.exceptions import ConfigError
-from stream.settings import Settings
+from evaluation.protocol import Interaction, day_start, split_days
 
 
 def _ts(day: str, hour: int = 12) -> float:
@@ -64,7 +64,7 @@ def test_cut_before_test_days_matches_the_evaluation_split(tmp_path: Path) -> No
 
 
 def test_finetune_command_builds_examples_only_from_events_before_the_cut(tmp_path: Path) -> None:
-    from stream.commands.finetune import _build_from_events
+    from cli.finetune import _build_from_events
 
     events = tmp_path / "events.jsonl.gz"
     _write_events(events, ROWS)
@@ -124,7 +124,7 @@ def test_model_names_resolve_to_what_load_encoder_takes(tmp_path: Path) -> None:
 def test_evaluate_model_option_sets_the_encoder(tmp_path: Path) -> None:
     import argparse
 
-    from stream.commands import evaluate
+    from cli import evaluate
 
     parser = argparse.ArgumentParser()
     evaluate.configure(parser)
@@ -143,7 +143,7 @@ def test_evaluate_model_option_sets_the_encoder(tmp_path: Path) -> None:
 
 
 def test_item_embedding_cache_is_keyed_by_model_version(tmp_path: Path) -> None:
-    from stream.evaluation.runner import EmbeddingCache
+    from evaluation.runner import EmbeddingCache
 
     cache = EmbeddingCache(tmp_path)
     texts = ["A", "B"]

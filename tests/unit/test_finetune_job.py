@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from config.settings import Settings
 from encoder.examples import write_examples
 from encoder.registry import BASE_VERSION, ModelRegistry
-from stream.settings import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,7 @@ def test_a_better_candidate_is_promoted_and_loadable(
     tmp_path: Path, tiny_model: Path, examples_file: Path
 ) -> None:
     from encoder.loading import load_pretrained
-    from stream.finetune_job import registry_for, run_finetune
+    from finetuning.job import registry_for, run_finetune
 
     settings = settings_for(tmp_path, tiny_model)
     result = run_finetune(settings, examples_file)
@@ -82,7 +82,7 @@ def test_a_better_candidate_is_promoted_and_loadable(
 def test_a_candidate_that_is_not_better_leaves_current_unchanged(
     tmp_path: Path, tiny_model: Path, examples_file: Path
 ) -> None:
-    from stream.finetune_job import registry_for, run_finetune
+    from finetuning.job import registry_for, run_finetune
 
     settings = settings_for(tmp_path, tiny_model)
     pointer = registry_for(settings).pointer_path
@@ -105,7 +105,7 @@ def test_a_crashed_training_process_leaves_current_and_is_recorded_failed(
     monkeypatch: pytest.MonkeyPatch,
     fault: str,
 ) -> None:
-    from stream.finetune_job import FAULT_ENV, registry_for, run_finetune
+    from finetuning.job import FAULT_ENV, registry_for, run_finetune
 
     settings = settings_for(tmp_path, tiny_model)
     registry = registry_for(settings)
@@ -135,7 +135,7 @@ def test_a_crashed_training_process_leaves_current_and_is_recorded_failed(
 def test_a_second_concurrent_run_is_skipped(
     tmp_path: Path, tiny_model: Path, examples_file: Path
 ) -> None:
-    from stream.finetune_job import registry_for, run_finetune
+    from finetuning.job import registry_for, run_finetune
 
     settings = settings_for(tmp_path, tiny_model)
     registry = registry_for(settings)
@@ -148,7 +148,7 @@ def test_a_second_concurrent_run_is_skipped(
 
 def test_too_few_examples_are_skipped(tmp_path: Path, tiny_model: Path) -> None:
     from encoder.examples import Example
-    from stream.finetune_job import run_finetune
+    from finetuning.job import run_finetune
 
     path = tmp_path / "few.jsonl"
     write_examples(path, [Example("u", "a", f"i{i}", "b", float(i)) for i in range(20)])
@@ -163,7 +163,7 @@ def test_commands_finetune_and_models(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from stream.cli import main
+    from cli.main import main
 
     monkeypatch.setenv("TASTEGRAPH_HOME", str(tmp_path))
     monkeypatch.setenv("TASTEGRAPH_MODEL", str(tiny_model))
@@ -193,7 +193,7 @@ def test_the_event_loop_keeps_ticking_while_a_run_trains(
     import asyncio
     import time
 
-    from stream.finetune_job import run_finetune_async
+    from finetuning.job import run_finetune_async
 
     settings = settings_for(tmp_path, tiny_model)
 
@@ -218,7 +218,7 @@ def test_a_run_left_training_by_a_dead_process_is_recorded_failed(
     tmp_path: Path, tiny_model: Path
 ) -> None:
     from encoder.examples import Example
-    from stream.finetune_job import registry_for, run_finetune
+    from finetuning.job import registry_for, run_finetune
 
     settings = settings_for(tmp_path, tiny_model)
     registry = registry_for(settings)

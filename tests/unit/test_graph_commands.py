@@ -1,4 +1,4 @@
-"""The query commands' arguments (stream/commands/queries.py); no Neo4j needed."""
+"""The query commands' arguments (cli/queries.py); no Neo4j needed."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from stream.commands import queries
+from cli import queries
 
 NAMES = (
     "recommend",

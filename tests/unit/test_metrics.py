@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream.exceptions import ConfigError
+from config.exceptions import ConfigError
 from stream.metrics import (
     BATCH_SIZE_BUCKETS,
     DURATION_BUCKETS,

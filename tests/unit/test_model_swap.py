@@ -12,15 +12,15 @@ from typing import Any
 import numpy as np
 import orjson
 
+from config.settings import Settings
 from encoder.examples import ExampleBuilder, ExampleCollector, ExampleStore, read_examples
 from encoder.protocol import HashingEncoder, TextEncoder
 from encoder.registry import ModelRegistry
+from finetuning.job import FinetuneResult
 from graph.store import ApplyResult, GraphBatch
 from stream.app import PeriodicFinetune
-from stream.finetune_job import FinetuneResult
 from stream.model_swap import ModelSwapper
 from stream.pipeline import BatchProcessor, RawRecord
-from stream.settings import Settings
 
 TS = 1_700_000_000.0
 OLD, NEW = HashingEncoder(version="hash-v1"), HashingEncoder(version="hash-v2")
@@ -294,7 +294,7 @@ def test_periodic_finetune_with_the_real_job_reads_what_the_worker_collected(
     tmp_path: Path,
 ) -> None:
     # too few examples for a held-out slice: the real run_finetune skips without a child process
-    from stream.finetune_job import example_collector_for
+    from finetuning.job import example_collector_for
 
     settings = Settings(home=tmp_path, finetune_min_examples=1, finetune_enabled=1)
     coll = example_collector_for(settings)

@@ -9,10 +9,10 @@ import orjson
 import pytest
 from neo4j.exceptions import ClientError, ServiceUnavailable
 
+from config.settings import Settings
 from encoder.protocol import HashingEncoder
 from graph.store import ApplyResult, GraphBatch
 from stream.pipeline import BatchProcessor, RawRecord, is_transient
-from stream.settings import Settings
 from stream.validation import read_dead_letter
 
 TS = 1_700_000_000.0

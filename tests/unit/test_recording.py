@@ -14,7 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.recording import (
+from config.settings import Settings
+from stream.validation import parse_event, parse_item
+from tools.recording import (
     EventIds,
     ProducerRecord,
     count_lines,
@@ -24,8 +26,6 @@ from stream.recording import (
     records_from_line,
     route,
 )
-from stream.settings import Settings
-from stream.validation import parse_event, parse_item
 
 S = Settings()
 DATA = Path(__file__).parents[1] / "data"

@@ -15,13 +15,24 @@ from pathlib import Path
 
 import pytest
 
-from stream.settings import Settings
+from config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "n0t-in-any-0utput-Xq7"
-# the packages whose code talks to Neo4j; benchmarks build labels from their own constants
-CYPHER_PACKAGES = ("graph", "stream")
-NOT_CHECKED = {"stream/pipeline_bench.py"}
+# every package (graph, stream, evaluation, tools and cli talk to Neo4j); benchmarks build labels
+# from their own constants
+CYPHER_PACKAGES = (
+    "config",
+    "encoder",
+    "graph",
+    "finetuning",
+    "stream",
+    "evaluation",
+    "services",
+    "tools",
+    "cli",
+)
+NOT_CHECKED = {"tools/pipeline_bench.py"}
 QUERY_METHODS = {"run", "execute_query"}
 
 
@@ -111,8 +122,8 @@ def test_the_metrics_port_binds_loopback_by_default() -> None:
 
 
 def test_the_local_servers_listen_on_loopback_only(tmp_path: Path) -> None:
-    from stream.services.kafka import KafkaService
-    from stream.services.neo4j import Neo4jService
+    from services.kafka import KafkaService
+    from services.neo4j import Neo4jService
 
     settings = Settings(home=tmp_path)
     conf = Neo4jService(settings).render_conf()
@@ -140,7 +151,7 @@ def test_no_default_password_anywhere(tmp_path: Path) -> None:
 def test_config_never_prints_the_password(tmp_path: Path, as_json: bool) -> None:
     import argparse
 
-    from stream.commands import config
+    from cli import config
 
     settings = Settings.from_env({"TASTEGRAPH_HOME": str(tmp_path), "NEO4J_PASSWORD": PASSWORD})
     out = io.StringIO()
@@ -154,7 +165,7 @@ def test_config_never_prints_the_password(tmp_path: Path, as_json: bool) -> None
 
 def test_the_worker_logs_only_masked_settings() -> None:
     """The worker's start-up line names addresses, never the password field."""
-    source = (ROOT / "stream" / "commands" / "worker.py").read_text()
+    source = (ROOT / "cli" / "worker.py").read_text()
     assert "neo4j_password" not in source
     runtime = (ROOT / "stream" / "runtime.py").read_text()
     # the password leaves Settings only towards the driver's auth tuple

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from stream import services
-from stream.commands import services as command
-from stream.exceptions import ServicesError
-from stream.services import processes
-from stream.services.artifacts import Artifact, render_pom, resolve
-from stream.services.kafka import KAFKA, KafkaService, new_cluster_id
-from stream.services.neo4j import NEO4J, Neo4jService, read_or_create_password
-from stream.services.tools import find_java, find_mvn, java_major
-from stream.settings import Settings
+import services
+from cli import services as command
+from config.exceptions import ServicesError
+from config.settings import Settings
+from services import processes
+from services.artifacts import Artifact, render_pom, resolve
+from services.kafka import KAFKA, KafkaService, new_cluster_id
+from services.neo4j import NEO4J, Neo4jService, read_or_create_password
+from services.tools import find_java, find_mvn, java_major
 
 POM = "{http://maven.apache.org/POM/4.0.0}"
 
@@ -332,7 +332,7 @@ def test_cli_reports_a_missing_java_in_one_line(tmp_path: Path) -> None:
         "TASTEGRAPH_LOCAL_NEO4J_PORT": "3",
     }
     out = subprocess.run(
-        [sys.executable, "-m", "stream.cli", "services", "up"],
+        [sys.executable, "-m", "cli.main", "services", "up"],
         env=env,
         capture_output=True,
         text=True,

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from stream.commands import config as config_command
-from stream.exceptions import ConfigError
-from stream.settings import ENV, SecretStr, Settings
+from cli import config as config_command
+from config.exceptions import ConfigError
+from config.settings import ENV, SecretStr, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cr3t-Pa55word-xyz"
@@ -256,9 +256,9 @@ def test_driver_factories_do_not_force_a_scheme() -> None:
     """Every driver for the configured Neo4j is opened with `settings.neo4j_url` as it is."""
     opened = 0
     offenders = []
-    for path in [*ROOT.glob("stream/**/*.py"), *ROOT.glob("graph/**/*.py")]:
-        if "services" in path.relative_to(ROOT).parts:
-            continue  # the local services' own probe talks to their bolt:// address
+    packages = ("config", "encoder", "graph", "finetuning", "stream", "evaluation", "tools", "cli")
+    # not services/: the local services' own probe talks to their bolt:// address
+    for path in [p for package in packages for p in ROOT.glob(f"{package}/**/*.py")]:
         text = path.read_text()
         for m in re.finditer(r"GraphDatabase\.driver\(\s*([^,)]+)", text):
             opened += 1
@@ -329,7 +329,7 @@ def test_the_tastegraph_config_command(tmp_path: Path) -> None:
         NEO4J_PASSWORD=PASSWORD,
         TASTEGRAPH_APP_ID="tg-config-test",
     )
-    cmd = [sys.executable, "-m", "stream.cli", "config", "--json"]
+    cmd = [sys.executable, "-m", "cli.main", "config", "--json"]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert PASSWORD not in done.stdout + done.stderr
@@ -341,7 +341,7 @@ def test_the_tastegraph_config_command(tmp_path: Path) -> None:
 
 def test_the_config_command_reports_a_bad_value_without_a_traceback(tmp_path: Path) -> None:
     env = _cli_env(tmp_path, TASTEGRAPH_MAX_BATCH="lots", NEO4J_PASSWORD=PASSWORD)
-    cmd = [sys.executable, "-m", "stream.cli", "config"]
+    cmd = [sys.executable, "-m", "cli.main", "config"]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "TASTEGRAPH_MAX_BATCH" in done.stderr and "Traceback" not in done.stderr
@@ -413,7 +413,7 @@ def test_config_changed_shows_only_what_differs_from_the_defaults(
     ],
 )
 def test_bad_values_are_config_errors_naming_the_variable(name: str, value: str) -> None:
-    from stream.exceptions import ConfigError
+    from config.exceptions import ConfigError
 
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})

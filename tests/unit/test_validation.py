@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from config.settings import Settings
 from graph.model import Event, ItemRecord
 from stream.exceptions import InvalidEvent
-from stream.settings import Settings
 from stream.validation import (
     REASONS,
     Invalid,

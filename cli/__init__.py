@@ -1,0 +1,1 @@
+"""The `tastegraph` command line: cli/main.py, and one module per command."""

@@ -1,0 +1,172 @@
+"""`tastegraph evaluate`: offline evaluation, protocol v1 (next-day discovery), against baselines.
+
+Builds the graph in the configured Neo4j with the worker's update code (batches fed directly, not
+through Kafka) and asks the users' Cypher queries; see docs/readme/60-evaluation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from config.settings import Settings
+from evaluation import ALL_STRATEGIES, BASELINES, GRAPH_STRATEGIES
+
+log = logging.getLogger("tastegraph.evaluate")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--events", type=Path, required=True, help="events JSONL(.gz)")
+    parser.add_argument("--items", type=Path, required=True, help="items JSONL(.gz)")
+    parser.add_argument("--test-days", type=int, default=30, help="test period in days (30)")
+    parser.add_argument("-k", type=int, default=10, help="list length K (10)")
+    parser.add_argument(
+        "--strategies",
+        nargs="+",
+        choices=ALL_STRATEGIES,
+        default=list(ALL_STRATEGIES),
+        metavar="NAME",
+        help=f"strategies to evaluate (default all: {' '.join(ALL_STRATEGIES)})",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--report", type=Path, metavar="DIR", help="also write DIR/index.html")
+    parser.add_argument(
+        "--keep-graph",
+        action="store_true",
+        help="do not empty the database first (by default it is wiped: use a private one)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--model",
+        metavar="VERSION_OR_DIR",
+        help="encoder: a model registry version ($TASTEGRAPH_HOME/models, e.g. ft-0001 or base) "
+        "or a model directory (default: TASTEGRAPH_MODEL)",
+    )
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    def bar(**kw: Any) -> Any:
+        return tqdm(file=sys.stderr, dynamic_ncols=True, leave=False, **kw)
+
+    return bar
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from config.exceptions import ConfigError
+    from evaluation.data import read_events, read_items
+    from evaluation.runner import evaluate
+
+    if args.k < 1 or args.test_days < 1:
+        raise ConfigError("-k and --test-days must be at least 1")
+    if args.model:
+        settings = with_model(settings, args.model)
+    t0 = time.perf_counter()
+    events = read_events(args.events)
+    items = read_items(args.items)
+    unknown = sorted({e.type for e in events} - set(settings.weights))
+    if unknown:
+        raise ConfigError(
+            f"event types {unknown} have no weight; set TASTEGRAPH_WEIGHTS "
+            "(see `tastegraph config`)"
+        )
+    strategies = [s for s in ALL_STRATEGIES if s in args.strategies]
+    progress = _progress(not args.no_progress)
+    graph = None
+    driver = None
+    try:
+        if any(s in GRAPH_STRATEGIES for s in strategies):
+            graph, driver = _open_graph(settings, progress, wipe=not args.keep_graph)
+        result = evaluate(
+            events,
+            items,
+            k=args.k,
+            test_days=args.test_days,
+            strategies=strategies,
+            graph=graph,
+            progress=progress,
+        )
+    finally:
+        if driver is not None:
+            driver.close()
+    figures = result.figures()
+    wall = time.perf_counter() - t0
+    if args.report:
+        from evaluation.report import write_report
+
+        path = write_report(
+            result, args.report, title=f"{args.events.parent.name}/{args.events.name}", wall_s=wall
+        )
+        log.info("report written to %s", path)
+    if args.json:
+        print(orjson.dumps(figures).decode())
+    else:
+        print(f"protocol {figures['protocol']}: {figures['pairs']} (user, day) pairs, K={args.k}")
+        keys = [f"hr@{args.k}", f"recall@{args.k}", f"ndcg@{args.k}"]
+        print(f"{'strategy':<14}" + "".join(f"{key:>12}" for key in keys))
+        for name, m in figures["strategies"].items():
+            tag = " (baseline)" if name in BASELINES else ""
+            print(f"{name:<14}" + "".join(f"{m[key]:>12.4f}" for key in keys) + tag)
+        print(f"wall time {wall:.0f} s")
+    return 0
+
+
+def with_model(settings: Settings, name: str) -> Settings:
+    """``settings`` whose ``model`` is ``name`` resolved: a registry version or a directory."""
+    import dataclasses
+
+    from config.exceptions import ConfigError
+    from encoder.registry import RegistryError, resolve_model_ref
+    from finetuning.job import registry_for
+
+    try:
+        ref = resolve_model_ref(name, registry_for(settings))
+    except RegistryError as e:
+        raise ConfigError(f"--model: {e}") from e
+    log.info("evaluating with model %s (%s)", name, ref)
+    return dataclasses.replace(settings, model=ref)
+
+
+def _open_graph(settings: Settings, progress: Any, wipe: bool) -> tuple[Any, Any]:
+    from evaluation.runner import EmbeddingCache, GraphSide
+    from graph.store import GraphStore
+    from stream.runtime import interest_params, open_driver, open_encoder
+
+    encoder = open_encoder(settings)
+    driver = open_driver(settings)
+    try:
+        if wipe:
+            _wipe(driver, settings.neo4j_database)
+        store = GraphStore(driver, settings.neo4j_database, interest_params(settings))
+        store.ensure_schema(encoder.dim)
+    except Exception:
+        driver.close()
+        raise
+    side = GraphSide(
+        store,
+        encoder,
+        batch_size=settings.max_batch,
+        weights=dict(settings.blend_weights),
+        cache=EmbeddingCache(settings.home / "eval-cache"),
+        progress=progress,
+    )
+    return side, driver
+
+
+def _wipe(driver: Any, database: str) -> None:
+    """Empties the database in small transactions (the evaluation builds its graph from nothing):
+    relationships first, so that no single transaction holds a node with all its edges."""
+    with driver.session(database=database) as session:
+        session.run(
+            "MATCH ()-[r]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 20000 ROWS"
+        ).consume()
+        session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS").consume()

@@ -1,0 +1,74 @@
+"""`tastegraph models list | current | rollback [VERSION] | promote VERSION`: the encoder registry.
+
+Versions live under ``$TASTEGRAPH_HOME/models`` (see `encoder.registry`). ``rollback`` without a
+version goes back to the current version's parent; workers pick the change up without a restart.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from config.exceptions import ConfigError
+from config.settings import Settings
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = sub.add_parser("list", help="every version, its status and metrics")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    sub.add_parser("current", help="print the current version and where its weights are")
+    p = sub.add_parser("rollback", help="make an earlier version current")
+    p.add_argument("version", nargs="?", help="version to go back to (default: current's parent)")
+    p = sub.add_parser("promote", help="make a candidate or earlier promoted version current")
+    p.add_argument("version")
+
+
+def _fmt(m: object, key: str) -> str:
+    return f"{m[key]:.4f}" if isinstance(m, dict) and key in m else "-"
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    import orjson
+
+    from encoder.registry import RegistryError
+    from finetuning.job import registry_for
+
+    registry = registry_for(settings)
+    current = registry.current_version()
+    try:
+        if args.action == "list":
+            versions = registry.list()
+            if args.json:
+                for v in versions:
+                    d = {**v.metadata, "current": v.version == current, "path": v.model_ref}
+                    print(orjson.dumps(d).decode())
+                return 0
+            print(
+                f"{'':1} {'VERSION':<9} {'STATUS':<9} {'PARENT':<9} {'EXAMPLES':>8} "
+                f"{'HR@10 before':>12} {'after':>7} {'NDCG@10 before':>14} {'after':>7}  CREATED"
+            )
+            for v in versions:
+                m0, m1 = v.metadata.get("metrics_before"), v.metadata.get("metrics_after")
+                print(
+                    f"{'*' if v.version == current else ' '} {v.version:<9} {v.status:<9} "
+                    f"{v.parent_version or '-':<9} {v.metadata.get('examples', 0):>8} "
+                    f"{_fmt(m0, 'hr_at_10'):>12} {_fmt(m1, 'hr_at_10'):>7} "
+                    f"{_fmt(m0, 'ndcg_at_10'):>14} {_fmt(m1, 'ndcg_at_10'):>7}  "
+                    f"{v.metadata.get('created_at', '')}"
+                )
+            return 0
+        if args.action == "current":
+            info = registry.current()
+            print(f"{info.version}\t{info.model_ref}")
+            return 0
+        if args.action == "rollback":
+            info = registry.rollback(args.version)
+            print(f"current: {info.version} (was {current})")
+            return 0
+        if args.action == "promote":
+            info = registry.promote(args.version)
+            print(f"current: {info.version} (was {current})")
+            return 0
+    except RegistryError as e:
+        raise ConfigError(str(e)) from e
+    raise ConfigError(f"unknown action {args.action}")

@@ -1,0 +1,261 @@
+"""The query commands: recommend, explain, similar-users, audience, cart-complements, trends,
+churn-risk and forget. One module serves all of them (``configure_command``); each reads the
+graph through ``graph.store.GraphStore`` and prints a table, or one JSON document with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from config.exceptions import ConfigError
+from config.settings import Settings
+
+
+def _now(raw: str) -> float:
+    """Epoch seconds or ISO-8601 (naive means UTC)."""
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        stamp = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{raw!r} is neither epoch seconds nor ISO-8601") from e
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp.timestamp()
+
+
+def configure_command(name: str, parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    if name in (
+        "recommend",
+        "explain",
+        "trends",
+        "audience",
+        "cart-complements",
+        "churn-risk",
+        "prune-ledger",
+    ):
+        parser.add_argument(
+            "--now",
+            type=_now,
+            default=None,
+            help="evaluate decayed strengths (prune-ledger: count days back) from this time "
+            "(epoch seconds or ISO-8601; default: the wall clock)",
+        )
+    if name == "recommend":
+        parser.add_argument("user_id", metavar="USER_ID")
+        parser.add_argument("-k", type=int, default=10, help="how many items (default 10)")
+        parser.add_argument(
+            "--strategy",
+            choices=("content", "collaborative", "blend"),
+            default="blend",
+            help="content: vector search from the user's embedding; collaborative: items liked "
+            "by similar users; blend (default): co-interest (users sharing items), decayed "
+            "popularity, discovery popularity (new buyers), content and collaborative, weighted "
+            "by TASTEGRAPH_BLEND_WEIGHTS",
+        )
+        parser.add_argument(
+            "--category-cap",
+            type=int,
+            default=None,
+            help="at most this many items per category (env TASTEGRAPH_CATEGORY_CAP; 0: no cap)",
+        )
+    elif name == "explain":
+        parser.add_argument("user_id", metavar="USER_ID")
+        parser.add_argument("item_id", metavar="ITEM_ID")
+    elif name == "similar-users":
+        parser.add_argument("user_id", metavar="USER_ID")
+        parser.add_argument("-k", type=int, default=10, help="how many users (default 10)")
+    elif name == "audience":
+        target = parser.add_mutually_exclusive_group(required=True)
+        target.add_argument("--category", help="users most interested in this category")
+        target.add_argument("--item", dest="item_id", help="users most interested in this item")
+        parser.add_argument("-k", type=int, default=100, help="how many users (default 100)")
+    elif name == "cart-complements":
+        parser.add_argument("item_ids", metavar="ITEM_ID", nargs="+")
+        parser.add_argument("-k", type=int, default=10, help="how many items (default 10)")
+    elif name == "trends":
+        parser.add_argument("user_id", metavar="USER_ID")
+        parser.add_argument(
+            "--window-days",
+            type=int,
+            default=7,
+            help="compare the last N days with the N days before (default 7)",
+        )
+    elif name == "churn-risk":
+        parser.add_argument(
+            "--threshold",
+            type=float,
+            default=1.0,
+            help="total decayed interest below this (default 1.0)",
+        )
+        parser.add_argument(
+            "--inactive-days",
+            type=float,
+            default=30.0,
+            help="and no event for this many days (default 30)",
+        )
+        parser.add_argument("--limit", type=int, default=1000, help="at most this many users")
+    elif name == "forget":
+        parser.add_argument("user_id", metavar="USER_ID")
+    elif name == "prune-ledger":
+        parser.add_argument(
+            "--older-than-days",
+            type=float,
+            required=True,
+            metavar="D",
+            help="drop ledger entries of events whose event time is more than D days before now;"
+            " such an event arriving again with a new offset would be applied again",
+        )
+    else:
+        raise ValueError(f"cli.queries does not serve {name!r}")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    import neo4j.exceptions
+
+    from stream.runtime import open_store
+
+    driver, store = open_store(settings)
+    try:
+        result = _query(args, settings, store)
+    except neo4j.exceptions.ServiceUnavailable as e:
+        raise ConfigError(f"Neo4j at {settings.neo4j_url} is not reachable: {e}") from e
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    finally:
+        driver.close()
+    if args.json:
+        print(orjson.dumps(result, default=_plain, option=orjson.OPT_INDENT_2).decode())
+    else:
+        _print_table(args.command, result)
+    return 0
+
+
+def _query(args: argparse.Namespace, settings: Settings, store: Any) -> Any:
+    cmd = args.command
+    if cmd == "recommend":
+        cap = settings.category_cap if args.category_cap is None else args.category_cap
+        recs = store.recommend(
+            args.user_id,
+            k=args.k,
+            strategy=args.strategy,
+            weights=settings.blend_weights,
+            category_cap=cap,
+            now=args.now,
+        )
+        return [dataclasses.asdict(r) for r in recs]
+    if cmd == "explain":
+        return store.explain(args.user_id, args.item_id, now=args.now)
+    if cmd == "similar-users":
+        return store.similar_users(args.user_id, k=args.k)
+    if cmd == "audience":
+        return store.audience(category=args.category, item_id=args.item_id, k=args.k, now=args.now)
+    if cmd == "cart-complements":
+        return [
+            dataclasses.asdict(r)
+            for r in store.cart_complements(args.item_ids, k=args.k, now=args.now)
+        ]
+    if cmd == "trends":
+        return store.interest_trends(args.user_id, now=args.now, window_days=args.window_days)
+    if cmd == "churn-risk":
+        return store.churn_risk(args.threshold, args.inactive_days, now=args.now, limit=args.limit)
+    if cmd == "forget":
+        forgotten = store.forget(args.user_id)
+        return {
+            "user_id": args.user_id,
+            "forgotten": forgotten,
+            "finetune_examples_removed": _forget_examples(settings, args.user_id),
+        }
+    if cmd == "prune-ledger":
+        if args.older_than_days < 0:
+            raise ValueError("--older-than-days must be >= 0")
+        now = time.time() if args.now is None else args.now
+        before = now - args.older_than_days * 86400.0
+        deleted, limit = 0, 10_000
+        while (n := store.prune_applied_events(before_ts=before, limit=limit)) > 0:
+            deleted += n
+            if n < limit:
+                break
+        return {"deleted": deleted, "before_ts": before}
+    raise ValueError(f"unknown command {cmd!r}")
+
+
+def _forget_examples(settings: Settings, user_id: str) -> int:
+    """Drop the user's fine-tuning examples from the worker's durable example store."""
+    from finetuning.job import default_examples_path, example_collector_for
+
+    if not default_examples_path(settings).exists():
+        return 0
+    collector = example_collector_for(settings)
+    with collector.store:
+        return int(collector.forget(user_id))
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _print_table(command: str, result: Any) -> None:
+    if command == "explain":
+        _print_explain(result)
+        return
+    if isinstance(result, dict):
+        result = [result]
+    if not result:
+        print("(nothing)")
+        return
+    rows: Sequence[dict[str, Any]] = [{k: v for k, v in r.items() if k != "parts"} for r in result]
+    columns = list(rows[0])
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+def _print_explain(e: dict[str, Any]) -> None:
+    print(f"user {e['user_id']} -> item {e['item_id']}")
+    if not e["user_exists"] or not e["item_exists"]:
+        print("  (user or item not in the graph)")
+    if e["interest"]:
+        i = e["interest"]
+        print(f"  direct interest {i['strength']:.4f}  counts {i['counts']}")
+    print(f"  purchased: {'yes' if e['purchased'] else 'no'}")
+    if e["content_similarity"] is not None:
+        print(
+            f"  content similarity (user embedding . item embedding) {e['content_similarity']:.4f}"
+        )
+    print(
+        f"  collaborative score {e['collaborative_score']:.4f}  popularity {e['popularity']:.4f}"
+        f"  discovery {e['discovery']:.4f}"
+    )
+    for u in e["similar_users"]:
+        print(
+            f"  via similar user {u['user_id']}: similarity {u['similarity']:.4f} x interest "
+            f"{u['strength']:.4f} = {u['contribution']:.4f}"
+        )
+    for c in e["categories"]:
+        print(f"  via category {c['category']}: interest {c['strength']:.4f}")
+    for j in e["similar_items"]:
+        print(
+            f"  via similar item {j['item_id']}: similarity {j['similarity']:.4f}, "
+            f"interest in it {j['strength']:.4f}"
+        )

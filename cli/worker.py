@@ -1,0 +1,119 @@
+"""`tastegraph worker`: consume the event topics and keep the graph fresh."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+from config.logs import kv
+from config.settings import Settings
+
+log = logging.getLogger("tastegraph.worker")
+SHUTDOWN_DEADLINE_S = 30.0  # from SIGTERM to exit, at most
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-batch", type=int, help="records per batch (TASTEGRAPH_MAX_BATCH)")
+    parser.add_argument(
+        "--max-wait", type=float, help="seconds to wait for a full batch (TASTEGRAPH_MAX_WAIT_S)"
+    )
+    parser.add_argument(
+        "--until-idle",
+        type=float,
+        metavar="SECONDS",
+        help="exit once caught up (no lag) and idle this long (for demos and tests)",
+    )
+    parser.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
+
+
+def _stop_while_starting(signum: int, frame: object) -> None:
+    # SIGTERM before Faust installs its own handler (loading the model, creating topics): leave
+    # through the `finally` below, so the driver closes; nothing was consumed yet
+    log.info("stopping before the start %s", kv(signal=signum))
+    raise SystemExit(0)
+
+
+def _stopping_worker(base: type[Any], runtime: Any) -> type[Any]:
+    """Faust's Worker, with a deadline on the shutdown that a SIGTERM starts."""
+
+    class StoppingWorker(base):
+        async def on_stop(self) -> None:
+            runtime.processor.stopping = True
+            _exit_after(SHUTDOWN_DEADLINE_S, runtime)
+            await super().on_stop()
+
+    return StoppingWorker
+
+
+def _exit_after(seconds: float, runtime: Any) -> None:
+    """Ends the process if the graceful shutdown takes longer than ``seconds``.
+
+    The batch in flight cannot finish while Neo4j is unreachable (its write retries), and Faust
+    waits for it before committing: without a deadline the worker would never exit. Exiting here
+    is as safe as a crash: the batch was not acknowledged, so it is read again after a restart
+    and what was already written is dropped as duplicates.
+    """
+
+    def abandon() -> None:
+        log.warning(
+            "shutdown took longer than %s s: exiting, the batch in flight stays unacknowledged",
+            seconds,
+        )
+        closer = threading.Thread(target=runtime.driver.close, daemon=True)
+        closer.start()
+        closer.join(5.0)
+        if not closer.is_alive():
+            log.info("driver closed")
+        logging.shutdown()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, abandon)
+    timer.daemon = True
+    timer.start()
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from faust.worker import Worker
+
+    from stream.runtime import open_runtime
+
+    signal.signal(signal.SIGTERM, _stop_while_starting)
+
+    overrides = {}
+    if args.max_batch:
+        overrides["max_batch"] = args.max_batch
+    if args.max_wait:
+        overrides["max_wait_s"] = args.max_wait
+    settings = dataclasses.replace(settings, **overrides)
+    runtime = open_runtime(settings, serve_metrics=not args.no_metrics)
+    try:
+        from stream.app import create_app
+        from stream.topics import ensure_topics
+
+        ensure_topics(settings, [*settings.event_topics, settings.topic_dead_letter])
+        ensure_topics(settings, [settings.topic_items], compact=True)
+        app, _ = create_app(
+            settings, runtime.processor, runtime.metrics, args.until_idle, runtime.swapper
+        )
+        log.info(
+            "worker starting %s",
+            kv(
+                kafka=settings.kafka_servers,
+                neo4j=settings.neo4j_url,
+                model=runtime.encoder.version,
+                max_batch=settings.max_batch,
+            ),
+        )
+        worker = _stopping_worker(Worker, runtime)(
+            app, loglevel=settings.log_level, quiet=True, override_logging=False
+        )
+        app._worker = worker  # type: ignore[attr-defined]
+        worker.execute_from_commandline()
+    finally:
+        runtime.close()
+    return 0

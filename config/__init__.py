@@ -1,0 +1,1 @@
+"""Configuration shared by every package: the settings object, logging and the root exceptions."""

@@ -1,1 +1,0 @@
-"""One module per `tastegraph` command; see stream/cli.py."""
