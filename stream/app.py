@@ -120,6 +120,8 @@ def create_app(
         web_enabled=False,
         store="memory://",
         table_cleanup_interval=3600.0,
+        # Faust keeps a small data directory per app; by default in the current directory
+        datadir=str(settings.home / "worker-data" / settings.app_id),
     )
     progress = Progress()
     source = app.topic(
