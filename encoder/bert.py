@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from encoder.batching import pad_batch, plan_batches, restore_order, truncate_ids
-from encoder.cache import CacheKey, EmbeddingCache, normalise_text, text_hash
+from encoder.cache import EmbeddingCache, encode_through_cache, normalise_text
 from encoder.exceptions import EncoderError
 from encoder.loading import DEFAULT_MODEL, load_pretrained, version_of
 from encoder.stats import EncoderStats
@@ -169,33 +169,12 @@ class BertEncoder:
         """``(len(texts), dim)`` float32, rows L2-normalised, in input order; cache first."""
         start = time.perf_counter()
         with self._lock:
-            n = len(texts)
-            out = np.empty((n, self._dim), dtype=np.float32)
-            pending: dict[CacheKey, list[int]] = {}
-            to_encode: list[str] = []
-            hits = 0
-            for i, raw in enumerate(texts):
-                text = normalise_text(raw)
-                key = (self._version, text_hash(text))
-                if key in pending:
-                    pending[key].append(i)
-                    hits += 1
-                    continue
-                cached = self.cache.get(key)
-                if cached is not None:
-                    out[i] = cached
-                    hits += 1
-                else:
-                    pending[key] = [i]
-                    to_encode.append(text)
-            if to_encode:
-                vectors = self._encode_batches(to_encode)
-                for (key, rows), vec in zip(pending.items(), vectors, strict=True):
-                    out[rows] = vec
-                    self.cache.put(key, vec)
+            out, hits, misses = encode_through_cache(
+                texts, self._version, self.cache, self._dim, self._encode_batches
+            )
             self.stats.add(
                 cache_hits=hits,
-                cache_misses=len(to_encode),
+                cache_misses=misses,
                 encode_calls=1,
                 encode_seconds=time.perf_counter() - start,
             )

@@ -6,6 +6,7 @@ import hashlib
 import threading
 import unicodedata
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -70,3 +71,40 @@ class EmbeddingCache:
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+
+
+def encode_through_cache(
+    texts: Sequence[str],
+    version: str,
+    cache: EmbeddingCache,
+    dim: int,
+    encode_new: Callable[[list[str]], np.ndarray],
+) -> tuple[np.ndarray, int, int]:
+    """Every encoder's ``encode``: each distinct normalised text is looked up in ``cache`` under
+    ``version``; the misses go to ``encode_new`` once each (duplicates within the call included),
+    in one call, and are stored. Returns ``(vectors in input order, hits, misses)``; a duplicate
+    of another text of the same call counts as a hit."""
+    out = np.empty((len(texts), dim), dtype=np.float32)
+    pending: dict[CacheKey, list[int]] = {}
+    to_encode: list[str] = []
+    hits = 0
+    for i, raw in enumerate(texts):
+        text = normalise_text(raw)
+        key = (version, text_hash(text))
+        if key in pending:
+            pending[key].append(i)
+            hits += 1
+            continue
+        cached = cache.get(key)
+        if cached is not None:
+            out[i] = cached
+            hits += 1
+        else:
+            pending[key] = [i]
+            to_encode.append(text)
+    if to_encode:
+        vectors = encode_new(to_encode)
+        for (key, rows), vec in zip(pending.items(), vectors, strict=True):
+            out[rows] = vec
+            cache.put(key, vec)
+    return out, hits, len(to_encode)

@@ -1,0 +1,101 @@
+"""Choosing the inference backend: PyTorch (GPUs, training, the reference) or ONNX Runtime int8
+(CPUs). Both give a :class:`encoder.protocol.TextEncoder` with the same version for the same
+weights, so the worker takes either."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+from encoder.bert import load_encoder, resolve_device
+from encoder.exceptions import EncoderError
+from encoder.loading import DEFAULT_MODEL, load_pretrained, version_of
+from encoder.onnx_encoder import OnnxRejected, load_onnx_encoder
+from encoder.onnx_export import MIN_MEDIAN_COSINE, MIN_P1_COSINE
+
+log = logging.getLogger("tastegraph.encoder")
+
+BACKENDS = ("auto", "torch", "onnx")
+
+
+def onnxruntime_installed() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def choose_backend(backend: str, device: str) -> str:
+    """``torch`` or ``onnx`` for a requested ``backend`` on ``device``.
+
+    ``auto``: ONNX Runtime when the device resolves to the CPU and onnxruntime is installed, else
+    PyTorch. ``onnx`` runs on the CPU only, so it refuses a CUDA device.
+    """
+    if backend not in BACKENDS:
+        raise EncoderError(f"encoder backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    on_cpu = resolve_device(device).type == "cpu"
+    if backend == "onnx":
+        if not on_cpu:
+            raise EncoderError(f"the onnx backend runs on the CPU; device is {device!r}")
+        if not onnxruntime_installed():
+            raise EncoderError("the onnx backend needs onnxruntime (pip install onnxruntime)")
+        return "onnx"
+    if backend == "auto":
+        return "onnx" if on_cpu and onnxruntime_installed() else "torch"
+    return "torch"
+
+
+def load_text_encoder(
+    model: str = DEFAULT_MODEL,
+    *,
+    backend: str = "auto",
+    device: str = "auto",
+    threads: int = 0,
+    max_tokens_per_batch: int = 8192,
+    max_len: int = 128,
+    cache_size: int = 100_000,
+    dtype: str = "auto",
+    onnx_cache_dir: Path | None = None,
+    min_median: float = MIN_MEDIAN_COSINE,
+    min_p1: float = MIN_P1_COSINE,
+) -> Any:
+    """The encoder for ``model`` on the chosen backend (:func:`choose_backend`).
+
+    With ONNX Runtime, a model whose int8 embeddings fail the cosine check against float32
+    PyTorch falls back to PyTorch on the CPU (one warning says why); the weights are loaded once
+    either way. ``min_median``/``min_p1``: the check's bars (:mod:`encoder.onnx_export`).
+    """
+    chosen = choose_backend(backend, device)
+    if chosen == "torch":
+        return load_encoder(
+            model, device, threads, max_tokens_per_batch, max_len, cache_size, dtype=dtype
+        )
+    net, tokenizer, _ = load_pretrained(model)
+    version = version_of(net, tokenizer)
+    try:
+        return load_onnx_encoder(
+            model,
+            threads,
+            max_tokens_per_batch,
+            max_len,
+            cache_size,
+            cache_dir=onnx_cache_dir,
+            version=version,
+            loaded=(net, tokenizer),
+            min_median=min_median,
+            min_p1=min_p1,
+        )
+    except OnnxRejected as e:
+        log.warning("%s; falling back to PyTorch on the CPU", e)
+    from encoder.bert import BertEncoder
+
+    return BertEncoder(
+        net,
+        tokenizer,
+        version,
+        device="cpu",
+        threads=threads,
+        max_tokens_per_batch=max_tokens_per_batch,
+        max_len=max_len,
+        cache_size=cache_size,
+        dtype=dtype,
+    )

@@ -1,0 +1,262 @@
+"""The CPU encoder on ONNX Runtime: the loaded BERT exported once, quantised to int8, then served.
+
+``load_onnx_encoder(model)`` loads the checkpoint as :func:`encoder.bert.load_encoder` does (same
+version), finds or makes its int8 ONNX file (:mod:`encoder.onnx_export`) and gives an
+:class:`OnnxEncoder`: the same :class:`encoder.protocol.TextEncoder`, the same length-sorted token
+budget batches, masked mean pooling and normalisation, embedding cache and counters as
+:class:`encoder.bert.BertEncoder`. A model whose int8 embeddings fail the cosine check against
+float32 PyTorch raises :class:`OnnxRejected`; :func:`encoder.backend.load_text_encoder` then falls
+back to PyTorch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from encoder.batching import pad_batch, plan_batches, restore_order, truncate_ids
+from encoder.cache import EmbeddingCache, encode_through_cache, normalise_text
+from encoder.exceptions import EncoderError
+from encoder.loading import DEFAULT_MODEL, load_pretrained, version_of
+from encoder.onnx_export import (
+    MIN_MEDIAN_COSINE,
+    MIN_P1_COSINE,
+    OnnxArtefact,
+    artefact_dir,
+    build_artefact,
+    check_quantised,
+    check_texts,
+    embed_reference,
+    read_artefact,
+)
+from encoder.stats import EncoderStats
+
+log = logging.getLogger("tastegraph.encoder")
+
+
+class OnnxRejected(EncoderError):
+    """The int8 model's embeddings are too far from float32 PyTorch's (see ``check``)."""
+
+    def __init__(self, message: str, artefact: OnnxArtefact) -> None:
+        super().__init__(message)
+        self.artefact = artefact
+
+
+def default_cache_dir() -> Path:
+    """Where int8 files go when the caller names no directory: ``~/.cache/tastegraph/onnx``."""
+    return Path.home() / ".cache" / "tastegraph" / "onnx"
+
+
+def mean_pool_np(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """:func:`encoder.bert.mean_pool` in numpy: masked mean (divisor clamped), L2-normalised."""
+    weights = mask[..., None].astype(np.float32)
+    pooled = (hidden.astype(np.float32) * weights).sum(axis=1)
+    pooled /= np.clip(weights.sum(axis=1), 1e-9, None)
+    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+    return pooled / np.clip(norms, 1e-12, None)
+
+
+def open_session(path: Path, threads: int = 0, spinning: bool = False) -> Any:
+    """An ONNX Runtime CPU session: ``threads`` intra-op threads (0: one per physical core), one
+    inter-op thread. ``spinning=False``: idle pool threads sleep instead of busy-waiting for the
+    next call, so they leave the cores to the rest of the worker (and to other processes)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxEncoder:
+    """Batched, cached sentence encoder on an ONNX Runtime CPU session. ``encode`` is thread-safe
+    (calls are serialised); run it off the asyncio loop like :class:`encoder.bert.BertEncoder`."""
+
+    device = "cpu"
+    dtype = "int8"
+    backend = "onnx"
+
+    def __init__(
+        self,
+        session: Any,
+        tokenizer: Any,
+        version: str,
+        dim: int,
+        *,
+        max_positions: int = 512,
+        threads: int = 0,
+        max_tokens_per_batch: int = 8192,
+        max_len: int = 128,
+        cache_size: int = 100_000,
+        cache: EmbeddingCache | None = None,
+    ) -> None:
+        from encoder.bert import _special_token_layout
+
+        if max_tokens_per_batch < 1:
+            raise EncoderError("max_tokens_per_batch must be at least 1")
+        if max_len < 2:
+            raise EncoderError("max_len must be at least 2 (room for the special tokens)")
+        tokenizer_limit = int(getattr(tokenizer, "model_max_length", 0) or 0)
+        limit = min(max_positions, tokenizer_limit) if tokenizer_limit > 0 else max_positions
+        if max_len > limit:
+            log.warning(
+                "max_len %d is over the model's %d positions; using %d", max_len, limit, limit
+            )
+            max_len = limit
+        self.max_len = max_len
+        self.max_tokens_per_batch = max_tokens_per_batch
+        self.max_spread: float | None = 1.2  # as BertEncoder: close a batch rather than pad
+        self._session = session
+        self._tokenizer = tokenizer
+        self._version = version
+        self._dim = dim
+        self._threads = threads or (os.cpu_count() or 1)
+        self._pad_id = int(tokenizer.pad_token_id or 0)
+        self._prefix, self._suffix = _special_token_layout(tokenizer)
+        self.cache = cache if cache is not None else EmbeddingCache(cache_size)
+        self.stats = EncoderStats()
+        self._lock = threading.Lock()
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def threads(self) -> int:
+        return self._threads
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """``(len(texts), dim)`` float32, rows L2-normalised, in input order; cache first."""
+        start = time.perf_counter()
+        with self._lock:
+            out, hits, misses = encode_through_cache(
+                texts, self._version, self.cache, self._dim, self._encode_batches
+            )
+            self.stats.add(
+                cache_hits=hits,
+                cache_misses=misses,
+                encode_calls=1,
+                encode_seconds=time.perf_counter() - start,
+            )
+            return out
+
+    def encode_uncached(self, texts: Sequence[str]) -> np.ndarray:
+        """Like :meth:`encode` without the cache and without de-duplication (benchmarks)."""
+        start = time.perf_counter()
+        with self._lock:
+            out = self._encode_batches([normalise_text(t) for t in texts])
+            self.stats.add(encode_calls=1, encode_seconds=time.perf_counter() - start)
+            return out
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids with special tokens, not truncated (one fast-tokenizer call for all texts)."""
+        if not texts:
+            return []
+        enc = self._tokenizer(
+            list(texts),
+            add_special_tokens=True,
+            truncation=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,
+        )
+        return [list(ids) for ids in enc["input_ids"]]
+
+    def _encode_batches(self, texts: Sequence[str]) -> np.ndarray:
+        ids = self.token_ids(texts)
+        plan = plan_batches(
+            [len(x) for x in ids], self.max_tokens_per_batch, self.max_len, 1, self.max_spread
+        )
+        parts: list[tuple[Sequence[int], np.ndarray]] = []
+        for batch in plan.batches:
+            seqs = [truncate_ids(ids[i], self.max_len, self._suffix) for i in batch.indices]
+            input_ids, mask = pad_batch(seqs, batch.pad_len, self._pad_id)
+            (hidden,) = self._session.run(None, {"input_ids": input_ids, "attention_mask": mask})
+            parts.append((batch.indices, mean_pool_np(hidden, mask)))
+        self.stats.add(
+            texts_encoded=len(texts),
+            tokens=plan.tokens,
+            padded_tokens=plan.padded_tokens,
+            truncations=plan.truncated,
+            batches=len(plan.batches),
+        )
+        return restore_order(parts, len(texts), self._dim)
+
+
+def load_onnx_encoder(
+    model: str = DEFAULT_MODEL,
+    threads: int = 0,
+    max_tokens_per_batch: int = 8192,
+    max_len: int = 128,
+    cache_size: int = 100_000,
+    *,
+    cache_dir: Path | None = None,
+    version: str | None = None,
+    loaded: tuple[Any, Any] | None = None,
+    min_median: float = MIN_MEDIAN_COSINE,
+    min_p1: float = MIN_P1_COSINE,
+) -> OnnxEncoder:
+    """Load ``model`` (a directory or an installed package) as an int8 :class:`OnnxEncoder`.
+
+    The int8 file is made on the first load of a model version (export, quantise, check against
+    float32 PyTorch on :func:`encoder.onnx_export.check_texts`: tens of seconds) and read from
+    ``cache_dir`` (default :func:`default_cache_dir`) afterwards. ``loaded`` is an already-loaded
+    float32 ``(model, tokenizer)`` (e.g. just fine-tuned) instead of loading ``model``.
+    Raises :class:`OnnxRejected` when the check fails (median cosine < ``min_median`` or 1st
+    percentile < ``min_p1``); the figures are kept, so a rejected version is not re-exported.
+    """
+    net, tokenizer = loaded if loaded is not None else load_pretrained(model)[:2]
+    version = version or version_of(net, tokenizer)
+    dim = int(net.config.hidden_size)
+    positions = int(getattr(net.config, "max_position_embeddings", 512) or 512)
+    directory = artefact_dir(cache_dir or default_cache_dir(), version)
+    artefact = read_artefact(directory, min_median, min_p1)
+    if artefact is None:
+        started = time.perf_counter()
+        sample = check_texts()
+
+        def run_check(path: Path) -> Any:
+            reference = embed_reference(net, tokenizer, sample, max_len)
+            candidate = OnnxEncoder(
+                open_session(path, threads), tokenizer, version, dim,
+                max_positions=positions, threads=threads, max_len=max_len, cache_size=0,
+            )  # fmt: skip
+            return check_quantised(reference, candidate.encode_uncached(sample), min_median, min_p1)
+
+        artefact = build_artefact(net, directory, run_check, min_median, min_p1)
+        log.info(
+            "exported %s to int8 ONNX in %.1f s (%s): %s",
+            version, time.perf_counter() - started, directory, artefact.check.describe(),
+        )  # fmt: skip
+    if not artefact.check.passed:
+        raise OnnxRejected(f"int8 ONNX model of {version}: {artefact.check.describe()}", artefact)
+    return OnnxEncoder(
+        open_session(artefact.path, threads),
+        tokenizer,
+        version,
+        dim,
+        max_positions=positions,
+        threads=threads,
+        max_tokens_per_batch=max_tokens_per_batch,
+        max_len=max_len,
+        cache_size=cache_size,
+    )
