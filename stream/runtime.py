@@ -67,7 +67,7 @@ def open_store(settings: Settings) -> tuple[Any, GraphStore]:
 
 
 def open_encoder(settings: Settings) -> TextEncoder:
-    from encoder.bert import load_encoder_from_settings
+    from encoder.backend import load_encoder_from_settings
 
     return load_encoder_from_settings(settings)
 

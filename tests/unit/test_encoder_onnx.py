@@ -115,3 +115,38 @@ def test_backend_choice() -> None:
     assert choose_backend("auto", "cpu") == "onnx"
     with pytest.raises(EncoderError, match="expected one of"):
         choose_backend("tensorrt", "cpu")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TASTEGRAPH_ENCODER_BACKEND": "tensorrt"}, "must be auto, torch or onnx"),
+        (
+            {"TASTEGRAPH_ENCODER_BACKEND": "onnx", "TASTEGRAPH_DEVICE": "cuda"},
+            "runs on the CPU",
+        ),
+    ],
+)
+def test_the_backend_setting_is_validated(env: dict[str, str], message: str) -> None:
+    from config.exceptions import ConfigError
+    from config.settings import Settings
+
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)
+
+
+def test_settings_choose_the_backend(tiny_dir: Path, tmp_path: Path) -> None:
+    from config.settings import Settings
+    from encoder.backend import load_encoder_from_settings
+
+    env = {"TASTEGRAPH_HOME": str(tmp_path), "TASTEGRAPH_ENCODER_THREADS": "1"}
+    onnx = load_encoder_from_settings(
+        Settings.from_env(env | {"TASTEGRAPH_ENCODER_BACKEND": "onnx"}), str(tiny_dir)
+    )
+    assert isinstance(onnx, OnnxEncoder)
+    assert (tmp_path / "onnx").is_dir()  # the int8 file lives under TASTEGRAPH_HOME
+    torch_encoder = load_encoder_from_settings(
+        Settings.from_env(env | {"TASTEGRAPH_ENCODER_BACKEND": "torch"}), str(tiny_dir)
+    )
+    assert isinstance(torch_encoder, BertEncoder)
+    assert torch_encoder.version == onnx.version
