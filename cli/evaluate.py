@@ -36,10 +36,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--report", type=Path, metavar="DIR", help="also write DIR/index.html")
-    parser.add_argument(
+    graph = parser.add_mutually_exclusive_group()
+    graph.add_argument(
         "--keep-graph",
         action="store_true",
-        help="do not empty the database first (by default it is wiped: use a private one)",
+        help="do not empty the evaluation graph first (by default a graph an earlier evaluate "
+        "built is emptied; any other non-empty graph is refused)",
+    )
+    graph.add_argument(
+        "--wipe",
+        action="store_true",
+        help="empty the database even if evaluate did not build it (DELETES a worker's graph: "
+        "use a private database)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
@@ -85,7 +93,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     driver = None
     try:
         if any(s in GRAPH_STRATEGIES for s in strategies):
-            graph, driver = _open_graph(settings, progress, wipe=not args.keep_graph)
+            graph, driver = _open_graph(settings, progress, args.keep_graph, args.wipe)
         result = evaluate(
             events,
             items,
@@ -136,17 +144,16 @@ def with_model(settings: Settings, name: str) -> Settings:
     return dataclasses.replace(settings, model=ref)
 
 
-def _open_graph(settings: Settings, progress: Any, wipe: bool) -> tuple[Any, Any]:
+def _open_graph(settings: Settings, progress: Any, keep: bool, wipe: bool) -> tuple[Any, Any]:
     from evaluation.runner import EmbeddingCache, GraphSide
     from graph.store import GraphStore
     from stream.runtime import interest_params, open_driver, open_encoder
 
-    encoder = open_encoder(settings)
     driver = open_driver(settings)
     try:
-        if wipe:
-            _wipe(driver, settings.neo4j_database)
         store = GraphStore(driver, settings.neo4j_database, interest_params(settings))
+        _claim_graph(store, settings, keep=keep, wipe=wipe)  # before the slow model load
+        encoder = open_encoder(settings)
         store.ensure_schema(encoder.dim)
     except Exception:
         driver.close()
@@ -162,11 +169,19 @@ def _open_graph(settings: Settings, progress: Any, wipe: bool) -> tuple[Any, Any
     return side, driver
 
 
-def _wipe(driver: Any, database: str) -> None:
-    """Empties the database in small transactions (the evaluation builds its graph from nothing):
-    relationships first, so that no single transaction holds a node with all its edges."""
-    with driver.session(database=database) as session:
-        session.run(
-            "MATCH ()-[r]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 20000 ROWS"
-        ).consume()
-        session.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS").consume()
+def _claim_graph(store: Any, settings: Settings, keep: bool, wipe: bool) -> None:
+    """Makes the database the evaluation's own: empty, or built by an earlier evaluate (its marker
+    node), else refused unless ``wipe``; emptied unless ``keep``; marked."""
+    from config.exceptions import ConfigError
+
+    owner = store.owner()
+    where = f"database {settings.neo4j_database!r} at {settings.neo4j_url}"
+    if owner == "other" and not wipe:
+        raise ConfigError(
+            f"{where} holds a graph that evaluate did not build; point NEO4J_URI/NEO4J_DATABASE "
+            "at a private database, or pass --wipe to delete that graph"
+        )
+    if owner != "empty" and not keep:
+        log.info("emptying %s (owner: %s)", where, owner)
+        store.wipe()
+    store.mark_evaluation_graph(time.time())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -48,8 +49,12 @@ def configure_command(name: str, parser: argparse.ArgumentParser) -> None:
             "--now",
             type=_now,
             default=None,
-            help="evaluate decayed strengths (prune-ledger: count days back) from this time "
-            "(epoch seconds or ISO-8601; default: the wall clock)",
+            help=(
+                "count the days back from this time"
+                if name == "prune-ledger"
+                else "evaluate decayed strengths at this time"
+            )
+            + " (epoch seconds or ISO-8601; default: the wall clock)",
         )
     if name == "recommend":
         parser.add_argument("user_id", metavar="USER_ID")
@@ -62,6 +67,13 @@ def configure_command(name: str, parser: argparse.ArgumentParser) -> None:
             "by similar users; blend (default): co-interest (users sharing items), decayed "
             "popularity, discovery popularity (new buyers), content and collaborative, weighted "
             "by TASTEGRAPH_BLEND_WEIGHTS",
+        )
+        parser.add_argument(
+            "--exclude",
+            choices=("seen", "purchased", "none"),
+            default="purchased",
+            help="leave out the items the user interacted with in any way (seen), the items they "
+            "bought (purchased, the default: clicked items may come back) or nothing (none)",
         )
         parser.add_argument(
             "--category-cap",
@@ -107,6 +119,10 @@ def configure_command(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--limit", type=int, default=1000, help="at most this many users")
     elif name == "forget":
         parser.add_argument("user_id", metavar="USER_ID")
+        parser.epilog = (
+            "Exit status: 0 the user was erased, 1 the user was not in the graph (nothing erased), "
+            "2 an error."
+        )
     elif name == "prune-ledger":
         parser.add_argument(
             "--older-than-days",
@@ -121,15 +137,14 @@ def configure_command(name: str, parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    import neo4j.exceptions
-
     from stream.runtime import open_store
 
     driver, store = open_store(settings)
     try:
+        # fails at once on a wrong password or an unreachable server (a query would retry for
+        # 30 s); cli/main.py turns either into one sentence
+        driver.verify_connectivity()
         result = _query(args, settings, store)
-    except neo4j.exceptions.ServiceUnavailable as e:
-        raise ConfigError(f"Neo4j at {settings.neo4j_url} is not reachable: {e}") from e
     except ValueError as e:
         raise ConfigError(str(e)) from e
     finally:
@@ -138,6 +153,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(orjson.dumps(result, default=_plain, option=orjson.OPT_INDENT_2).decode())
     else:
         _print_table(args.command, result)
+    if (
+        args.command == "forget"
+        and not result["forgotten"]
+        and not result["finetune_examples_removed"]
+    ):
+        # nothing to erase: say so and exit 1, so that a typo in the id does not pass for success
+        print(
+            f"tastegraph: user {args.user_id!r} is not in the graph: nothing erased",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -152,6 +178,8 @@ def _query(args: argparse.Namespace, settings: Settings, store: Any) -> Any:
             weights=settings.blend_weights,
             category_cap=cap,
             now=args.now,
+            exclude_seen=args.exclude == "seen",
+            exclude_purchased=args.exclude != "none",
         )
         return [dataclasses.asdict(r) for r in recs]
     if cmd == "explain":

@@ -309,17 +309,19 @@ RETURN count(i) AS refreshed"""
 # --- recommendation strategies ---------------------------------------------------------------
 # Tuned by the evaluation engineer (`tastegraph evaluate`, docs/readme/60-evaluation.md): keep each
 # strategy a self-contained query with the same parameters ($user_id, $fetch, $candidates,
-# $exclude_seen, $now, $half_life, and $neighbours, $shrinkage for co-interest) and the same columns
-# (item_id, category, score).
-# Every strategy leaves out items the user purchased (n_purchase > 0 on their INTERESTED_IN edge);
-# with $exclude_seen = true also every item the user has an INTERESTED_IN edge to (the offline
-# protocol's "never interacted before"). $candidates (>= $fetch) is how deep the vector search and
-# the popularity index are read before that filter.
+# $exclude_purchased, $exclude_seen, $now, $half_life, and $neighbours, $shrinkage for co-interest)
+# and the same columns (item_id, category, score).
+# With $exclude_purchased = true every strategy leaves out items the user purchased (n_purchase > 0
+# on their INTERESTED_IN edge); with $exclude_seen = true also every item the user has an
+# INTERESTED_IN edge to (the offline protocol's "never interacted before"; `recommend --exclude`
+# chooses: seen, purchased (the default) or none). $candidates (>= $fetch) is how deep the vector
+# search and the popularity index are read before that filter.
 # Popularity also answers for an unknown user (cold start), and reads the top of the
 # popularity_rank index instead of scanning every item.
 # `blend` is computed in graph/reads.py from these, normalised per user and weighted.
 NOT_PURCHASED = (
-    "NOT EXISTS { MATCH (u)-[p:INTERESTED_IN]->(i) WHERE coalesce(p.n_purchase, 0) > 0 }"
+    "($exclude_purchased = false"
+    " OR NOT EXISTS { MATCH (u)-[p:INTERESTED_IN]->(i) WHERE coalesce(p.n_purchase, 0) > 0 })"
 )
 NOT_SEEN = "($exclude_seen = false OR NOT EXISTS { MATCH (u)-[:INTERESTED_IN]->(i) })"
 
@@ -382,7 +384,7 @@ def _ranked_top(rank: str, score: str) -> str:
     (and with ``$exclude_seen`` everything they touched), scored ``score`` as of ``$now``."""
     return f"""OPTIONAL MATCH (u:User {{user_id: $user_id}})
 OPTIONAL MATCH (u)-[p:INTERESTED_IN]->(b:Item)
-WHERE coalesce(p.n_purchase, 0) > 0 OR $exclude_seen
+WHERE (coalesce(p.n_purchase, 0) > 0 AND $exclude_purchased) OR $exclude_seen
 WITH collect(b) AS excluded
 MATCH (i:Item)
 WHERE i.{rank} IS NOT NULL
@@ -530,6 +532,22 @@ SET v.dirty = true, v.resimilar = true
 WITH DISTINCT u
 DETACH DELETE u
 RETURN count(u) AS deleted"""
+
+# Starting a graph over (`tastegraph evaluate`, `tastegraph graph reset`): relationships first, in
+# small transactions, so that no single transaction holds a node with all its edges. Implicit
+# transactions: run with session.run. Indexes and constraints stay.
+WIPE_RELATIONSHIPS = "MATCH ()-[r]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 20000 ROWS"
+WIPE_NODES = "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS"
+
+# Who made this graph: `tastegraph evaluate` leaves one marker node in the graphs it builds, and
+# touches only an empty graph or one holding that marker (unless told --wipe).
+GRAPH_OWNER = """OPTIONAL MATCH (m:TastegraphEvaluationGraph)
+WITH count(m) AS markers
+OPTIONAL MATCH (n) WHERE NOT n:TastegraphEvaluationGraph
+WITH markers, n LIMIT 1
+RETURN markers, count(n) AS others"""
+MARK_EVALUATION_GRAPH = """MERGE (m:TastegraphEvaluationGraph)
+ON CREATE SET m.created_ts = $now"""
 
 # --- canonical dump (tests: replay and crash comparisons) ------------------------------------
 DUMP_NODES = """MATCH (n)

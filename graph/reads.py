@@ -145,13 +145,22 @@ class GraphReads:
         category_cap: int = 0,
         now: float | None = None,
         exclude_seen: bool = False,
+        exclude_purchased: bool = True,
     ) -> list[Scored]:
-        """Top-k items for a user that they have not purchased (see ``STRATEGIES``).
+        """Top-k items for a user (see ``STRATEGIES``), leaving out what they purchased unless
+        ``exclude_purchased`` is false.
 
         ``exclude_seen``: also leave out every item the user interacted with in any way.
         """
         ranked = self.recommend_many(
-            user_id, k, [strategy], weights, category_cap, now, exclude_seen
+            user_id,
+            k,
+            [strategy],
+            weights,
+            category_cap,
+            now,
+            exclude_seen,
+            exclude_purchased=exclude_purchased,
         )
         return ranked[strategy]
 
@@ -165,6 +174,7 @@ class GraphReads:
         now: float | None = None,
         exclude_seen: bool = False,
         exclude_count: int = 0,
+        exclude_purchased: bool = True,
     ) -> dict[str, list[Scored]]:
         """``recommend`` for several strategies at once; each component query runs once.
 
@@ -184,6 +194,7 @@ class GraphReads:
             "fetch": fetch,
             "candidates": fetch + max(0, exclude_count) + 50,
             "exclude_seen": exclude_seen,
+            "exclude_purchased": exclude_purchased or exclude_seen,
             "neighbours": CO_INTEREST_NEIGHBOURS,
             "shrinkage": CO_INTEREST_SHRINKAGE,
         }

@@ -264,6 +264,26 @@ class GraphStore(GraphReads):
     # --- erasure --------------------------------------------------------------------------
     def forget(self, user_id: str) -> bool:
         """Erase a user, their edges and their share of derived data; True if they existed."""
+    def owner(self) -> str:
+        """``"empty"``, ``"evaluation"`` (a graph `tastegraph evaluate` built: its marker node,
+        whatever else) or ``"other"`` (nodes and no marker: a worker's graph, say)."""
+        with self._session() as session:
+            row = session.run(q.GRAPH_OWNER).single(strict=True)
+        if row["markers"] > 0:
+            return "evaluation"
+        return "other" if row["others"] > 0 else "empty"
+
+    def wipe(self) -> None:
+        """Deletes every node and relationship (indexes and constraints stay)."""
+        with self._session() as session:
+            session.run(q.WIPE_RELATIONSHIPS).consume()
+            session.run(q.WIPE_NODES).consume()
+
+    def mark_evaluation_graph(self, now: float) -> None:
+        """Leaves the marker that says `tastegraph evaluate` built this graph."""
+        with self._session() as session:
+            session.execute_write(_run, q.MARK_EVALUATION_GRAPH, now=now)
+
         with self._session() as session:
             deleted: int = session.execute_write(self._forget_tx, user_id)
         return deleted > 0

@@ -107,7 +107,7 @@ def _bounds(scores: dict[str, float], targets: set[str]) -> list[tuple[float, fl
 
 
 def test_evaluate_json_shape_and_baselines(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], clean_graph: Any
 ) -> None:
     items, events = generate_dataset(
         5000, seed=11, users=60, items=150, days=16, embedded_share=1.0

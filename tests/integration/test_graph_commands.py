@@ -56,6 +56,32 @@ def test_recommend_json(planted: Settings, capsys: pytest.CaptureFixture[str]) -
     assert [(r["item_id"], r["category"]) for r in out] == [("i2", "camping")]
 
 
+@pytest.mark.parametrize(
+    ("exclude", "u1", "u2"),
+    [
+        # u1 bought i1; u2 clicked i1 and i2 and bought nothing
+        ("purchased", ["i2"], ["i1", "i2"]),
+        ("seen", ["i2"], []),
+        ("none", ["i1", "i2"], ["i1", "i2"]),
+    ],
+)
+def test_recommend_exclude(
+    planted: Settings,
+    capsys: pytest.CaptureFixture[str],
+    exclude: str,
+    u1: list[str],
+    u2: list[str],
+) -> None:
+    for user, expected in (("u1", u1), ("u2", u2)):
+        args = command("recommend", user, "--exclude", exclude, "--json", "--now", "86400")
+        assert queries.run(args, planted) == 0
+        assert sorted(r["item_id"] for r in orjson.loads(capsys.readouterr().out)) == expected
+
+
+def test_recommend_excludes_purchases_by_default(planted: Settings) -> None:
+    assert command("recommend", "u1").exclude == "purchased"
+
+
 def test_forget_erases_the_graph_and_the_finetuning_examples(
     planted: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -75,8 +101,11 @@ def test_forget_erases_the_graph_and_the_finetuning_examples(
         assert [ex.user_id for ex in store] == ["u1"]
     assert queries.run(command("audience", "--item", "i1", "--json", "--now", "0"), planted) == 0
     assert [r["user_id"] for r in orjson.loads(capsys.readouterr().out)] == ["u1"]
-    assert queries.run(command("forget", "u2"), planted) == 0
-    assert "False" in capsys.readouterr().out
+    # a second time there is nothing to erase: exit 1 and one sentence, so a typo is not success
+    assert queries.run(command("forget", "u2"), planted) == 1
+    captured = capsys.readouterr()
+    assert "False" in captured.out
+    assert captured.err == "tastegraph: user 'u2' is not in the graph: nothing erased\n"
 
 
 def test_prune_ledger_drops_only_entries_older_than_the_horizon(

@@ -135,6 +135,9 @@ def test_decay_to_now_is_the_same_expression_everywhere() -> None:
 def test_every_strategy_excludes_purchases() -> None:
     for text in (q.RECOMMEND_CONTENT, q.RECOMMEND_COLLABORATIVE):
         assert q.NOT_PURCHASED in text
-    assert "WHERE coalesce(p.n_purchase, 0) > 0" in q.RECOMMEND_POPULAR
+    assert "WHERE (coalesce(p.n_purchase, 0) > 0 AND $exclude_purchased) OR $exclude_seen" in (
+        q.RECOMMEND_POPULAR
+    )
+    assert q.NOT_PURCHASED.startswith("($exclude_purchased = false OR NOT EXISTS")
     for text in (q.RECOMMEND_CONTENT, q.RECOMMEND_COLLABORATIVE, q.RECOMMEND_POPULAR):
         assert "RETURN i.item_id AS item_id, i.category AS category, score" in text
