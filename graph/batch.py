@@ -17,8 +17,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from graph import queries as q
-from graph.decay import EdgeState
-from graph.fold import FoldResult, StoredState, TextState, event_category, item_categories
+from graph.decay import EdgeState, floored
+from graph.fold import (
+    FoldResult,
+    StoredState,
+    TextState,
+    UserCategory,
+    affected_categories,
+    category_states,
+    event_fields,
+)
 from graph.model import Event, ItemRecord, item_text
 
 if TYPE_CHECKING:
@@ -77,11 +85,19 @@ def new_offsets(
 
 
 def edge_state(props: Mapping[str, Any]) -> EdgeState:
+    """An edge's state from its properties (``raw`` missing: written before it existed, when the
+    stored strength was the running floored value)."""
     counts = {
         k[len(COUNT_PREFIX) :]: int(v) for k, v in props.items() if k.startswith(COUNT_PREFIX)
     }
+    raw = props.get("raw")
+    days = zip(props.get("day_index") or [], props.get("day_weight") or [], strict=True)
     return EdgeState(
-        float(props["strength"]), float(props["last_ts"]), float(props["first_ts"]), counts
+        float(props["strength"] if raw is None else raw),
+        float(props["last_ts"]),
+        float(props["first_ts"]),
+        counts,
+        {int(d): float(w) for d, w in days},
     )
 
 
@@ -92,14 +108,38 @@ def claim_events(tx: Any, events: Sequence[Event]) -> set[str]:
     return {r["event_id"] for r in tx.run(q.CLAIM_EVENTS, rows=rows, claim=claim) if r["fresh"]}
 
 
+def catalogue_categories(
+    events: Sequence[Event], items: Sequence[ItemRecord]
+) -> list[dict[str, Any]]:
+    """The category each item of the batch would get: a catalogue record's (the last one wins),
+    else its events' (``fill``: only where the item has none)."""
+    out: dict[str, dict[str, Any]] = {}
+    for it in items:
+        if it.category:
+            out[it.item_id] = {"item_id": it.item_id, "category": it.category, "fill": False}
+    for item_id, fields in event_fields(events, ("category",)).items():
+        if item_id not in out and "category" in fields:
+            out[item_id] = {"item_id": item_id, "category": fields["category"], "fill": True}
+    return [out[k] for k in sorted(out)]
+
+
 def lock_and_read(
     tx: Any, events: Sequence[Event], items: Sequence[ItemRecord]
-) -> tuple[StoredState, dict[str, dict[str, Any]]]:
-    """Write-lock the users and items the batch folds into (sorted ids, users first) and read the
-    current state of every key the batch touches, and the stored item records."""
+) -> tuple[StoredState, dict[str, dict[str, Any]], set[str]]:
+    """Write-lock the users and items the batch folds into and read the current state of every
+    key the batch touches, and the stored item records. Returns the locked users too.
+
+    Lock order (every write transaction of the project takes it): users, then items, then
+    categories, each sorted by key. The users include those of items whose category the batch
+    sets or changes (their category interest moves)."""
     stored = StoredState()
     text_users = {e.user_id for e in events if e.text}
-    users = [{"user_id": u, "text": u in text_users} for u in sorted({e.user_id for e in events})]
+    locked = {e.user_id for e in events}
+    planned = catalogue_categories(events, items)
+    if planned:
+        for r in tx.run(q.PLAN_CATEGORY_MOVES, rows=planned):
+            locked.update(r["users"])
+    users = [{"user_id": u, "text": u in text_users} for u in sorted(locked)]
     if users:
         for r in tx.run(q.LOCK_READ_USERS, rows=users):
             vec = np.asarray(r["vector"], dtype=np.float64)
@@ -109,8 +149,6 @@ def lock_and_read(
     if item_ids:
         for r in tx.run(q.LOCK_READ_ITEMS, ids=item_ids):
             known[r["item_id"]] = dict(r)
-            if r["category"]:
-                stored.item_categories[r["item_id"]] = r["category"]
             if r["popularity"] is not None:
                 stored.popularity[r["item_id"]] = (
                     float(r["popularity"]),
@@ -118,28 +156,42 @@ def lock_and_read(
                 )
             if r["discovery"] is not None:
                 stored.discovery[r["item_id"]] = (float(r["discovery"]), float(r["discovery_ts"]))
-    for it in items:  # catalogue records win over stored categories
-        if it.category:
-            stored.item_categories[it.item_id] = it.category
 
     pairs = sorted({(e.user_id, e.item_id) for e in events})
     rows = [{"user_id": u, "item_id": i} for u, i in pairs]
     if rows:
         for r in tx.run(q.READ_ITEM_EDGES, rows=rows):
             stored.item_edges[(r["user_id"], r["item_id"])] = edge_state(r["props"])
+    return stored, known, locked
 
-    categories = item_categories(events, stored.item_categories)
-    cats = {(e.user_id, c) for e in events if (c := event_category(e, categories))}
-    rows = [{"user_id": u, "category": c} for u, c in sorted(cats)]
-    if rows:
-        for r in tx.run(q.READ_CATEGORY_EDGES, rows=rows):
-            key = (r["user_id"], r["category"])
-            stored.category_edges[key] = edge_state(r["props"])
-            days = zip(
-                r["props"].get("day_index") or [], r["props"].get("day_weight") or [], strict=True
-            )
-            stored.category_days[key] = {int(d): float(w) for d, w in days}
-    return stored, known
+
+def category_moves(
+    tx: Any,
+    rows: Sequence[Mapping[str, Any]],
+    known: Mapping[str, Mapping[str, Any]],
+    locked: set[str],
+) -> tuple[dict[str, str | None], dict[str, tuple[str | None, list[str]]]]:
+    """Each item's category after the batch, and the items it moves (item -> (old category, its
+    users)). Read with the items locked; a user the plan missed (an edge added between the plan
+    and the lock) is locked now."""
+    after: dict[str, str | None] = {}
+    for item_id, old in known.items():
+        after[item_id] = old.get("category")
+    for r in rows:
+        if r["category"]:
+            after[r["item_id"]] = r["category"]
+    moved_ids = sorted(i for i, c in after.items() if c != known.get(i, {}).get("category"))
+    moved: dict[str, tuple[str | None, list[str]]] = {
+        i: (known.get(i, {}).get("category"), []) for i in moved_ids
+    }
+    if moved_ids:
+        for r in tx.run(q.READ_ITEM_USERS, ids=moved_ids):
+            moved[r["item_id"]] = (moved[r["item_id"]][0], sorted(r["users"]))
+    late = sorted({u for _, users in moved.values() for u in users} - locked)
+    if late:
+        tx.run(q.LOCK_READ_USERS, rows=[{"user_id": u, "text": False} for u in late]).consume()
+        locked.update(late)
+    return after, moved
 
 
 ITEM_FIELDS = ("title", "category", "description")
@@ -151,19 +203,14 @@ def item_rows(
     """Item fields to write (``None``: leave as stored); flags items whose text changed.
 
     Catalogue records are the authority (the last one in the batch wins); the item fields an event
-    carries only fill in what neither the graph nor the batch's catalogue records have (the first
-    event wins, as for categories in ``graph.fold.item_categories``).
+    carries only fill in what neither the graph nor the batch's catalogue records have (the
+    earliest event of the batch wins: ``graph.fold.event_fields``).
     """
     catalogue: dict[str, dict[str, Any]] = {}
     for it in items:
         row = catalogue.setdefault(it.item_id, {})
         row.update({n: getattr(it, n) for n in ITEM_FIELDS if getattr(it, n)})
-    from_events: dict[str, dict[str, Any]] = {}
-    for ev in events:
-        row = from_events.setdefault(ev.item_id, {})
-        for n in ITEM_FIELDS:
-            if getattr(ev, n):
-                row.setdefault(n, getattr(ev, n))
+    from_events: dict[str, dict[str, Any]] = dict(event_fields(events, ITEM_FIELDS))
     out = []
     for item_id in sorted(catalogue.keys() | from_events.keys()):
         old = known.get(item_id, {})
@@ -185,10 +232,17 @@ def write_rows(
     known: Mapping[str, Mapping[str, Any]],
     folded: FoldResult,
     offsets: Mapping[str, int],
+    locked: set[str],
     half_life: float,
+    trend_days: int,
 ) -> dict[str, int]:
     """Write every folded state as an absolute value; returns the rows written by kind."""
     written: dict[str, int] = {}
+    rows = item_rows(events, items, known)
+    categories, moved = category_moves(tx, rows, known, locked)
+    names = {c for c in categories.values() if c} | {old for old, _ in moved.values() if old}
+    if names:  # the lock order's last step: categories, sorted
+        tx.run(q.LOCK_CATEGORIES, names=sorted(names)).consume()
 
     def put(kind: str, query: str, rows: list[dict[str, Any]], **params: Any) -> None:
         if rows:
@@ -204,7 +258,6 @@ def write_rows(
         users.append(row)
     put("users", q.WRITE_USERS, users)
     written["user_texts"] = len(texts)
-    rows = item_rows(events, items, known)
     embeddings = {r["item_id"]: r["embedding"] for r in embedding_rows(batch, known, rows)}
     by_id = {r["item_id"]: r for r in rows}
     item_write = []
@@ -221,7 +274,8 @@ def write_rows(
                 "fields": fields is not None
                 and bool(fields["text_changed"] or any(fields[n] for n in ITEM_FIELDS)),
                 "text_changed": bool(fields and fields["text_changed"]),
-                "popularity": pop[0] if pop else None,
+                "popularity": floored(pop[0]) if pop else None,
+                "popularity_raw": pop[0] if pop else None,
                 "popularity_ts": pop[1] if pop else None,
                 "discovery": disc[0] if disc else None,
                 "discovery_ts": disc[1] if disc else None,
@@ -237,22 +291,29 @@ def write_rows(
         "item_edges",
         q.MERGE_ITEM_EDGES,
         [
-            {"user_id": u, "item_id": i, **state_row(s)}
+            {"user_id": u, "item_id": i, "props": edge_props(s)}
             for (u, i), s in sorted(folded.item_edges.items())
         ],
+    )
+    # category interest: recomputed from the item edges written above, for every (user, category)
+    # whose members changed (an edge of the batch, or an item that changed category)
+    pairs = affected_categories(folded.item_edges, categories, moved)
+    states = category_states(
+        pairs, category_members(tx, pairs), half_life=half_life, trend_days=trend_days
     )
     put(
         "category_edges",
         q.MERGE_CATEGORY_EDGES,
         [
-            {
-                "user_id": u,
-                "category": c,
-                **state_row(s),
-                **days_row(folded.category_days.get((u, c), {})),
-            }
-            for (u, c), s in sorted(folded.category_edges.items())
+            {"user_id": u, "category": c, "props": edge_props(s)}
+            for (u, c), s in states.items()
+            if s is not None
         ],
+    )
+    put(
+        "category_edges_deleted",
+        q.DELETE_CATEGORY_EDGES,
+        [{"user_id": u, "category": c} for (u, c), s in states.items() if s is None],
     )
     written["applied_events"] = len(events)  # claimed by this transaction: now applied
     put("offsets", q.SET_OFFSETS, new_offsets(batch.events, batch.items, offsets))
@@ -274,11 +335,26 @@ def embedding_rows(
     return out
 
 
-def state_row(s: EdgeState) -> dict[str, Any]:
-    counts = {COUNT_PREFIX + t: n for t, n in sorted(s.counts.items())}
-    return {"strength": s.strength, "last_ts": s.last_ts, "first_ts": s.first_ts, "counts": counts}
+def edge_props(s: EdgeState) -> dict[str, Any]:
+    """Every property of an INTERESTED_IN edge (written with ``SET r = ...``: absolute)."""
+    ordered = sorted(s.days.items())
+    return {
+        "strength": s.strength,
+        "raw": s.raw,
+        "last_ts": s.last_ts,
+        "first_ts": s.first_ts,
+        "day_index": [d for d, _ in ordered],
+        "day_weight": [w for _, w in ordered],
+        **{COUNT_PREFIX + t: n for t, n in sorted(s.counts.items())},
+    }
 
 
-def days_row(days: Mapping[int, float]) -> dict[str, Any]:
-    ordered = sorted(days.items())
-    return {"day_index": [d for d, _ in ordered], "day_weight": [w for _, w in ordered]}
+def category_members(tx: Any, pairs: set[UserCategory]) -> dict[UserCategory, dict[str, EdgeState]]:
+    """The item edges of each (user, category): what its category interest sums."""
+    out: dict[UserCategory, dict[str, EdgeState]] = {}
+    if pairs:
+        rows = [{"user_id": u, "category": c} for u, c in sorted(pairs)]
+        for r in tx.run(q.READ_CATEGORY_MEMBERS, rows=rows):
+            key = (r["user_id"], r["category"])
+            out.setdefault(key, {})[r["item_id"]] = edge_state(r["props"])
+    return out

@@ -1,9 +1,15 @@
-"""Fold a batch of events into new absolute edge states: pure, no I/O.
+"""Fold a batch of events into new absolute states: pure, no I/O.
 
 ``apply_batch`` reads the current states of the keys a batch touches, calls :func:`fold_events`,
 and writes the returned states back as absolute values (so a retried transaction writes the same
-values). Events are folded in list order (arrival order); late events follow the rule in
-``graph/decay.py``.
+values). Every quantity is a commutative sum (``graph/decay.py``): the result depends on the set
+of events applied, not on their order or on the batch boundaries.
+
+A user's interest in a category is *defined* as the sum of their item edges over the items of
+that category (:func:`category_states`): it is recomputed from the item edges for every
+(user, category) whose members changed, so events that arrived before their item's catalogue
+record count once the category is known, and an item that changes category moves its users'
+interest with it.
 """
 
 from __future__ import annotations
@@ -14,21 +20,25 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graph.decay import EdgeState, apply_event, decay_factor, update_strength
+from graph.decay import (
+    DAY_S,
+    EdgeState,
+    add_to_days,
+    aggregate,
+    apply_event,
+    day_of,
+    decay_factor,
+    update_strength,
+)
 from graph.model import Event
-
-DAY_S = 86400.0
 
 UserItem = tuple[str, str]
 UserCategory = tuple[str, str]
 
+# re-exported: the day buckets are part of the fold's vocabulary
+__all__ = ["DAY_S", "add_to_days", "day_of"]
 
 DISCOVERY_TYPE = "purchase"
-
-
-def day_of(ts: float) -> int:
-    """The UTC day number of an epoch timestamp (the unit of the trend buckets)."""
-    return math.floor(ts / DAY_S)
 
 
 @dataclass
@@ -42,12 +52,12 @@ class TextState:
 
 @dataclass
 class StoredState:
-    """What the graph holds now for the keys of one batch (read inside the write transaction)."""
+    """What the graph holds now for the keys of one batch (read inside the write transaction).
+
+    ``popularity`` and ``discovery`` are ``(raw, ts)``: popularity's ``raw`` is the signed sum
+    (the stored ``popularity`` is its floor)."""
 
     item_edges: dict[UserItem, EdgeState] = field(default_factory=dict)
-    category_edges: dict[UserCategory, EdgeState] = field(default_factory=dict)
-    category_days: dict[UserCategory, dict[int, float]] = field(default_factory=dict)
-    item_categories: dict[str, str] = field(default_factory=dict)
     popularity: dict[str, tuple[float, float]] = field(default_factory=dict)
     discovery: dict[str, tuple[float, float]] = field(default_factory=dict)
     user_text: dict[str, TextState] = field(default_factory=dict)
@@ -58,27 +68,23 @@ class FoldResult:
     """New absolute states for every key the batch touched."""
 
     item_edges: dict[UserItem, EdgeState] = field(default_factory=dict)
-    category_edges: dict[UserCategory, EdgeState] = field(default_factory=dict)
-    category_days: dict[UserCategory, dict[int, float]] = field(default_factory=dict)
-    popularity: dict[str, tuple[float, float]] = field(default_factory=dict)
+    popularity: dict[str, tuple[float, float]] = field(default_factory=dict)  # (raw, ts)
     discovery: dict[str, tuple[float, float]] = field(default_factory=dict)
     user_text: dict[str, TextState] = field(default_factory=dict)
     user_span: dict[str, tuple[float, float]] = field(default_factory=dict)  # (first_ts, last_ts)
 
 
-def item_categories(events: Iterable[Event], known: Mapping[str, str]) -> dict[str, str]:
-    """Item categories for a batch: ``known`` (stored and catalogue records) wins; an item with
-    none takes the first category its events carry."""
-    out = dict(known)
-    for ev in events:
-        if ev.category:
-            out.setdefault(ev.item_id, ev.category)
+def event_fields(events: Iterable[Event], names: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Per item, the item fields its events carry: each field from the earliest event
+    (``(ts, event_id)``) that has it, so the choice does not depend on arrival order."""
+    out: dict[str, dict[str, str]] = {}
+    for ev in sorted(events, key=lambda e: (e.ts, e.event_id)):
+        row = out.setdefault(ev.item_id, {})
+        for n in names:
+            value = getattr(ev, n)
+            if value:
+                row.setdefault(n, value)
     return out
-
-
-def event_category(event: Event, categories: Mapping[str, str]) -> str | None:
-    """The event's own category, else the item's known category."""
-    return event.category or categories.get(event.item_id)
 
 
 def fold_events(
@@ -92,29 +98,17 @@ def fold_events(
     text_weight: float = 1.0,
     trend_days: int = 56,
 ) -> FoldResult:
-    """Apply ``events`` in order on top of ``stored``; returns the touched keys' new states."""
+    """Apply ``events`` on top of ``stored``; returns the touched keys' new states."""
     out = FoldResult()
     texts = text_embeddings or {}
-    categories = item_categories(events, stored.item_categories)
     for ev in events:
         key = (ev.user_id, ev.item_id)
         prev = out.item_edges.get(key, stored.item_edges.get(key))
-        out.item_edges[key] = apply_event(prev, ev.type, ev.ts, weights, half_life)
-
-        category = event_category(ev, categories)
-        if category:
-            ckey = (ev.user_id, category)
-            cprev = out.category_edges.get(ckey, stored.category_edges.get(ckey))
-            out.category_edges[ckey] = apply_event(cprev, ev.type, ev.ts, weights, half_life)
-            days = out.category_days.get(ckey)
-            if days is None:
-                days = dict(stored.category_days.get(ckey, {}))
-            add_to_days(days, ev.ts, weights[ev.type], out.category_edges[ckey].last_ts, trend_days)
-            out.category_days[ckey] = days
+        out.item_edges[key] = apply_event(prev, ev.type, ev.ts, weights, half_life, trend_days)
 
         pop = out.popularity.get(ev.item_id, stored.popularity.get(ev.item_id))
         if pop is None:
-            out.popularity[ev.item_id] = (max(0.0, weights[ev.type]), ev.ts)
+            out.popularity[ev.item_id] = (weights[ev.type], ev.ts)
         else:
             out.popularity[ev.item_id] = update_strength(
                 pop[0], pop[1], ev.ts, weights[ev.type], half_life
@@ -131,6 +125,43 @@ def fold_events(
                 prev_text, vector, ev.ts, text_weight, half_life, model_version
             )
     fold_discovery(out, stored, half_life)
+    return out
+
+
+def affected_categories(
+    touched: Iterable[UserItem],
+    category_after: Mapping[str, str | None],
+    moved: Mapping[str, tuple[str | None, Iterable[str]]],
+) -> set[UserCategory]:
+    """The (user, category) pairs whose category interest must be recomputed: the category of
+    every touched user-item edge, and for an item that changed category (``moved``: item ->
+    (old category, its users)) both the old and the new category of each of its users."""
+    out = set()
+    for user_id, item_id in touched:
+        if (cat := category_after.get(item_id)) is not None:
+            out.add((user_id, cat))
+    for item_id, (old, users) in moved.items():
+        new = category_after.get(item_id)
+        for user_id in users:
+            for cat in (old, new):
+                if cat is not None:
+                    out.add((user_id, cat))
+    return out
+
+
+def category_states(
+    pairs: Iterable[UserCategory],
+    members: Mapping[UserCategory, Mapping[str, EdgeState]],
+    *,
+    half_life: float,
+    trend_days: int,
+) -> dict[UserCategory, EdgeState | None]:
+    """A user's interest in a category: the sum of their item edges over the category's items
+    (``members``: (user, category) -> item_id -> edge). ``None``: no item left, delete the edge."""
+    out: dict[UserCategory, EdgeState | None] = {}
+    for key in sorted(pairs):
+        edges = members.get(key)
+        out[key] = aggregate(edges, half_life, trend_days) if edges else None
     return out
 
 
@@ -172,18 +203,6 @@ def fold_discovery(out: FoldResult, stored: StoredState, half_life: float) -> No
             value += weight * decay_factor(ref - ts, half_life)
         # rounding leaves ~1e-17 where every buyer was removed (a forgotten user): that is 0
         out.discovery[item_id] = (value if value > 1e-12 else 0.0, ref)
-
-
-def add_to_days(
-    days: dict[int, float], ts: float, weight: float, last_ts: float, keep: int
-) -> None:
-    """Add ``weight`` to the day bucket of ``ts``; keep only the ``keep`` days up to ``last_ts``."""
-    horizon = day_of(last_ts) - keep
-    day = day_of(ts)
-    if day > horizon:
-        days[day] = days.get(day, 0.0) + weight
-    for old in [d for d in days if d <= horizon]:
-        del days[old]
 
 
 def add_text(

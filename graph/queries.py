@@ -94,17 +94,43 @@ REMOVE i._lock
 WITH i
 OPTIONAL MATCH (i)-[:IN_CATEGORY]->(c:Category)
 RETURN i.item_id AS item_id, coalesce(c.name, i.category) AS category, i.title AS title,
-       i.description AS description, i.popularity AS popularity, i.popularity_ts AS popularity_ts,
-       i.discovery AS discovery, i.discovery_ts AS discovery_ts,
+       i.description AS description, coalesce(i.popularity_raw, i.popularity) AS popularity,
+       i.popularity_ts AS popularity_ts, i.discovery AS discovery, i.discovery_ts AS discovery_ts,
        i.embedding_version AS embedding_version, i.embedding_stale AS stale"""
 
 READ_ITEM_EDGES = """UNWIND $rows AS row
 MATCH (:User {user_id: row.user_id})-[r:INTERESTED_IN]->(:Item {item_id: row.item_id})
 RETURN row.user_id AS user_id, row.item_id AS item_id, properties(r) AS props"""
 
-READ_CATEGORY_EDGES = """UNWIND $rows AS row
-MATCH (:User {user_id: row.user_id})-[r:INTERESTED_IN]->(:Category {name: row.category})
-RETURN row.user_id AS user_id, row.category AS category, properties(r) AS props"""
+# Items whose category this batch would set or change (`fill`: an event's category, which only
+# fills a missing one), with their users: those users' category interest moves with the item, so
+# they are locked with the batch's users. Read before any lock (the set is checked again after).
+PLAN_CATEGORY_MOVES = """UNWIND $rows AS row
+MATCH (i:Item {item_id: row.item_id})
+OPTIONAL MATCH (i)-[:IN_CATEGORY]->(c:Category)
+WITH i, row, coalesce(c.name, i.category) AS current
+WHERE current IS NULL OR (NOT row.fill AND current <> row.category)
+MATCH (u:User)-[:INTERESTED_IN]->(i)
+RETURN row.item_id AS item_id, collect(u.user_id) AS users"""
+
+# The users of items (locked: nobody adds an edge meanwhile).
+READ_ITEM_USERS = """UNWIND $ids AS id
+MATCH (u:User)-[:INTERESTED_IN]->(:Item {item_id: id})
+RETURN id AS item_id, collect(u.user_id) AS users"""
+
+# Write-lock the categories a batch writes edges to (sorted names, after the users and items).
+LOCK_CATEGORIES = """UNWIND $names AS name
+MERGE (c:Category {name: name})
+SET c._lock = true
+REMOVE c._lock"""
+
+# A user's item edges over the items of a category (after this transaction's own writes): the
+# category interest is their sum (graph/fold.py category_states).
+READ_CATEGORY_MEMBERS = """UNWIND $rows AS row
+MATCH (:User {user_id: row.user_id})-[r:INTERESTED_IN]->(i:Item)
+      -[:IN_CATEGORY]->(:Category {name: row.category})
+RETURN row.user_id AS user_id, row.category AS category, i.item_id AS item_id,
+       properties(r) AS props"""
 
 READ_ITEM_TEXTS = """UNWIND $ids AS id
 MATCH (i:Item {item_id: id})
@@ -146,7 +172,8 @@ FOREACH (_ IN CASE WHEN row.fields THEN [1] ELSE [] END |
       i.category = coalesce(row.category, i.category),
       i.embedding_stale = CASE WHEN row.text_changed THEN true ELSE i.embedding_stale END)
 FOREACH (_ IN CASE WHEN row.popularity IS NULL THEN [] ELSE [1] END |
-  SET i.popularity = row.popularity, i.popularity_ts = row.popularity_ts,
+  SET i.popularity = row.popularity, i.popularity_raw = row.popularity_raw,
+      i.popularity_ts = row.popularity_ts,
       i.popularity_rank = CASE WHEN row.popularity > 0 THEN {POPULARITY_RANK} END)
 FOREACH (_ IN CASE WHEN row.discovery IS NULL THEN [] ELSE [1] END |
   SET i.discovery = row.discovery, i.discovery_ts = row.discovery_ts,
@@ -174,16 +201,18 @@ MERGE_ITEM_EDGES = """UNWIND $rows AS row
 MATCH (u:User {user_id: row.user_id})
 MATCH (i:Item {item_id: row.item_id})
 MERGE (u)-[r:INTERESTED_IN]->(i)
-SET r.strength = row.strength, r.last_ts = row.last_ts, r.first_ts = row.first_ts,
-    r += row.counts"""
+SET r = row.props"""
 
 MERGE_CATEGORY_EDGES = """UNWIND $rows AS row
 MATCH (u:User {user_id: row.user_id})
 MERGE (c:Category {name: row.category})
 MERGE (u)-[r:INTERESTED_IN]->(c)
-SET r.strength = row.strength, r.last_ts = row.last_ts, r.first_ts = row.first_ts,
-    r.day_index = row.day_index, r.day_weight = row.day_weight,
-    r += row.counts"""
+SET r = row.props"""
+
+# A category the user has no item of any more (its items moved to another category).
+DELETE_CATEGORY_EDGES = """UNWIND $rows AS row
+MATCH (:User {user_id: row.user_id})-[r:INTERESTED_IN]->(:Category {name: row.category})
+DELETE r"""
 
 PRUNE_APPLIED_EVENTS = """MATCH (e:AppliedEvent)
 WHERE e.ts < $before_ts
@@ -507,12 +536,12 @@ CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS"""
 # Subtract the user's share from item popularity, flag the users whose similarity lists pointed
 # at them (refresh_dirty refills those), then delete the user and every edge they had.
 FORGET_POPULARITY = """MATCH (u:User {user_id: $user_id})-[r:INTERESTED_IN]->(i:Item)
-WITH i, r.strength * 2.0 ^ (-(CASE WHEN i.popularity_ts > r.last_ts
+WITH i, coalesce(r.raw, r.strength) * 2.0 ^ (-(CASE WHEN i.popularity_ts > r.last_ts
                                      THEN i.popularity_ts - r.last_ts ELSE 0.0 END)
                              / $half_life) AS share
-WITH i, CASE WHEN coalesce(i.popularity, 0.0) - share > 0
-            THEN i.popularity - share ELSE 0.0 END AS popularity
-SET i.popularity = popularity,
+WITH i, coalesce(i.popularity_raw, i.popularity, 0.0) - share AS raw
+WITH i, raw, CASE WHEN raw > 1e-9 THEN raw ELSE 0.0 END AS popularity
+SET i.popularity = popularity, i.popularity_raw = raw,
     i.popularity_rank = CASE WHEN popularity > 0
                              THEN log(popularity) / log(2.0) + i.popularity_ts / $half_life END"""
 

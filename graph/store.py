@@ -121,7 +121,7 @@ class GraphStore(GraphReads):
         fresh = claim_events(tx, events)
         seen = {e.event_id for e in events} - fresh
         events, items, duplicates = filter_applied(batch.events, batch.items, offsets, seen)
-        stored, known = lock_and_read(tx, events, items)
+        stored, known, locked = lock_and_read(tx, events, items)
         batch = batch.resolved()
         folded = fold_events(
             events,
@@ -133,7 +133,9 @@ class GraphStore(GraphReads):
             text_weight=p.text_weight,
             trend_days=p.trend_days,
         )
-        rows = write_rows(tx, batch, events, items, known, folded, offsets, p.half_life_s)
+        rows = write_rows(
+            tx, batch, events, items, known, folded, offsets, locked, p.half_life_s, p.trend_days
+        )
         return ApplyResult(applied=len(events), duplicates=duplicates, rows=rows)
 
     # --- derived data ---------------------------------------------------------------------

@@ -41,12 +41,13 @@ def test_worked_example_with_decay_across_days_and_a_late_event() -> None:
 
 def test_never_below_zero_and_a_return_clears() -> None:
     s = fold([("click", 0.0), ("return", DAY)])
-    assert s.strength == 0.0
+    assert s.strength == 0.0 and s.raw < 0
     s = fold([("return", 0.0)])
     assert s.strength == 0.0 and s.counts == {"return": 1}
-    # after a floor, later weights count from zero
+    # the signed sum is kept: a return counts against what comes after it as well as before
     s = fold([("return", 0.0), ("click", 0.0)])
-    assert s.strength == 2.0
+    assert s.raw == -3.0 and s.strength == 0.0
+    assert fold([("purchase", 0.0), ("return", 0.0)]).strength == 0.0
 
 
 def test_reading_before_last_ts_does_not_grow() -> None:
@@ -74,6 +75,22 @@ positive_events_st = st.lists(
     min_size=1,
     max_size=30,
 )
+
+
+@settings(max_examples=200, deadline=None)
+@given(events_st, st.randoms(use_true_random=False))
+def test_the_order_never_matters_returns_included(
+    events: list[tuple[str, float]], rnd: object
+) -> None:
+    """The stored pair is the signed sum of the set: s(T) = max(0, sum w_i 2^(-(T - t_i)/h))."""
+    shuffled = list(events)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    a, b = fold(events), fold(shuffled)
+    assert a.last_ts == b.last_ts and a.first_ts == b.first_ts and a.counts == b.counts
+    assert a.raw == pytest.approx(b.raw, rel=1e-9, abs=1e-9)
+    t_end = 150 * DAY
+    expected = max(0.0, sum(W[k] * 2 ** (-(t_end - ts) / HL) for k, ts in events))
+    assert b.strength_at(t_end, HL) == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
 @settings(max_examples=200, deadline=None)

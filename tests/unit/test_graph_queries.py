@@ -50,18 +50,17 @@ def test_interest_edges_are_written_as_absolute_values() -> None:
         "MATCH (u:User {user_id: row.user_id})\n"
         "MATCH (i:Item {item_id: row.item_id})\n"
         "MERGE (u)-[r:INTERESTED_IN]->(i)\n"
-        "SET r.strength = row.strength, r.last_ts = row.last_ts, r.first_ts = row.first_ts,\n"
-        "    r += row.counts"
+        "SET r = row.props"
     )
     assert q.MERGE_CATEGORY_EDGES == (
         "UNWIND $rows AS row\n"
         "MATCH (u:User {user_id: row.user_id})\n"
         "MERGE (c:Category {name: row.category})\n"
         "MERGE (u)-[r:INTERESTED_IN]->(c)\n"
-        "SET r.strength = row.strength, r.last_ts = row.last_ts, r.first_ts = row.first_ts,\n"
-        "    r.day_index = row.day_index, r.day_weight = row.day_weight,\n"
-        "    r += row.counts"
+        "SET r = row.props"
     )
+    # every property at once: a count that drops to nothing (an item moved out) goes too
+    assert q.DELETE_CATEGORY_EDGES.endswith("DELETE r")
 
 
 def test_reembedding_sets_the_version_with_the_vector() -> None:
@@ -93,6 +92,7 @@ def test_exactly_once_bookkeeping() -> None:
         "ON CREATE SET e.ts = row.ts, e.claim = $claim\n"
         "RETURN e.event_id AS event_id, coalesce(e.claim = $claim, false) AS fresh"
     )
+    assert "SET c._lock = true" in q.LOCK_CATEGORIES
     for lock in (q.LOCK_READ_USERS, q.LOCK_READ_ITEMS):
         # the lock is taken (a write) before anything of the node is read
         assert lock.index("SET u._lock = true" if "User" in lock else "SET i._lock = true") < (
