@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "cli.queries",
         "drop event-id ledger entries older than D days (--older-than-days)",
     ),
+    "offsets": ("cli.offsets", "show or move the workers' consumer group offsets"),
+    "graph": ("cli.graph", "start the graph over, or rotate the Neo4j password"),
     "evaluate": ("cli.evaluate", "offline evaluation (protocol v1) against baselines"),
     "bench": ("cli.bench", "benchmarks: encoder, pipeline"),
     "finetune": ("cli.finetune", "fine-tune the encoder now"),

@@ -10,28 +10,13 @@ import dataclasses
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from cli.times import parse_time
 from config.exceptions import ConfigError
 from config.settings import Settings
-
-
-def _now(raw: str) -> float:
-    """Epoch seconds or ISO-8601 (naive means UTC)."""
-    try:
-        return float(raw)
-    except ValueError:
-        pass
-    try:
-        stamp = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"{raw!r} is neither epoch seconds nor ISO-8601") from e
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=UTC)
-    return stamp.timestamp()
 
 
 def configure_command(name: str, parser: argparse.ArgumentParser) -> None:
@@ -47,7 +32,7 @@ def configure_command(name: str, parser: argparse.ArgumentParser) -> None:
     ):
         parser.add_argument(
             "--now",
-            type=_now,
+            type=parse_time,
             default=None,
             help=(
                 "count the days back from this time"

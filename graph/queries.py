@@ -578,6 +578,9 @@ RETURN markers, count(n) AS others"""
 MARK_EVALUATION_GRAPH = """MERGE (m:TastegraphEvaluationGraph)
 ON CREATE SET m.created_ts = $now"""
 
+# The connected user's own password (`tastegraph graph rotate-password`; on the system database).
+CHANGE_OWN_PASSWORD = "ALTER CURRENT USER SET PASSWORD FROM $old TO $new"
+
 # --- canonical dump (tests: replay and crash comparisons) ------------------------------------
 DUMP_NODES = """MATCH (n)
 RETURN labels(n) AS labels, properties(n) AS props"""

@@ -264,8 +264,6 @@ class GraphStore(GraphReads):
         return deleted
 
     # --- erasure --------------------------------------------------------------------------
-    def forget(self, user_id: str) -> bool:
-        """Erase a user, their edges and their share of derived data; True if they existed."""
     def owner(self) -> str:
         """``"empty"``, ``"evaluation"`` (a graph `tastegraph evaluate` built: its marker node,
         whatever else) or ``"other"`` (nodes and no marker: a worker's graph, say)."""
@@ -286,6 +284,8 @@ class GraphStore(GraphReads):
         with self._session() as session:
             session.execute_write(_run, q.MARK_EVALUATION_GRAPH, now=now)
 
+    def forget(self, user_id: str) -> bool:
+        """Erase a user, their edges and their share of derived data; True if they existed."""
         with self._session() as session:
             deleted: int = session.execute_write(self._forget_tx, user_id)
         return deleted > 0
@@ -295,6 +295,13 @@ class GraphStore(GraphReads):
         tx.run(q.FORGET_POPULARITY, user_id=user_id, half_life=half_life).consume()
         tx.run(q.FORGET_DISCOVERY, user_id=user_id, half_life=half_life).consume()
         return int(tx.run(q.FORGET_USER, user_id=user_id).single(strict=True)["deleted"])
+
+
+def change_own_password(driver: Any, old: str, new: str) -> None:
+    """Changes the connected user's password (Neo4j checks ``old``); existing connections stay
+    open, new ones need ``new``."""
+    with driver.session(database="system") as session:
+        session.run(q.CHANGE_OWN_PASSWORD, old=old, new=new).consume()
 
 
 def _run(tx: Any, query: str, **params: Any) -> None:

@@ -10,3 +10,7 @@ class InvalidEvent(TastegraphError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class OffsetsError(TastegraphError):
+    """The group's offsets cannot be shown or moved (group active, topic missing, no Kafka)."""
