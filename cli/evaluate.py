@@ -49,7 +49,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="empty the database even if evaluate did not build it (DELETES a worker's graph: "
         "use a private database)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (there are none when stderr is not a terminal)",
+    )
     parser.add_argument(
         "--model",
         metavar="VERSION_OR_DIR",
@@ -88,7 +92,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "(see `tastegraph config`)"
         )
     strategies = [s for s in ALL_STRATEGIES if s in args.strategies]
-    progress = _progress(not args.no_progress)
+    # bars only on a terminal: in a log file their carriage returns and escapes are noise
+    progress = _progress(not args.no_progress and sys.stderr.isatty())
     graph = None
     driver = None
     try:

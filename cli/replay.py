@@ -4,6 +4,7 @@ Kafka (see tools/recording.py)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from config.settings import Settings
@@ -42,7 +43,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="produce records bound for topic OLD to NEW instead (repeatable)",
     )
     parser.add_argument(
-        "--no-progress", action="store_true", help="no progress bar (the summary still prints)"
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (none when stderr is not a terminal; the summary still prints)",
     )
 
 
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             args.files,
             rate=args.rate,
             topic_map=dict(args.topic_map),
-            progress=not args.no_progress,
+            progress=not args.no_progress and sys.stderr.isatty(),
         )
     )
     print(summary.line())
