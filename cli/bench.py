@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import importlib
+import importlib.util
 from typing import Any
 
 import orjson
@@ -73,6 +75,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="weights' dtype (auto: bfloat16 on a GPU or a CPU with native bf16, else float32)",
     )
     enc.add_argument("--seed", type=int, default=0, help="text generator seed")
+    enc.add_argument(
+        "--texts-file",
+        metavar="JSONL",
+        help="a catalogue (JSON lines, .gz allowed, with title/category/description): its first N "
+        "distinct item texts instead of generated ones",
+    )
+    enc.add_argument(
+        "--no-onnx",
+        action="store_true",
+        help="leave out the int8 ONNX Runtime encoder (timed beside torch on a CPU by default)",
+    )
     pipe = sub.add_parser(
         "pipeline",
         help="end-to-end stream throughput (tools/pipeline_bench.py)",
@@ -81,6 +94,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from tools.pipeline_bench import configure as configure_pipeline
 
     configure_pipeline(pipe)
+
+
+def _catalogue_texts(path: str, n: int) -> list[str]:
+    """The first ``n`` distinct non-empty item texts of a JSON-lines catalogue (gzip or plain)."""
+    from graph.model import item_text
+
+    opener = gzip.open if path.endswith(".gz") else open
+    texts: dict[str, None] = {}
+    try:
+        with opener(path, "rt", encoding="utf-8") as lines:
+            for line in lines:
+                row = orjson.loads(line)
+                text = item_text(row.get("title"), row.get("category"), row.get("description"))
+                if text:
+                    texts[text] = None
+                if len(texts) >= n:
+                    break
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--texts-file {path}: {e}") from e
+    if not texts:
+        raise ConfigError(f"--texts-file {path}: no item texts")
+    return list(texts)
 
 
 def _print(report: dict[str, Any], as_json: bool) -> None:
@@ -108,11 +143,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.texts < 1:
         raise ConfigError("--texts must be at least 1")
+    sample = _catalogue_texts(args.texts_file, args.texts) if args.texts_file else None
     try:
         report = run_encoder_bench(
             model=args.model or settings.model,
             device=args.device or settings.device,
-            texts=args.texts,
+            texts=len(sample) if sample is not None else args.texts,
             threads=settings.encoder_threads if args.threads is None else args.threads,
             max_tokens_per_batch=args.max_tokens_per_batch or settings.max_tokens_per_batch,
             max_len=args.max_len or settings.max_len,
@@ -122,6 +158,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             peak_tflops=args.peak_tflops,
             seed=args.seed,
             dtype=args.dtype,
+            onnx=not args.no_onnx and importlib.util.find_spec("onnxruntime") is not None,
+            onnx_cache_dir=settings.home / "onnx",
+            sample=sample,
         )
     except EncoderError as e:
         raise TastegraphError(str(e)) from e

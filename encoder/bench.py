@@ -180,17 +180,26 @@ def build_encoder(
 
 
 def _one_run(
-    encoder: Any, texts: list[str], rounds: int, skip_naive: bool, peak_tflops: float | None
+    encoder: Any,
+    texts: list[str],
+    rounds: int,
+    skip_naive: bool,
+    peak_tflops: float | None,
+    onnx: tuple[Any, Any, Any] | None = None,
 ) -> dict[str, Any]:
+    """``onnx``: ``(OnnxEncoder, float32 model, tokenizer)`` to time beside the torch encoder (each
+    round, after it) and to compare both with float32 PyTorch."""
     rounds = max(1, min(rounds, len(texts)))
     warm = texts[: min(16, len(texts))]
     encoder.encode_uncached(warm)
+    if onnx is not None:
+        onnx[0].encode_uncached(warm)
     if not skip_naive:
         naive_encode(encoder, warm[:4])
     before = encoder.stats.snapshot()
-    naive_s = opt_s = 0.0
+    naive_s = opt_s = onnx_s = 0.0
     naive_rows: list[np.ndarray] = []
-    optimised = np.zeros((0, encoder.dim), dtype=np.float32)
+    optimised = quantised = np.zeros((0, encoder.dim), dtype=np.float32)
     for r in range(rounds):
         if not skip_naive:
             part = texts[r * len(texts) // rounds : (r + 1) * len(texts) // rounds]
@@ -200,6 +209,10 @@ def _one_run(
         t0 = time.perf_counter()
         optimised = encoder.encode_uncached(texts)
         opt_s += time.perf_counter() - t0
+        if onnx is not None:
+            t0 = time.perf_counter()
+            quantised = onnx[0].encode_uncached(texts)
+            onnx_s += time.perf_counter() - t0
     after = encoder.stats.snapshot()
     n = len(texts)
     texts_per_s = rounds * n / opt_s
@@ -239,7 +252,36 @@ def _one_run(
         result["min_cosine_naive_vs_optimised"] = round(
             float((naive * optimised).sum(axis=1).min()), 6
         )
+    if onnx is not None:
+        from encoder.onnx_export import cosine_summary, embed_reference
+
+        reference = embed_reference(onnx[1], onnx[2], texts, encoder.max_len, per_text=True)
+        result["onnx_texts_per_s"] = round(rounds * n / onnx_s, 1)
+        result["onnx_vs_torch"] = round(opt_s / onnx_s, 2)
+        for name, rows in (("torch", optimised), ("onnx", quantised)):
+            stats = cosine_summary(reference, rows)
+            result[f"cosine_to_float32_{name}_median_p1_min"] = [round(x, 5) for x in stats]
     return result
+
+
+def _onnx_side(model: str, encoder: Any, cache_dir: Any) -> tuple[Any, Any, Any]:
+    """The int8 ONNX encoder of ``model`` (made or read from ``cache_dir``) with the float32 model
+    and tokenizer it came from, on the torch encoder's thread count."""
+    from encoder.loading import load_pretrained
+    from encoder.onnx_encoder import load_onnx_encoder
+
+    net, tokenizer, _ = load_pretrained(model)
+    quantised = load_onnx_encoder(
+        model,
+        encoder.threads,
+        encoder.max_tokens_per_batch,
+        encoder.max_len,
+        0,
+        cache_dir=cache_dir,
+        version=encoder.version,
+        loaded=(net, tokenizer),
+    )
+    return quantised, net, tokenizer
 
 
 def default_peak_tflops(device_name: str) -> float | None:
@@ -263,8 +305,13 @@ def run_encoder_bench(
     peak_tflops: float | None = None,
     seed: int = 0,
     dtype: str = "auto",
+    onnx: bool = False,
+    onnx_cache_dir: Any = None,
+    sample: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark; returns the JSON-ready report (see the module docstring)."""
+    """Run the benchmark; returns the JSON-ready report (see the module docstring). ``onnx``: also
+    time the int8 ONNX Runtime encoder (CPU, varied lengths, a real model only), interleaved.
+    ``sample``: these texts (e.g. a real catalogue's) instead of ``texts`` generated ones."""
     import torch
     import transformers
 
@@ -302,9 +349,21 @@ def run_encoder_bench(
             "bert-base-sized BertConfig() with random weights: throughput only "
             "(FLOPs do not depend on the weights); embeddings are meaningless"
         )
+    side = None
+    if onnx and not seq_lens and dev.type == "cpu" and model != RANDOM_BERT_BASE:
+        from encoder.onnx_encoder import OnnxRejected
+
+        try:
+            side = _onnx_side(model, encoder, onnx_cache_dir)
+            report["onnx_threads"] = side[0].threads
+        except OnnxRejected as e:
+            report["onnx_rejected"] = str(e)
     if not seq_lens:
         encoder.max_len = max_len
-        report |= _one_run(encoder, product_texts(texts, seed), rounds, skip_naive, peak_tflops)
+        if side is not None:
+            side[0].max_len = max_len
+        chosen = list(sample) if sample is not None else product_texts(texts, seed)
+        report |= _one_run(encoder, chosen, rounds, skip_naive, peak_tflops, side)
     else:
         runs = []
         for seq_len in seq_lens:

@@ -229,15 +229,26 @@ def _versions() -> dict[str, str]:
     }
 
 
-def embed_reference(model: Any, tokenizer: Any, texts: Sequence[str], max_len: int) -> np.ndarray:
-    """Float32 PyTorch embeddings of ``texts`` (a float32 CPU copy of ``model``, length-sorted
-    batches: within 1e-4 of one text per call, see ``min_cosine_naive_vs_optimised``)."""
+def embed_reference(
+    model: Any, tokenizer: Any, texts: Sequence[str], max_len: int, per_text: bool = False
+) -> np.ndarray:
+    """Float32 PyTorch embeddings of ``texts`` from a float32 CPU copy of ``model``: length-sorted
+    batches (within 1e-4 of one text per call, see ``min_cosine_naive_vs_optimised``), or with
+    ``per_text`` one text per forward call on one torch thread (the benchmark's reference)."""
     import torch
 
+    from encoder.bench import naive_encode
     from encoder.bert import BertEncoder
 
     net = copy.deepcopy(model).to(device="cpu", dtype=torch.float32)
     reference = BertEncoder(
         net, tokenizer, "reference", device="cpu", dtype="float32", max_len=max_len, cache_size=0
     )
-    return reference.encode_uncached(texts)
+    if not per_text:
+        return reference.encode_uncached(texts)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one text per call: one thread is several times faster
+    try:
+        return naive_encode(reference, texts)
+    finally:
+        torch.set_num_threads(threads)

@@ -120,7 +120,7 @@ def test_backend_choice() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"TASTEGRAPH_ENCODER_BACKEND": "tensorrt"}, "must be auto, torch or onnx"),
+        ({"TASTEGRAPH_ENCODER_BACKEND": "tensorrt"}, "auto, torch, onnx"),
         (
             {"TASTEGRAPH_ENCODER_BACKEND": "onnx", "TASTEGRAPH_DEVICE": "cuda"},
             "runs on the CPU",
@@ -150,3 +150,32 @@ def test_settings_choose_the_backend(tiny_dir: Path, tmp_path: Path) -> None:
     )
     assert isinstance(torch_encoder, BertEncoder)
     assert torch_encoder.version == onnx.version
+
+
+def test_bench_encoder_times_the_onnx_path_beside_torch(
+    tiny_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+    import gzip
+    import json
+
+    from cli import bench
+    from config.settings import Settings
+
+    catalogue = tmp_path / "items.jsonl.gz"
+    rows = [{"title": t, "category": None} for t in [*TEXTS, TEXTS[0], "", "PINK MUG", "RED MUG"]]
+    with gzip.open(catalogue, "wt") as out:
+        out.writelines(json.dumps(row) + "\n" for row in rows)
+    parser = argparse.ArgumentParser()
+    bench.configure(parser)
+    argv = ["encoder", "--model", str(tiny_dir), "--texts-file", str(catalogue), "--texts", "5"]
+    args = parser.parse_args(
+        [*argv, "--device", "cpu", "--threads", "1", "--json", "--rounds", "1"]
+    )
+    assert bench.run(args, Settings.from_env({"TASTEGRAPH_HOME": str(tmp_path)})) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["texts"] == 5  # distinct non-empty texts, the first five
+    assert report["onnx_texts_per_s"] > 0 and report["onnx_vs_torch"] > 0
+    median, p1, low = report["cosine_to_float32_onnx_median_p1_min"]
+    assert 1.0 >= median >= p1 >= low > 0.9
+    assert report["cosine_to_float32_torch_median_p1_min"][2] > 0.99
