@@ -36,6 +36,7 @@ SCHEMA_CONSTRAINTS = (
 )
 SCHEMA_INDEXES = (
     "CREATE INDEX user_dirty IF NOT EXISTS FOR (u:User) ON (u.dirty)",
+    "CREATE INDEX user_resimilar IF NOT EXISTS FOR (u:User) ON (u.resimilar)",
     "CREATE INDEX user_last_ts IF NOT EXISTS FOR (u:User) ON (u.last_ts)",
     "CREATE INDEX item_dirty IF NOT EXISTS FOR (i:Item) ON (i.dirty)",
     "CREATE INDEX item_popularity_rank IF NOT EXISTS FOR (i:Item) ON (i.popularity_rank)",
@@ -243,97 +244,127 @@ RETURN i.item_id AS item_id, i.embedding AS embedding"""
 
 SET_USER_EMBEDDINGS = """UNWIND $rows AS row
 MATCH (u:User {user_id: row.user_id})
-SET u.embedding = row.embedding, u.embedding_version = $version, u.dirty = false
-REMOVE u.resimilar"""
+SET u.embedding = row.embedding, u.embedding_version = $version, u.dirty = false,
+    u.resimilar = true"""
 
 # The embedding barely moved: keep it (and the similarity edges computed from it).
 MARK_USERS_CLEAN = """UNWIND $ids AS id
 MATCH (u:User {user_id: id})
 SET u.dirty = false"""
 
-# A user with nothing to average: no embedding, no similarity edges.
+# A user with nothing to average: no embedding, no similarity edges either way; the users that
+# pointed at them get their lists refilled (resimilar).
 CLEAR_USER_EMBEDDINGS = """UNWIND $ids AS id
 MATCH (u:User {user_id: id})
-OPTIONAL MATCH (u)-[s:SIMILAR_TO]->(:User)
+OPTIONAL MATCH (v:User)-[:SIMILAR_TO]->(u)
+SET v.resimilar = true
+WITH DISTINCT u
+OPTIONAL MATCH (u)-[s:SIMILAR_TO]-(:User)
 DELETE s
 WITH DISTINCT u
 REMOVE u.embedding, u.embedding_version, u.resimilar
 SET u.dirty = false"""
 
-# Replace a user's outgoing SIMILAR_TO edges by its top-k neighbours of the same embedding
-# version: candidates from the vector index (approximate, quantised), the best $rescore of them
-# rescored exactly; Neo4j's cosine functions return (1 + cos) / 2, we store cos in [-1, 1]. Edges
-# that stay are kept, the others deleted. Each neighbour gets the reverse edge and is trimmed back
-# to its own top-k, so out-degrees stay bounded.
-REFRESH_USER_SIMILARITY = """UNWIND $ids AS id
+# Similarity lists (graph/similarity.py): the nodes whose list is to be recomputed (users whose
+# embedding changed or whose list lost an entry: `resimilar`; items newly embedded: `dirty`), the
+# candidates of each from the vector index, rescored exactly (Neo4j's cosine functions return
+# (1 + cos) / 2, we store cos in [-1, 1]), and the current lists. The flags are set in the same
+# transaction as what makes them necessary, so a crash loses none.
+RESIMILAR_USERS = """MATCH (u:User)
+WHERE u.resimilar = true
+WITH u ORDER BY u.user_id LIMIT $limit
+RETURN u.user_id AS id"""
+
+DIRTY_ITEMS = """MATCH (i:Item)
+WHERE i.dirty = true AND i.embedding_version = $version
+WITH i ORDER BY i.item_id LIMIT $limit
+RETURN i.item_id AS id"""
+
+USER_SIMILARITY_CANDIDATES = """UNWIND $ids AS id
 MATCH (u:User {user_id: id})
 WHERE u.embedding IS NOT NULL AND u.embedding_version = $version
 CALL (u) {
-  CALL db.index.vector.queryNodes('user_embedding', $fetch, u.embedding) YIELD node, score
-  WITH node, score
+  CALL db.index.vector.queryNodes('user_embedding', $fetch, u.embedding) YIELD node
+  WITH node
   WHERE node <> u AND node.embedding_version = u.embedding_version
-  WITH node ORDER BY score DESC LIMIT $rescore
   WITH node, 2.0 * vector.similarity.cosine(u.embedding, node.embedding) - 1.0 AS sim
   WHERE sim >= $threshold
-  WITH node, sim ORDER BY sim DESC, node.user_id LIMIT $k
-  RETURN collect({node: node, sim: sim}) AS top
+  RETURN collect([node.user_id, sim]) AS candidates
 }
-CALL (u, top) {
-  MATCH (u)-[old:SIMILAR_TO]->(v:User)
-  WHERE NOT v IN [t IN top | t.node]
-  DELETE old
-}
-CALL (u, top) {
-  UNWIND top AS t
-  WITH u, t.node AS node, t.sim AS sim
-  MERGE (u)-[s:SIMILAR_TO]->(node)
-  SET s.score = sim, s.updated_at = u.last_ts
-  MERGE (node)-[b:SIMILAR_TO]->(u)
-  SET b.score = sim, b.updated_at = u.last_ts
-  WITH node
-  MATCH (node)-[e:SIMILAR_TO]->(other:User)
-  WITH node, e ORDER BY e.score DESC, other.user_id
-  WITH node, collect(e) AS edges
-  FOREACH (x IN edges[$k..] | DELETE x)
-}
-REMOVE u.resimilar
-RETURN count(u) AS refreshed"""
+RETURN id, candidates"""
 
-# Items: the same, by content, for items embedded with this version and flagged dirty.
-REFRESH_ITEM_SIMILARITY = """MATCH (i:Item)
-WHERE i.dirty = true AND i.embedding_version = $version
-WITH i ORDER BY i.item_id LIMIT $limit
+ITEM_SIMILARITY_CANDIDATES = """UNWIND $ids AS id
+MATCH (i:Item {item_id: id})
+WHERE i.embedding IS NOT NULL AND i.embedding_version = $version
+  AND coalesce(i.embedding_stale, false) = false
 CALL (i) {
-  CALL db.index.vector.queryNodes('item_embedding', $fetch, i.embedding) YIELD node, score
-  WITH node, score
+  CALL db.index.vector.queryNodes('item_embedding', $fetch, i.embedding) YIELD node
+  WITH node
   WHERE node <> i AND node.embedding_version = i.embedding_version
     AND coalesce(node.embedding_stale, false) = false
-  WITH node ORDER BY score DESC LIMIT $rescore
   WITH node, 2.0 * vector.similarity.cosine(i.embedding, node.embedding) - 1.0 AS sim
   WHERE sim >= $threshold
-  WITH node, sim ORDER BY sim DESC, node.item_id LIMIT $k
-  RETURN collect({node: node, sim: sim}) AS top
+  RETURN collect([node.item_id, sim]) AS candidates
 }
-CALL (i, top) {
-  MATCH (i)-[old:SIMILAR_TO]->(v:Item)
-  WHERE NOT v IN [t IN top | t.node]
-  DELETE old
-}
-CALL (i, top) {
-  UNWIND top AS t
-  WITH i, t.node AS node, t.sim AS sim
-  MERGE (i)-[s:SIMILAR_TO]->(node)
-  SET s.score = sim
-  MERGE (node)-[b:SIMILAR_TO]->(i)
-  SET b.score = sim
-  WITH node
-  MATCH (node)-[e:SIMILAR_TO]->(other:Item)
-  WITH node, e ORDER BY e.score DESC, other.item_id
-  WITH node, collect(e) AS edges
-  FOREACH (x IN edges[$k..] | DELETE x)
-}
+RETURN id, candidates"""
+
+USER_SIMILAR_LISTS = """UNWIND $ids AS id
+MATCH (u:User {user_id: id})
+RETURN id, [(u)-[s:SIMILAR_TO]->(v:User) | [v.user_id, s.score]] AS out,
+       [(w:User)-[:SIMILAR_TO]->(u) | w.user_id] AS pointing"""
+
+ITEM_SIMILAR_LISTS = """UNWIND $ids AS id
+MATCH (i:Item {item_id: id})
+RETURN id, [(i)-[s:SIMILAR_TO]->(j:Item) | [j.item_id, s.score]] AS out,
+       [(w:Item)-[:SIMILAR_TO]->(i) | w.item_id] AS pointing"""
+
+# Write-lock nodes in sorted order before changing their edges (the project's lock order).
+LOCK_USERS = """UNWIND $ids AS id
+MATCH (u:User {user_id: id})
+SET u._lock = true
+REMOVE u._lock"""
+
+LOCK_ITEMS = """UNWIND $ids AS id
+MATCH (i:Item {item_id: id})
+SET i._lock = true
+REMOVE i._lock"""
+
+DELETE_USER_SIMILAR = """UNWIND $rows AS row
+MATCH (:User {user_id: row.a})-[s:SIMILAR_TO]->(:User {user_id: row.b})
+DELETE s"""
+
+DELETE_ITEM_SIMILAR = """UNWIND $rows AS row
+MATCH (:Item {item_id: row.a})-[s:SIMILAR_TO]->(:Item {item_id: row.b})
+DELETE s"""
+
+MERGE_USER_SIMILAR = """UNWIND $rows AS row
+MATCH (a:User {user_id: row.a})
+MATCH (b:User {user_id: row.b})
+MERGE (a)-[s:SIMILAR_TO]->(b)
+SET s.score = row.score, s.updated_at = a.last_ts"""
+
+MERGE_ITEM_SIMILAR = """UNWIND $rows AS row
+MATCH (a:Item {item_id: row.a})
+MATCH (b:Item {item_id: row.b})
+MERGE (a)-[s:SIMILAR_TO]->(b)
+SET s.score = row.score"""
+
+# `done`: the nodes whose list was recomputed; `again`: those that need a recompute of their own.
+USERS_RESIMILAR_DONE = """UNWIND $done AS id
+MATCH (u:User {user_id: id})
+REMOVE u.resimilar
+WITH count(*) AS _
+UNWIND $again AS id
+MATCH (u:User {user_id: id})
+SET u.resimilar = true"""
+
+ITEMS_RESIMILAR_DONE = """UNWIND $done AS id
+MATCH (i:Item {item_id: id})
 SET i.dirty = false
-RETURN count(i) AS refreshed"""
+WITH count(*) AS _
+UNWIND $again AS id
+MATCH (i:Item {item_id: id})
+SET i.dirty = true"""
 
 # --- recommendation strategies ---------------------------------------------------------------
 # Tuned by the evaluation engineer (`tastegraph evaluate`, docs/readme/60-evaluation.md): keep each
@@ -545,6 +576,12 @@ SET i.popularity = popularity, i.popularity_raw = raw,
     i.popularity_rank = CASE WHEN popularity > 0
                              THEN log(popularity) / log(2.0) + i.popularity_ts / $half_life END"""
 
+# What forgetting a user writes to, for the lock order (users, items, categories; sorted).
+FORGET_LOCKS = """MATCH (u:User {user_id: $user_id})
+RETURN [u.user_id] + [(u)-[:SIMILAR_TO]-(v:User) | v.user_id] AS users,
+       [(u)-[:INTERESTED_IN]->(i:Item) | i.item_id] AS items,
+       [(u)-[:INTERESTED_IN]->(c:Category) | c.name] AS categories"""
+
 # The user's share of discovery popularity: 1 at first_ts for each item they bought.
 FORGET_DISCOVERY = """MATCH (u:User {user_id: $user_id})-[r:INTERESTED_IN]->(i:Item)
 WHERE coalesce(r.n_purchase, 0) > 0 AND i.discovery IS NOT NULL
@@ -612,6 +649,6 @@ WHERE (u.embedding_version IS NULL OR u.embedding_version <> $version)
     WHERE i.embedding_version = $version AND coalesce(i.embedding_stale, false) = false
       AND r.strength > 0
   }
-WITH u LIMIT $limit
+WITH u ORDER BY u.user_id LIMIT $limit
 SET u.dirty = true
 RETURN count(u) AS marked"""

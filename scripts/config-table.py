@@ -35,6 +35,9 @@ COMPOSE_OWN = {
     "NEO4J_USER",
     "NEO4J_PASSWORD",
     "NEO4J_PASSWORD_FILE",
+    # secrets never travel as plain compose variables: mount them and set *_FILE (see the docs)
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_KEY_PASSWORD",
     "NEO4J_DATABASE",
     "TASTEGRAPH_APP_ID",
     "TASTEGRAPH_HOME",
@@ -48,7 +51,11 @@ BEGIN = "<!-- BEGIN CONFIG TABLE (scripts/config-table.py; edit the Meaning colu
 END = "<!-- END CONFIG TABLE -->"
 TODO = "TODO: describe"
 # read by Settings.from_env without being a field of its own: (variable, after, default)
-EXTRA = [("NEO4J_PASSWORD_FILE", "NEO4J_PASSWORD", "")]
+EXTRA = [
+    ("NEO4J_PASSWORD_FILE", "NEO4J_PASSWORD", ""),
+    ("KAFKA_SASL_PASSWORD_FILE", "KAFKA_SASL_PASSWORD", ""),
+    ("KAFKA_SSL_KEY_PASSWORD_FILE", "KAFKA_SSL_KEY_PASSWORD", ""),
+]
 ROW = re.compile(r"^\| `(?P<var>[A-Z0-9_]+)` \| (?P<default>.*?) \| (?P<meaning>.*) \|$")
 GROUP = re.compile(r"^\s*# --- (?P<name>[a-z][a-z -]*[a-z]) -+\s*$")
 

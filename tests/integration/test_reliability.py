@@ -43,6 +43,7 @@ import pytest
 
 from config.settings import Settings
 from graph.dump import canonical_dump, node_ref
+from graph.store import GraphStore, InterestParams
 from stream.validation import decode_bytes, parse_event, read_dead_letter
 from tools.datagen import generate_dataset, mutated_messages
 
@@ -72,6 +73,11 @@ RETRIED = re.compile(r"failed, retrying|Transaction failed and will be retried")
 # item embeddings: the encoder batches (and pads) texts differently in each run, and on CPUs with
 # native bfloat16 it computes in bfloat16, so one text's vector varies in the third digit
 MIN_COSINE = 0.995
+# derived data (similarity edges, user embeddings) after the refresh has converged: scores to
+# SCORE_TOL (cosine units; they are computed from those item embeddings), and an edge present in
+# one run only if its score is within SCORE_TOL of a cut-off (the threshold, or the last score of a
+# full top-k list), where the item embeddings' rounding may decide either way
+SCORE_TOL = 0.01
 POISON_CATEGORY = "\u20ac" * 4096  # valid (<= max_text_len chars), 12 kB: too large for the index
 
 
@@ -149,6 +155,91 @@ def graph_differences(got: dict[str, Any], want: dict[str, Any]) -> list[str]:
     for key in sorted(set(want) & set(got)):
         _differences(got[key], want[key], key, out)
     return out
+
+
+def converge_derived(settings: Settings, driver: Any) -> None:
+    """Runs the refresh until nothing is left to refresh (what a worker does when idle)."""
+    store = GraphStore(driver, settings.neo4j_database, _params(settings))
+    versions = {
+        r["v"]
+        for r in driver.execute_query(
+            "MATCH (i:Item) WHERE i.embedding_version IS NOT NULL "
+            "RETURN DISTINCT i.embedding_version AS v",
+            database_=settings.neo4j_database,
+        )[0]
+    }
+    assert len(versions) == 1, versions
+    deadline = time.monotonic() + 300
+    version = versions.pop()
+    while store.refresh_dirty(version, 500) > 0:
+        assert time.monotonic() < deadline, "the refresh does not converge"
+
+
+def _params(settings: Settings) -> InterestParams:
+    return InterestParams(
+        half_life_s=settings.half_life_s,
+        weights=dict(settings.weights),
+        similar_k=settings.similar_k,
+        similar_threshold=settings.similar_threshold,
+        text_weight=settings.text_weight,
+        trend_days=settings.trend_days,
+    )
+
+
+def derived_state(settings: Settings, driver: Any) -> dict[str, Any]:
+    """User embeddings and the SIMILAR_TO lists of users and items, once the refresh converged."""
+    converge_derived(settings, driver)
+    db = settings.neo4j_database
+    users, _, _ = driver.execute_query(
+        "MATCH (u:User) WHERE u.embedding IS NOT NULL RETURN u.user_id AS id, u.embedding AS e",
+        database_=db,
+    )
+    out: dict[str, Any] = {"embeddings": {r["id"]: r["e"] for r in users}}
+    similar = {
+        "User": "MATCH (a:User)-[s:SIMILAR_TO]->(b:User) "
+        "RETURN a.user_id AS a, b.user_id AS b, s.score AS score",
+        "Item": "MATCH (a:Item)-[s:SIMILAR_TO]->(b:Item) "
+        "RETURN a.item_id AS a, b.item_id AS b, s.score AS score",
+    }
+    for label, query in similar.items():
+        rows, _, _ = driver.execute_query(query, database_=db)
+        lists: dict[str, dict[str, float]] = {}
+        for r in rows:
+            lists.setdefault(r["a"], {})[r["b"]] = r["score"]
+        out[label] = lists
+    return out
+
+
+def derived_differences(
+    got: dict[str, Any], want: dict[str, Any], k: int, threshold: float
+) -> tuple[list[str], int]:
+    """Differences beyond the tolerances (SCORE_TOL), and how many edges differed within them."""
+    out: list[str] = []
+    borderline = 0
+    a, b = got["embeddings"], want["embeddings"]
+    out += [f"user embedding of {u}: only in one run" for u in sorted(set(a) ^ set(b))]
+    for u in sorted(set(a) & set(b)):
+        dot = sum(x * y for x, y in zip(a[u], b[u], strict=True))
+        norm = math.sqrt(sum(x * x for x in a[u]) * sum(y * y for y in b[u])) or 1.0
+        if dot / norm < MIN_COSINE:
+            out.append(f"user embedding of {u}: cosine {dot / norm:.5f}")
+    for label in ("User", "Item"):
+        for node in sorted(set(got[label]) | set(want[label])):
+            x, y = got[label].get(node, {}), want[label].get(node, {})
+            for other in sorted(set(x) | set(y)):
+                edge = f"{label} {node} -> {other}"
+                if other in x and other in y:
+                    if abs(x[other] - y[other]) > SCORE_TOL:
+                        out.append(f"{edge}: score {x[other]:.4f} != {y[other]:.4f}")
+                    continue
+                mine, theirs = (x, y) if other in x else (y, x)
+                cutoffs = [threshold] + ([min(theirs.values())] if len(theirs) >= k else [])
+                if any(abs(mine[other] - c) <= SCORE_TOL for c in cutoffs):
+                    borderline += 1
+                else:
+                    where = "got" if other in x else "reference"
+                    out.append(f"{edge}: only in {where} (score {mine[other]:.4f})")
+    return out, borderline
 
 
 # --- helpers: Kafka -------------------------------------------------------------------------------
@@ -360,7 +451,9 @@ def reference(
     run_until_caught_up(s, tmp_path_factory.mktemp("reference") / "worker.log")
     assert applied(neo4j_driver, s.neo4j_database) == EVENTS
     assert_all_acknowledged(s)
-    return graph_state(neo4j_driver, s.neo4j_database)
+    state = graph_state(neo4j_driver, s.neo4j_database)
+    state["derived"] = derived_state(s, neo4j_driver)
+    return state
 
 
 def finish(
@@ -376,8 +469,16 @@ def finish(
     assert rc == 0, f"worker exited with {rc}: {worker.log()}"
     assert applied(driver, db) == EVENTS
     assert_all_acknowledged(s)
-    differences = graph_differences(graph_state(driver, db), reference)
+    want = dict(reference)
+    derived = want.pop("derived")
+    differences = graph_differences(graph_state(driver, db), want)
     assert not differences, f"{len(differences)} differences, first: {differences[:10]}"
+    # derived data converges to the clean run's: the refresh state survived the faults
+    differences, borderline = derived_differences(
+        derived_state(s, driver), derived, s.similar_k, s.similar_threshold
+    )
+    figures(derived_edges_within_tolerance=borderline)
+    assert not differences, f"{len(differences)} derived differences: {differences[:10]}"
     return differences
 
 

@@ -24,15 +24,20 @@ from typing import Any
 
 import pytest
 
-from config.settings import ENV, Settings
+from config.settings import ENV, SECRETS, Settings
 
 yaml = pytest.importorskip("yaml")
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
-SETTINGS_VARS = set(ENV.values()) | {"NEO4J_PASSWORD_FILE"}
-REQUIRED_SECRETS = {"NEO4J_PASSWORD", "GRAFANA_ADMIN_PASSWORD"}
+SECRET_FILES = {ENV[name] + "_FILE" for name in SECRETS}  # NEO4J_PASSWORD_FILE, ...
+SETTINGS_VARS = set(ENV.values()) | SECRET_FILES
+# variable of .env -> the compose secret that carries it (a file under /run/secrets)
+REQUIRED_SECRETS = {
+    "NEO4J_PASSWORD": "neo4j-password",
+    "GRAFANA_ADMIN_PASSWORD": "grafana-admin-password",
+}
 IMAGE_SERVICES = {"worker", "worker-gpu", "demo-producer"}  # run the tastegraph image
 ONE_SHOT = {"demo-producer"}
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])((?:[^{}]|\{[^{}]*\})*))?\}")
@@ -76,7 +81,8 @@ def env_of(service: dict[str, Any]) -> dict[str, str]:
 
 
 def test_check_deploy_script() -> None:
-    """Compose validates the file (both profiles), the secrets fail fast, hadolint passes."""
+    """Compose validates the file (both profiles), no secret value in the resolved project,
+    hadolint passes."""
     done = subprocess.run(
         ["bash", "scripts/check-deploy.sh"], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
@@ -158,11 +164,16 @@ def test_dotenv_values_reach_the_worker_under_the_same_names(tmp_path: Path) -> 
     for name in ("worker", "worker-gpu", "demo-producer"):
         worker_env = resolved[name]["environment"]
         assert worker_env["TASTEGRAPH_APP_ID"] == "tg-shop", name
-        assert worker_env["NEO4J_PASSWORD"] == "pw-from-dotenv", name
+        assert "NEO4J_PASSWORD" not in worker_env, name
+        assert worker_env["NEO4J_PASSWORD_FILE"] == "/run/secrets/neo4j-password", name
         assert worker_env["NEO4J_URI"] == "neo4j+s://abcd1234.databases.neo4j.io", name
         # unset variables arrive empty, which Settings reads as "the default"
         assert worker_env["TASTEGRAPH_LOG_LEVEL"] == "", name
-        settings = Settings.from_env({k: v or "" for k, v in worker_env.items()})
+        secret = tmp_path / "neo4j-password"
+        secret.write_text("pw-from-dotenv\n")
+        env = {k: v or "" for k, v in worker_env.items()} | {"NEO4J_PASSWORD_FILE": str(secret)}
+        settings = Settings.from_env(env)
+        assert settings.neo4j_password.get_secret_value() == "pw-from-dotenv"
         assert settings.app_id == "tg-shop" and settings.metrics_host == "0.0.0.0"
     assert resolved["worker"]["environment"]["TASTEGRAPH_MAX_BATCH"] == "777"
     assert resolved["worker-gpu"]["environment"]["TASTEGRAPH_MAX_BATCH"] == "777"
@@ -189,7 +200,7 @@ def test_the_worker_gets_the_core_settings(services: dict[str, Any]) -> None:
         "KAFKA_BOOTSTRAP_SERVERS",
         "NEO4J_URI",
         "NEO4J_USER",
-        "NEO4J_PASSWORD",
+        "NEO4J_PASSWORD_FILE",
         "NEO4J_DATABASE",
         "TASTEGRAPH_APP_ID",
         "TASTEGRAPH_TOPIC_PARTITIONS",
@@ -210,11 +221,10 @@ def test_the_worker_gets_the_core_settings(services: dict[str, Any]) -> None:
 def test_every_setting_reaches_the_worker_containers(services: dict[str, Any]) -> None:
     """Set in .env, any setting arrives under its own name (scripts/config-table.py keeps the
     pass-through list of docker-compose.yml complete)."""
-    only_local = {
-        "TASTEGRAPH_LOCAL_KAFKA_PORT",
-        "TASTEGRAPH_LOCAL_NEO4J_PORT",
-        "NEO4J_PASSWORD_FILE",
-    }
+    only_local = {"TASTEGRAPH_LOCAL_KAFKA_PORT", "TASTEGRAPH_LOCAL_NEO4J_PORT"}
+    # secrets arrive as files (*_FILE), never as values: see test_secrets_are_compose_secrets
+    only_local |= {ENV[name] for name in SECRETS}
+    only_local |= {"KAFKA_SASL_PASSWORD_FILE", "KAFKA_SSL_KEY_PASSWORD_FILE"}  # set per deployment
     for name in IMAGE_SERVICES:
         missing = SETTINGS_VARS - only_local - set(env_of(services[name]))
         assert not missing, f"{name} lacks {sorted(missing)}: run scripts/config-table.py"
@@ -230,30 +240,45 @@ def test_tastegraph_variables_in_compose_are_settings() -> None:
     assert not invented, sorted(invented)
 
 
-def test_required_secrets_fail_fast() -> None:
-    seen: dict[str, set[str]] = {}
-    for var, op, arg in references(compose_text()):
-        if var in REQUIRED_SECRETS:
-            seen.setdefault(var, set()).add(op)
-            assert op == ":?", f"${{{var}{op}...}}: a required secret must be ${{{var}:?message}}"
-            assert ".env" in arg, f"the message for {var} should say where to set it"
-    assert set(seen) == REQUIRED_SECRETS
+def test_secrets_are_compose_secrets(compose: dict[str, Any], services: dict[str, Any]) -> None:
+    """NEO4J_PASSWORD and GRAFANA_ADMIN_PASSWORD of .env reach the containers as compose secrets
+    (files under /run/secrets), never as environment variables or interpolated values."""
+    declared = {name: spec.get("environment") for name, spec in compose["secrets"].items()}
+    assert {v: k for k, v in declared.items()} == REQUIRED_SECRETS
+    interpolated = {var for var, _, _ in references(compose_text())}
+    assert not interpolated & set(REQUIRED_SECRETS), "a secret interpolated into the file"
+    for name in IMAGE_SERVICES:
+        assert "neo4j-password" in services[name]["secrets"], name
+        assert env_of(services[name])["NEO4J_PASSWORD_FILE"] == "/run/secrets/neo4j-password"
+    assert "neo4j-password" in services["neo4j"]["secrets"]
+    assert "/run/secrets/neo4j-password" in " ".join(services["neo4j"]["entrypoint"])
+    assert env_of(services["grafana"])["GF_SECURITY_ADMIN_PASSWORD__FILE"] == (
+        "/run/secrets/grafana-admin-password"
+    )
+    for name, service in services.items():
+        for key in env_of(service):
+            assert key.endswith("_FILE") or not (
+                re.search(r"PASSWORD|SECRET|_TOKEN$", key) or key == "NEO4J_AUTH"
+            ), f"{name}.{key}: a secret as an environment variable"
 
 
 def test_no_secret_is_written_into_the_compose_file(services: dict[str, Any]) -> None:
     for name, service in services.items():
         for key, value in env_of(service).items():
+            if key.endswith("_FILE"):  # a path: the secret is the file's content
+                continue
             if re.search(r"PASSWORD|SECRET|TOKEN", key) or key == "NEO4J_AUTH":
                 assert "${" in value, f"{name}.{key} holds a literal secret"
 
 
-def test_dotenv_example_lists_what_compose_reads() -> None:
+def test_dotenv_example_lists_what_compose_reads(compose: dict[str, Any]) -> None:
     example = (ROOT / ".env.example").read_text()
     listed = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", example, flags=re.M))
     used = {var for var, _, _ in references(compose_text())}
-    assert {
-        m for m in re.findall(r"^([A-Z][A-Z0-9_]+)=", example, flags=re.M)
-    } >= REQUIRED_SECRETS, "the required secrets must be uncommented in .env.example"
+    used |= {spec["environment"] for spec in compose["secrets"].values()}
+    assert {m for m in re.findall(r"^([A-Z][A-Z0-9_]+)=", example, flags=re.M)} >= set(
+        REQUIRED_SECRETS
+    ), "the required secrets must be uncommented in .env.example"
     unknown = listed - used - SETTINGS_VARS
     assert not unknown, f".env.example names variables nothing reads: {sorted(unknown)}"
     compose_only = {v for v in used if v not in SETTINGS_VARS}

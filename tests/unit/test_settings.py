@@ -19,7 +19,7 @@ import pytest
 
 from cli import config as config_command
 from config.exceptions import ConfigError
-from config.settings import ENV, SecretStr, Settings
+from config.settings import ENV, SECRETS, SecretStr, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "s3cr3t-Pa55word-xyz"
@@ -29,6 +29,15 @@ SERVICE_NAMES = {
     "neo4j_user": "NEO4J_USER",
     "neo4j_password": "NEO4J_PASSWORD",
     "neo4j_database": "NEO4J_DATABASE",
+    "kafka_security_protocol": "KAFKA_SECURITY_PROTOCOL",
+    "kafka_sasl_mechanism": "KAFKA_SASL_MECHANISM",
+    "kafka_sasl_username": "KAFKA_SASL_USERNAME",
+    "kafka_sasl_password": "KAFKA_SASL_PASSWORD",
+    "kafka_ssl_cafile": "KAFKA_SSL_CAFILE",
+    "kafka_ssl_certfile": "KAFKA_SSL_CERTFILE",
+    "kafka_ssl_keyfile": "KAFKA_SSL_KEYFILE",
+    "kafka_ssl_key_password": "KAFKA_SSL_KEY_PASSWORD",
+    "kafka_ssl_check_hostname": "KAFKA_SSL_CHECK_HOSTNAME",
 }
 
 
@@ -130,6 +139,150 @@ def test_a_bad_value_names_its_variable(tmp_path: Path, var: str, raw: str) -> N
         settings_from(tmp_path, **{var: raw})
 
 
+# a refused value for EVERY setting: a new setting without its line here (or without validation)
+# fails test_every_setting_refuses_a_bad_value
+BAD: dict[str, str] = {
+    "kafka_bootstrap_servers": "kafka.example:notaport",
+    "neo4j_uri": "http://db.example:7474",
+    "neo4j_user": "two words",
+    "neo4j_password": "line\nbreak",
+    "neo4j_database": "no_underscores",
+    "home": "{file}",
+    "local_kafka_port": "65535",
+    "local_neo4j_port": "0",
+    "kafka_security_protocol": "TLS",
+    "kafka_sasl_mechanism": "GSSAPI",
+    "kafka_sasl_username": "two words",
+    "kafka_sasl_password": "line\nbreak",
+    "kafka_ssl_cafile": "/nonexistent/ca.pem",
+    "kafka_ssl_certfile": "/nonexistent/client.pem",
+    "kafka_ssl_keyfile": "/nonexistent/client.key",
+    "kafka_ssl_key_password": "tab\tinside",
+    "kafka_ssl_check_hostname": "maybe",
+    "app_id": "my group",
+    "topic_clicks": "clicks!",
+    "topic_browses": "..",
+    "topic_purchases": "x" * 250,
+    "topic_items": "items/2",
+    "topic_dead_letter": "dead letter",
+    "topic_partitions": "0",
+    "extra_event_types": "Add To Cart",
+    "max_batch": "-5",
+    "max_wait_s": "0",
+    "refresh_interval_s": "-1",
+    "refresh_limit": "0",
+    "half_life_days": "nan",
+    "weights": "click:2",
+    "similar_k": "0",
+    "similar_threshold": "1.5",
+    "text_weight": "-1",
+    "trend_days": "0",
+    "blend_weights": "content=-1",
+    "category_cap": "-1",
+    "max_id_len": "0",
+    "max_text_len": "0",
+    "max_event_bytes": "-1",
+    "max_clock_skew_s": "-1",
+    "min_event_ts": "-1",
+    "model": "two words",
+    "device": "tpu",
+    "encoder_backend": "tensorrt",
+    "encoder_threads": "-1",
+    "encoder_dtype": "banana",
+    "max_tokens_per_batch": "0",
+    "max_len": "1",
+    "encoder_cache_size": "-1",
+    "finetune_interval_s": "0",
+    "finetune_min_examples": "0",
+    "finetune_margin": "2",
+    "finetune_budget_s": "0",
+    "finetune_steps": "0",
+    "finetune_batch_size": "1",
+    "finetune_lr": "0",
+    "finetune_max_len": "1",
+    "finetune_lora": "2",
+    "finetune_context_n": "0",
+    "finetune_max_examples": "0",
+    "finetune_holdout_fraction": "7",
+    "finetune_holdout_max": "-1",
+    "finetune_enabled": "enabled",
+    "model_poll_s": "0",
+    "reembed_limit": "0",
+    "finetune_holdout_per_user": "-1",
+    "finetune_query_mode": "median",
+    "finetune_scale": "0",
+    "finetune_vote_power": "0",
+    "finetune_gate_resamples": "0",
+    "finetune_gate_confidence": "1",
+    "finetune_together": "sometimes",
+    "metrics_host": "local host",
+    "metrics_port": "99999",
+    "log_level": "LOUD",
+    "write_retry_max_s": "-5",
+}
+
+
+def test_every_setting_has_a_bad_value_in_the_table() -> None:
+    names = {f.name for f in dataclasses.fields(Settings)}
+    assert not names - set(BAD), (
+        f"add a refused value for the new settings to BAD: {names - set(BAD)}"
+    )
+    assert not set(BAD) - names, "BAD lists settings that are gone"
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_every_setting_refuses_a_bad_value(tmp_path: Path, name: str) -> None:
+    """One sentence: the variable, the value (masked when secret), what is allowed."""
+    (tmp_path / "a-file").write_text("")
+    raw = BAD[name].format(file=tmp_path / "a-file")
+    with pytest.raises(ConfigError) as refused:
+        settings_from(tmp_path, **{ENV[name]: raw})
+    message = str(refused.value)
+    assert message.startswith(f"{ENV[name]}="), message
+    assert "is not allowed: it must be" in message and message.endswith(".")
+    assert "\n" not in message, "one sentence"
+    if "password" in name:
+        assert raw not in message and "**********" in message
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_a_cli_override_is_validated_too(tmp_path: Path, name: str) -> None:
+    """An override (a CLI flag) and dataclasses.replace go through the same validation."""
+    (tmp_path / "a-file").write_text("")
+    raw = BAD[name].format(file=tmp_path / "a-file")
+    with pytest.raises(ConfigError, match=f"^{ENV[name]}="):
+        Settings.from_env({"TASTEGRAPH_HOME": str(tmp_path)}, **{name: raw})
+    with pytest.raises(ConfigError, match=f"^{ENV[name]}="):
+        dataclasses.replace(settings_from(tmp_path), **{name: raw})
+
+
+def test_a_worker_flag_is_refused_in_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.main import main
+
+    monkeypatch.setenv("TASTEGRAPH_HOME", str(tmp_path))
+    assert main(["worker", "--max-batch", "-5"]) == 2
+    err = capsys.readouterr().err
+    assert "TASTEGRAPH_MAX_BATCH=-5 is not allowed: it must be a whole number >= 1." in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("true", True), ("TRUE", True), ("1", True), ("false", False), ("0", False), ("no", False)],
+)
+def test_booleans_are_written_true_false_1_0(tmp_path: Path, raw: str, value: bool) -> None:
+    s = settings_from(tmp_path, TASTEGRAPH_FINETUNE_ENABLED=raw, TASTEGRAPH_FINETUNE_LORA=raw)
+    assert s.finetune_enabled is value and s.finetune_lora is value
+    assert s.masked()["TASTEGRAPH_FINETUNE_ENABLED"] == ("true" if value else "false")
+
+
+def test_names_are_case_insensitive_where_the_convention_is(tmp_path: Path) -> None:
+    s = settings_from(tmp_path, TASTEGRAPH_LOG_LEVEL="debug")
+    assert s.log_level == "DEBUG"
+
+
 def test_extra_event_types_need_a_weight(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"TASTEGRAPH_WEIGHTS.*wishlist"):
         settings_from(tmp_path, TASTEGRAPH_EXTRA_EVENT_TYPES="wishlist")
@@ -154,9 +307,67 @@ def test_the_password_variable_wins_over_the_file(tmp_path: Path) -> None:
 
 def test_the_local_services_password_only_for_the_local_services(tmp_path: Path) -> None:
     (tmp_path / "neo4j-password").write_text("local-generated\n")
+    (tmp_path / "neo4j-password").chmod(0o600)
     assert settings_from(tmp_path).neo4j_password.get_secret_value() == "local-generated"
     external = settings_from(tmp_path, NEO4J_URI="neo4j+s://x.databases.neo4j.io")
     assert external.neo4j_password.get_secret_value() == ""
+
+
+@pytest.mark.parametrize(
+    ("mode", "who"),
+    [
+        (0o640, "read by its group:"),
+        (0o604, "read by other users:"),
+        (0o644, "read by its group and other users:"),
+        (0o620, "write by its group:"),
+    ],
+)
+def test_the_local_password_file_must_be_private(tmp_path: Path, mode: int, who: str) -> None:
+    local = tmp_path / "neo4j-password"
+    local.write_text("local-generated\n")
+    local.chmod(mode)
+    with pytest.raises(ConfigError) as refused:
+        settings_from(tmp_path)
+    message = str(refused.value)
+    assert f"(mode {mode:04o}) can be {who}" in message and f"chmod 600 {local}" in message
+    assert "local-generated" not in message
+
+
+@pytest.mark.parametrize("secret", ["KAFKA_SASL_PASSWORD", "KAFKA_SSL_KEY_PASSWORD"])
+def test_kafka_secrets_from_files(tmp_path: Path, secret: str) -> None:
+    (tmp_path / "ca.pem").write_text("")
+    path = tmp_path / "secret"
+    path.write_text(PASSWORD + "\n")
+    env = {
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_USERNAME": "tastegraph",
+        "KAFKA_SASL_PASSWORD": "from-the-variable",
+        "KAFKA_SSL_CAFILE": str(tmp_path / "ca.pem"),
+    }
+    env.pop(secret, None)
+    s = settings_from(tmp_path, **env, **{f"{secret}_FILE": str(path)})
+    assert getattr(s, secret.lower()).get_secret_value() == PASSWORD
+    assert s.masked()[secret] == "**********" and PASSWORD not in repr(s)
+    with pytest.raises(ConfigError, match=f"^{secret}_FILE=/nonexistent cannot be read"):
+        settings_from(tmp_path, **env, **{f"{secret}_FILE": "/nonexistent"})
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "needs KAFKA_SASL_USERNAME"),
+        ({"KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"}, "does not use them"),
+        ({"KAFKA_SSL_CAFILE": "{ca}"}, "does not use TLS"),
+        ({"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CERTFILE": "{ca}"}, "go together"),
+    ],
+)
+def test_kafka_security_settings_that_would_be_ignored_are_refused(
+    tmp_path: Path, env: dict[str, str], words: str
+) -> None:
+    (tmp_path / "ca.pem").write_text("")
+    env = {k: v.format(ca=tmp_path / "ca.pem") for k, v in env.items()}
+    with pytest.raises(ConfigError, match=words):
+        settings_from(tmp_path, **env)
 
 
 # --- secrets never show -------------------------------------------------------------------------
@@ -358,7 +569,8 @@ def test_the_configuration_table_lists_every_setting() -> None:
     assert not missing, (
         f"add to docs/readme/15-configuration.md (scripts/config-table.py): {missing}"
     )
-    assert not rows - set(ENV.values()) - {"NEO4J_PASSWORD_FILE"}, "rows of settings that are gone"
+    files = {ENV[name] + "_FILE" for name in SECRETS}
+    assert not rows - set(ENV.values()) - files, "rows of settings that are gone"
 
 
 def test_the_configuration_table_is_current() -> None:

@@ -118,7 +118,11 @@ def test_no_topic_skips_the_topic_check() -> None:
 
 def test_topic_names_and_extra_types_come_from_the_settings() -> None:
     custom = dataclasses.replace(
-        S, topic_clicks="c-1", extra_event_types=("wishlist",), max_id_len=4
+        S,
+        topic_clicks="c-1",
+        extra_event_types=("wishlist",),
+        weights={**S.weights, "wishlist": 1.0},  # every event type needs its weight
+        max_id_len=4,
     )
     assert parse(good(type="click"), "c-1", custom).topic == "c-1"
     assert parse(good(type="wishlist"), "c-1", custom).type == "wishlist"

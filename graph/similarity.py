@@ -1,0 +1,91 @@
+"""Similarity lists (``SIMILAR_TO`` edges) as a function of the stored embeddings: pure, no I/O.
+
+The definition: a node's out-list is its top ``k`` other nodes (same embedding version) by cosine
+similarity, at least ``threshold``, ties broken by id. A node whose embedding changed (``x``) gets
+its list recomputed from the vector index's candidates, and every list that ``x`` enters, leaves
+or changes rank in is updated at the same time (:func:`recompute`): the nodes among ``x``'s
+candidates and the nodes that pointed at ``x``. Where that cannot be decided from the list alone
+(``x`` fell below the last entry of a full list: a node outside the list may now beat it), the
+node is flagged for a recompute of its own. So the lists converge to the definition whatever the
+order and timing of the refreshes (a crash, another batch split), instead of depending on which
+nodes existed when each list was computed.
+
+Edges are then written as a difference between the lists before and after (:func:`changes`), and
+the nodes whose edges change are locked first, sorted (the project's lock order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+Lists = dict[str, dict[str, float]]  # node id -> {neighbour id: score}
+
+
+def top_k(scores: Mapping[str, float], k: int) -> dict[str, float]:
+    """The ``k`` best by score, ties by id."""
+    return dict(sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k])
+
+
+def _rank(node: str, score: float) -> tuple[float, str]:
+    return -score, node  # smaller is better: higher score, then smaller id
+
+
+def _last(scores: Mapping[str, float]) -> tuple[float, str]:
+    """The rank of a list's last entry."""
+    return max(_rank(n, s) for n, s in scores.items())
+
+
+def recompute(
+    lists: Lists, x: str, candidates: Mapping[str, float], k: int, others: Iterable[str] = ()
+) -> set[str]:
+    """Recompute ``x``'s list from ``candidates`` (every node with a similarity of at least the
+    threshold, exact scores) and update the lists of ``candidates`` and ``others`` (the nodes that
+    pointed at ``x``) in place. Returns the nodes whose list needs a full recompute of its own."""
+    again: set[str] = set()
+    lists[x] = top_k({n: s for n, s in candidates.items() if n != x}, k)
+    for y in sorted(set(candidates) | set(others)):
+        if y == x:
+            continue
+        ly = lists.setdefault(y, {})
+        s = candidates.get(y)
+        full = len(ly) >= k
+        if x in ly:
+            last = _last(ly)
+            if s is None:
+                del ly[x]
+                if full:
+                    again.add(y)  # a node outside the list may take the free place
+            else:
+                ly[x] = s
+                if full and _rank(x, s) > last:
+                    again.add(y)  # x fell below the old last entry: outside nodes may beat it
+        elif s is not None:
+            if not full:
+                ly[x] = s
+            elif _rank(x, s) < (last := _last(ly)):
+                del ly[last[1]]
+                ly[x] = s
+    return again
+
+
+@dataclass(frozen=True)
+class EdgeChanges:
+    deleted: list[tuple[str, str]]  # (from, to)
+    written: list[tuple[str, str, float]]  # (from, to, score): new edges and changed scores
+    locks: list[str]  # every node whose edges change, sorted
+
+
+def changes(
+    before: Mapping[str, Mapping[str, float]], after: Mapping[str, Mapping[str, float]]
+) -> EdgeChanges:
+    """The edge operations that turn the lists ``before`` into ``after``."""
+    deleted: list[tuple[str, str]] = []
+    written: list[tuple[str, str, float]] = []
+    for node in sorted(after.keys() | before.keys()):
+        old, new = before.get(node, {}), after.get(node, {})
+        deleted += [(node, n) for n in sorted(old.keys() - new.keys())]
+        written += [(node, n, s) for n, s in sorted(new.items()) if old.get(n) != s]
+    locks = {a for a, _ in deleted} | {b for _, b in deleted}
+    locks |= {a for a, _, _ in written} | {b for _, b, _ in written}
+    return EdgeChanges(deleted, written, sorted(locks))

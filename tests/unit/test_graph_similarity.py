@@ -1,0 +1,79 @@
+"""Similarity lists converge to their definition whatever the order and timing of refreshes
+(graph/similarity.py), and the edge changes that write them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from graph.similarity import Lists, changes, recompute, top_k
+
+K, THRESHOLD = 3, 0.2
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def candidates(vectors: dict[str, np.ndarray], x: str) -> dict[str, float]:
+    """What the vector index and the exact rescore return: every other node above the threshold."""
+    sims = {n: round(cosine(vectors[x], v), 12) for n, v in vectors.items() if n != x}
+    return {n: s for n, s in sims.items() if s >= THRESHOLD}
+
+
+def definition(vectors: dict[str, np.ndarray]) -> Lists:
+    return {x: top_k(candidates(vectors, x), K) for x in vectors}
+
+
+def refresh(lists: Lists, vectors: dict[str, np.ndarray], x: str) -> set[str]:
+    pointing = [y for y, ly in lists.items() if x in ly]
+    return recompute(lists, x, candidates(vectors, x), K, pointing)
+
+
+vector = st.lists(st.integers(-3, 3), min_size=3, max_size=3).filter(any)
+steps = st.lists(st.tuples(st.integers(0, 7), vector, st.integers(0, 3)), min_size=1, max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps, st.randoms(use_true_random=False))
+def test_lists_converge_to_the_definition_whatever_the_refresh_timing(
+    plan: list[tuple[int, list[int], int]], rnd: Any
+) -> None:
+    """Embeddings change one at a time; after each change a random number of pending refreshes
+    run, in a random order; then the rest run. The lists equal the top-k of the final embeddings."""
+    vectors: dict[str, np.ndarray] = {}
+    lists: Lists = {}
+    pending: set[str] = set()
+    for node, vec, n_refresh in plan:
+        vectors[f"n{node}"] = np.asarray(vec, dtype=np.float64)
+        pending.add(f"n{node}")
+        for _ in range(n_refresh):
+            if pending:
+                x = rnd.choice(sorted(pending))
+                pending.discard(x)
+                pending |= refresh(lists, vectors, x)
+    while pending:
+        x = rnd.choice(sorted(pending))
+        pending.discard(x)
+        pending |= refresh(lists, vectors, x)
+    want = definition(vectors)
+    assert {n: ly for n, ly in lists.items() if ly} == {n: ly for n, ly in want.items() if ly}
+
+
+def test_a_node_that_moved_away_leaves_the_lists_it_was_in() -> None:
+    lists: Lists = {"a": {"x": 0.9, "b": 0.8}, "b": {"a": 0.8}}
+    again = recompute(lists, "x", {"b": 0.6}, k=2, others=["a"])
+    assert lists == {"a": {"b": 0.8}, "b": {"a": 0.8, "x": 0.6}, "x": {"b": 0.6}}
+    assert again == {"a"}  # a's list was full: someone outside it may take the free place
+
+
+def test_edge_changes_and_their_locks() -> None:
+    before = {"a": {"b": 0.9, "c": 0.5}, "b": {"a": 0.9}}
+    after = {"a": {"b": 0.7, "d": 0.6}, "b": {"a": 0.9}}
+    ch = changes(before, after)
+    assert ch.deleted == [("a", "c")]
+    assert ch.written == [("a", "b", 0.7), ("a", "d", 0.6)]
+    assert ch.locks == ["a", "b", "c", "d"]
