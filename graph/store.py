@@ -26,6 +26,7 @@ from graph.exceptions import GraphError
 from graph.fold import TextState, embedding_moved, fold_events, user_embedding
 from graph.model import Event, ItemRecord, item_text
 from graph.reads import GraphReads
+from graph.similarity import Lists, changes, recompute
 
 log = logging.getLogger(__name__)
 
@@ -140,30 +141,27 @@ class GraphStore(GraphReads):
 
     # --- derived data ---------------------------------------------------------------------
     def refresh_dirty(self, version: str, limit: int = 1000) -> int:
-        """Recompute embeddings and similarity edges of up to ``limit`` dirty users and items.
+        """Recompute embeddings and similarity lists of up to ``limit`` dirty users and items.
 
         A user whose embedding moved less than ``InterestParams.embedding_tolerance`` keeps it
-        and its similarity edges. Returns how many users and items were processed (call again
-        while it returns > 0).
+        and its similarity edges. A node whose embedding changed gets its ``SIMILAR_TO`` list
+        recomputed, and the lists it enters or leaves are updated with it (graph/similarity.py),
+        so the edges converge to the top-k of the stored embeddings whatever the refresh timing.
+        Each step is one transaction that sets the flags of the next (``resimilar``, ``dirty``),
+        so a crash between them loses nothing. Returns how many users and items were processed
+        (call again while it returns > 0).
         """
-        p = self._params
         with self._session() as session:
-            processed, ids = session.execute_write(self._user_embeddings_tx, version, limit)
-            fetch = max(4 * p.similar_k, p.similar_k + 10)
-            params = {"version": version, "k": p.similar_k, "fetch": fetch}
-            params["rescore"] = p.similar_k + 10
-            params["threshold"] = p.similar_threshold
-            if ids:
-                session.execute_write(_run, q.REFRESH_USER_SIMILARITY, ids=ids, **params)
-            items = session.execute_write(_single, q.REFRESH_ITEM_SIMILARITY, limit=limit, **params)
-        return processed + int(items)
+            users: set[str] = session.execute_write(self._user_embeddings_tx, version, limit)
+            users |= session.execute_write(self._similarity_tx, "users", version, limit)
+            items: set[str] = session.execute_write(self._similarity_tx, "items", version, limit)
+        return len(users) + len(items)
 
-    def _user_embeddings_tx(self, tx: Any, version: str, limit: int) -> tuple[int, list[str]]:
-        """New embeddings for dirty users; returns (processed, users whose similarity to redo)."""
+    def _user_embeddings_tx(self, tx: Any, version: str, limit: int) -> set[str]:
+        """New embeddings for dirty users; flags the users whose similarity list to recompute."""
         half_life = self._params.half_life_s
         embedded: list[dict[str, Any]] = []
         kept: list[str] = []
-        resimilar: list[str] = []
         empty: list[str] = []
         records = list(tx.run(q.DIRTY_USERS, limit=limit, version=version))
         item_ids = sorted({e[2] for r in records for e in r["edges"] if e[2] is not None})
@@ -184,15 +182,63 @@ class GraphStore(GraphReads):
                 embedded.append({"user_id": r["user_id"], "embedding": vec.tolist()})
             else:
                 kept.append(r["user_id"])
-                if r["resimilar"]:
-                    resimilar.append(r["user_id"])
+        locks = {r["user_id"] for r in records}
+        if empty:  # their similarity edges go, both ways
+            for r in tx.run(q.USER_SIMILAR_LISTS, ids=empty):
+                locks |= {n for n, _ in r["out"]} | set(r["pointing"])
+        if locks:
+            tx.run(q.LOCK_USERS, ids=sorted(locks)).consume()
         if embedded:
             tx.run(q.SET_USER_EMBEDDINGS, rows=embedded, version=version).consume()
         if kept:
             tx.run(q.MARK_USERS_CLEAN, ids=kept).consume()
         if empty:
             tx.run(q.CLEAR_USER_EMBEDDINGS, ids=empty).consume()
-        return len(records), [row["user_id"] for row in embedded] + resimilar
+        return {r["user_id"] for r in records}
+
+    def _similarity_tx(self, tx: Any, kind: str, version: str, limit: int) -> set[str]:
+        """Recompute the lists of up to ``limit`` flagged nodes of one kind; see
+        :mod:`graph.similarity`. Reads first (no locks), then locks every node whose edges
+        change, sorted, then writes the difference."""
+        p = self._params
+        ids = [r["id"] for r in tx.run(_SIMILARITY[kind, "pending"], version=version, limit=limit)]
+        if not ids:
+            return set()
+        fetch = max(4 * p.similar_k, p.similar_k + 10)
+        found = tx.run(
+            _SIMILARITY[kind, "candidates"],
+            ids=ids,
+            version=version,
+            fetch=fetch,
+            threshold=p.similar_threshold,
+        )
+        candidates = {r["id"]: {n: float(s) for n, s in r["candidates"]} for r in found}
+        lists: Lists = {}
+        pointing: dict[str, list[str]] = {}
+        for r in tx.run(_SIMILARITY[kind, "lists"], ids=ids):
+            lists[r["id"]] = {n: float(s) for n, s in r["out"]}
+            pointing[r["id"]] = list(r["pointing"])
+        others = {n for c in candidates.values() for n in c} | {
+            n for v in pointing.values() for n in v
+        }
+        others -= set(ids)
+        if others:
+            for r in tx.run(_SIMILARITY[kind, "lists"], ids=sorted(others)):
+                lists[r["id"]] = {n: float(s) for n, s in r["out"]}
+        before = {n: dict(ly) for n, ly in lists.items()}
+        again: set[str] = set()
+        for x in ids:
+            again |= recompute(lists, x, candidates.get(x, {}), p.similar_k, pointing.get(x, []))
+        edges = changes(before, lists)
+        tx.run(_SIMILARITY[kind, "lock"], ids=sorted(set(edges.locks) | set(ids) | again)).consume()
+        if edges.deleted:
+            deleted = [{"a": a, "b": b} for a, b in edges.deleted]
+            tx.run(_SIMILARITY[kind, "delete"], rows=deleted).consume()
+        if edges.written:
+            written = [{"a": a, "b": b, "score": s} for a, b, s in edges.written]
+            tx.run(_SIMILARITY[kind, "merge"], rows=written).consume()
+        tx.run(_SIMILARITY[kind, "done"], done=ids, again=sorted(again)).consume()
+        return set(ids)
 
     # --- re-embedding after a model swap --------------------------------------------------
     def stale_items(self, version: str, limit: int = 200) -> list[tuple[str, str]]:
@@ -292,6 +338,10 @@ class GraphStore(GraphReads):
 
     def _forget_tx(self, tx: Any, user_id: str) -> int:
         half_life = self._params.half_life_s
+        for r in list(tx.run(q.FORGET_LOCKS, user_id=user_id)):
+            tx.run(q.LOCK_USERS, ids=sorted(set(r["users"]))).consume()
+            tx.run(q.LOCK_ITEMS, ids=sorted(set(r["items"]))).consume()
+            tx.run(q.LOCK_CATEGORIES, names=sorted(set(r["categories"]))).consume()
         tx.run(q.FORGET_POPULARITY, user_id=user_id, half_life=half_life).consume()
         tx.run(q.FORGET_DISCOVERY, user_id=user_id, half_life=half_life).consume()
         return int(tx.run(q.FORGET_USER, user_id=user_id).single(strict=True)["deleted"])
@@ -302,6 +352,25 @@ def change_own_password(driver: Any, old: str, new: str) -> None:
     open, new ones need ``new``."""
     with driver.session(database="system") as session:
         session.run(q.CHANGE_OWN_PASSWORD, old=old, new=new).consume()
+
+
+# The queries of each kind of similarity list (labels are fixed in Cypher), by (kind, step).
+_SIMILARITY = {
+    ("users", "pending"): q.RESIMILAR_USERS,
+    ("users", "candidates"): q.USER_SIMILARITY_CANDIDATES,
+    ("users", "lists"): q.USER_SIMILAR_LISTS,
+    ("users", "lock"): q.LOCK_USERS,
+    ("users", "delete"): q.DELETE_USER_SIMILAR,
+    ("users", "merge"): q.MERGE_USER_SIMILAR,
+    ("users", "done"): q.USERS_RESIMILAR_DONE,
+    ("items", "pending"): q.DIRTY_ITEMS,
+    ("items", "candidates"): q.ITEM_SIMILARITY_CANDIDATES,
+    ("items", "lists"): q.ITEM_SIMILAR_LISTS,
+    ("items", "lock"): q.LOCK_ITEMS,
+    ("items", "delete"): q.DELETE_ITEM_SIMILAR,
+    ("items", "merge"): q.MERGE_ITEM_SIMILAR,
+    ("items", "done"): q.ITEMS_RESIMILAR_DONE,
+}
 
 
 def _run(tx: Any, query: str, **params: Any) -> None:
