@@ -21,6 +21,7 @@ from aiokafka.errors import IllegalStateError
 
 from config.logs import kv
 from config.settings import Settings
+from stream.kafka_connection import faust_credentials
 from stream.pipeline import REFRESH_CHUNK, BatchProcessor, RawRecord, is_transient
 
 log = logging.getLogger("tastegraph.app")
@@ -107,6 +108,7 @@ def create_app(
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{s.strip()}" for s in settings.kafka_servers.split(",")],
+        broker_credentials=faust_credentials(settings),
         value_serializer="raw",
         key_serializer="raw",
         topic_partitions=settings.topic_partitions,

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from config.settings import Settings
 from stream.exceptions import OffsetsError
+from stream.kafka_connection import client_options
 
 T = TypeVar("T")
 EARLIEST = "earliest"
@@ -56,7 +57,7 @@ def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
 async def group_state(settings: Settings) -> GroupState:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     try:
         await admin.start()
         (response,) = await admin.describe_consumer_groups([settings.app_id])
@@ -129,7 +130,7 @@ async def _consumer(settings: Settings) -> Any:
     from aiokafka.errors import KafkaError
 
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_servers,
+        **client_options(settings),
         group_id=settings.app_id,
         enable_auto_commit=False,
     )

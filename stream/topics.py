@@ -15,6 +15,7 @@ from typing import Any
 from config.exceptions import ServicesError
 from config.logs import kv
 from config.settings import Settings
+from stream.kafka_connection import client_options
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ async def ensure_topics_async(
     wanted = list(dict.fromkeys(names))
     if not wanted:
         return []
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers, request_timeout_ms=30000)
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=30000)
     try:
         try:
             await admin.start()
@@ -119,7 +120,7 @@ async def topic_partitions(settings: Settings, names: Iterable[str]) -> dict[str
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     try:
         await admin.start()
         existing = set(await admin.list_topics())

@@ -31,8 +31,9 @@ from typing import Any
 
 import orjson
 
-from config.settings import Settings
+from config.settings import ENV, SECRETS, Settings
 from graph.model import Event
+from stream.kafka_connection import client_options
 
 
 def _free_port() -> int:
@@ -45,7 +46,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a `tastegraph worker` subprocess exactly ``settings``."""
     env = dict(os.environ)
     env.update(settings.masked())
-    env["NEO4J_PASSWORD"] = settings.neo4j_password.get_secret_value()
+    for name in SECRETS:  # masked() hides them; the subprocess needs the values
+        env[ENV[name]] = getattr(settings, name).get_secret_value()
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "NEO4J_URI"):
         if not env.get(name):
             env.pop(name, None)
@@ -110,9 +112,7 @@ async def produce(
     """Produces (topic, key, value) records, paced at ``rate`` per second when given."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_servers, linger_ms=5, max_batch_size=256 * 1024
-    )
+    producer = AIOKafkaProducer(**client_options(settings), linger_ms=5, max_batch_size=256 * 1024)
     await producer.start()
     n = 0
     start = time.monotonic()
@@ -247,7 +247,7 @@ def cleanup(settings: Settings, run: str, topics: Sequence[str]) -> None:
     async def drop() -> None:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_servers)
+        admin = AIOKafkaAdminClient(**client_options(settings))
         await admin.start()
         try:
             await admin.delete_topics(list(topics))

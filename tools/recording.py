@@ -41,6 +41,7 @@ import orjson
 from config.exceptions import ServicesError, TastegraphError
 from config.logs import kv
 from config.settings import Settings
+from stream.kafka_connection import client_options
 from stream.topics import ensure_topics_async, topic_partitions
 from stream.validation import decode_bytes, encode_bytes
 
@@ -209,7 +210,7 @@ async def replay(
     summary = ReplaySummary()
     ids = EventIds()
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_servers,
+        **client_options(settings),
         acks="all",
         enable_idempotence=True,
         linger_ms=10,
@@ -336,7 +337,7 @@ async def record(
         raise TastegraphError(f"record: no such topic on {settings.kafka_servers}: {missing}")
     tps = [TopicPartition(t, p) for t in topics for p in partitions[t]]
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_servers,
+        **client_options(settings),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if from_beginning else "latest",
