@@ -7,9 +7,13 @@ version goes back to the current version's parent; workers pick the change up wi
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from config.exceptions import ConfigError
 from config.settings import Settings
+
+if TYPE_CHECKING:
+    from encoder.registry import ModelRegistry
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +29,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _fmt(m: object, key: str) -> str:
     return f"{m[key]:.4f}" if isinstance(m, dict) and key in m else "-"
+
+
+def _print_serving(registry: ModelRegistry, current: str) -> None:
+    """What each worker really runs, from its last report (`encoder.registry.report_serving`)."""
+    from encoder.registry import serving_reports
+
+    for r in serving_reports(registry):
+        if r.in_step and r.wanted == current:
+            print(f"  worker {r.worker}: serving {r.serving} ({r.updated_at})")
+            continue
+        serving = r.serving or "a model outside the registry (the base model)"
+        line = f"  worker {r.worker}: serving {serving}, asked for {r.wanted} ({r.updated_at})"
+        if r.error:
+            line += f"; {r.failures} failed load(s), last: {r.error}"
+        print(line)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -60,6 +79,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.action == "current":
             info = registry.current()
             print(f"{info.version}\t{info.model_ref}")
+            _print_serving(registry, info.version)
             return 0
         if args.action == "rollback":
             info = registry.rollback(args.version)

@@ -11,6 +11,8 @@ Layout under the registry root (by default ``settings.home / "models"``)::
           metadata.json        {version, parent_version, examples, metrics_before, metrics_after,
                                 created_at, status, ...}
       events.jsonl             one line per registry change (created, promoted, rejected, ...)
+      serving/<worker>.json    what each worker actually runs: {worker, wanted, serving,
+                                error, failures, updated_at} (`report_serving`)
 
 ``status`` is one of ``training`` (being written), ``candidate`` (weights saved, not yet judged),
 ``promoted``, ``rejected`` (weights deleted, metadata kept) or ``failed`` (the run crashed; weights,
@@ -20,6 +22,9 @@ so a reader sees either the old or the new content, never a torn one. A crash ne
 pointer: only `promote` and `rollback` do.
 
 Workers notice a new current version cheaply with `CurrentWatcher` (one ``stat`` per call).
+``current`` is the version workers are asked to run; what each worker runs is in its serving
+report, which differs while a version fails to load (the worker keeps its previous encoder and
+retries), so `tastegraph models current` can tell the two apart.
 """
 
 from __future__ import annotations
@@ -319,6 +324,48 @@ class ModelRegistry:
                 with contextlib.suppress(ValueError):
                     out.append(json.loads(line))
         return out
+
+
+@dataclass(frozen=True)
+class ServingReport:
+    """What one worker runs: ``serving`` (a registry version, or None: a model outside the
+    registry, such as the base model after the wanted version failed to load) against ``wanted``
+    (the current version when it last looked); ``error`` the last load failure, if any."""
+
+    worker: str
+    wanted: str
+    serving: str | None
+    error: str = ""
+    failures: int = 0
+    updated_at: str = ""
+
+    @property
+    def in_step(self) -> bool:
+        return self.serving == self.wanted
+
+
+def report_serving(registry: ModelRegistry, report: ServingReport) -> None:
+    """Writes ``report`` as ``serving/<worker>.json`` (atomically)."""
+    directory = registry.root / "serving"
+    directory.mkdir(parents=True, exist_ok=True)
+    data = {**report.__dict__, "updated_at": report.updated_at or _now()}
+    atomic_write_json(directory / f"{_safe_name(report.worker)}.json", data)
+
+
+def serving_reports(registry: ModelRegistry) -> builtins.list[ServingReport]:
+    """Every worker's last serving report, by worker name (unreadable ones skipped)."""
+    directory = registry.root / "serving"
+    if not directory.is_dir():
+        return []
+    out = []
+    for path in sorted(directory.glob("*.json")):
+        with contextlib.suppress(ValueError, OSError, TypeError):
+            out.append(ServingReport(**json.loads(path.read_text(encoding="utf-8"))))
+    return out
+
+
+def _safe_name(worker: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", worker)[:100] or "worker"
 
 
 def _version_number(name: str) -> int:

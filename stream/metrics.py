@@ -36,7 +36,9 @@ cache_hits=0, cache_misses=0)``               batch, cache hits and misses
 ``finetune_run(result, seconds,               one fine-tuning run (``promoted``, ``rejected``,
 evaluation=None)``                            ``failed``, ``skipped``) and its figures by role
 ``set_evaluation(role, figures)``             evaluation figures of a model version role
-``set_model_version(version)``                the encoder version now serving
+``set_model_version(version, wanted=None)``   the encoder version now serving (and the registry's
+                                              current version, when the two differ)
+``model_load_failed(version)``                a model version failed to load (it is retried)
 ============================================  ======================================================
 
 Names follow the Prometheus conventions (``tastegraph_`` prefix, counters end in ``_total``, times
@@ -149,6 +151,7 @@ class Metrics:
     finetune_last_run: Gauge
     finetune_evaluation: Gauge
     model_version: Info
+    model_load_failures: Counter
     build_info: Info
     _encoder_seen: dict[str, float] = field(default_factory=dict, repr=False)
 
@@ -301,7 +304,15 @@ class Metrics:
             ),
             model_version=Info(
                 _name("model_version"),
-                "The encoder model version now serving (value 1, the version is a label).",
+                "The encoder model version now serving (value 1, the version is a label) and "
+                "the registry's current version it was asked for (wanted; differs after a failed "
+                "load).",
+                registry=r,
+            ),
+            model_load_failures=Counter(
+                _name("model_load_failures"),
+                "Model versions that failed to load (the worker keeps its encoder and retries).",
+                ["version"],
                 registry=r,
             ),
             build_info=Info(
@@ -328,7 +339,7 @@ class Metrics:
             invalid_reasons = REASONS
         for reason in invalid_reasons:
             m.invalid_events.labels(reason=reason)
-        m.model_version.info({"version": "unknown"})
+        m.model_version.info({"version": "unknown", "wanted": "unknown"})
         return m
 
     # --- consuming ------------------------------------------------------------------------------
@@ -469,8 +480,12 @@ class Metrics:
             if isinstance(value, int | float) and not isinstance(value, bool):
                 self.finetune_evaluation.labels(metric=metric, role=role).set(value)
 
-    def set_model_version(self, version: str) -> None:
-        self.model_version.info({"version": version})
+    def set_model_version(self, version: str, wanted: str | None = None) -> None:
+        """``version`` serves; ``wanted`` (default: the same) is what the registry asks for."""
+        self.model_version.info({"version": version, "wanted": wanted or version})
+
+    def model_load_failed(self, version: str) -> None:
+        self.model_load_failures.labels(version=version).inc()
 
 
 def start_metrics_server(metrics: Metrics, host: str, port: int) -> MetricsServer:

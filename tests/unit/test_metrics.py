@@ -154,12 +154,16 @@ def test_build_info_and_model_version(metrics: Metrics, registry: CollectorRegis
         {"version": "9.9.9", "python": next(iter(_python_labels(registry)))},
     )
     assert python == 1.0
-    assert value(registry, "tastegraph_model_version_info", version="unknown") == 1.0
+    info = "tastegraph_model_version_info"
+    assert value(registry, info, version="unknown", wanted="unknown") == 1.0
     metrics.set_model_version("base-2")
-    assert value(registry, "tastegraph_model_version_info", version="base-2") == 1.0
-    assert (
-        registry.get_sample_value("tastegraph_model_version_info", {"version": "unknown"}) is None
-    )
+    assert value(registry, info, version="base-2", wanted="base-2") == 1.0
+    assert registry.get_sample_value(info, {"version": "unknown", "wanted": "unknown"}) is None
+    # the wanted version failed to load: the worker says what it really runs, and counts
+    metrics.set_model_version("base-2", wanted="ft-0003")
+    metrics.model_load_failed("ft-0003")
+    assert value(registry, info, version="base-2", wanted="ft-0003") == 1.0
+    assert value(registry, "tastegraph_model_load_failures_total", version="ft-0003") == 1.0
 
 
 def _python_labels(registry: CollectorRegistry) -> set[str]:

@@ -115,3 +115,23 @@ def test_the_lock_is_exclusive(tmp_path: Path) -> None:
             assert not got2
     with other.lock(blocking=False) as got3:
         assert got3
+
+
+def test_serving_reports_tell_what_each_worker_really_runs(tmp_path: Path) -> None:
+    from encoder.registry import ServingReport, report_serving, serving_reports
+
+    reg = ModelRegistry(tmp_path, base_source="pkg")
+    assert serving_reports(reg) == []
+    report_serving(
+        reg, ServingReport("host-1/42", wanted="ft-0002", serving=None, error="boom", failures=3)
+    )
+    report_serving(reg, ServingReport("host-2/7", wanted="ft-0002", serving="ft-0002"))
+    report_serving(reg, ServingReport("host-2/7", wanted="ft-0003", serving="ft-0003"))  # replaces
+    reports = serving_reports(reg)
+    assert [(r.worker, r.serving, r.wanted, r.in_step) for r in reports] == [
+        ("host-1/42", None, "ft-0002", False),
+        ("host-2/7", "ft-0003", "ft-0003", True),
+    ]
+    assert reports[0].failures == 3 and reports[0].error == "boom" and reports[0].updated_at
+    (tmp_path / "serving" / "torn.json").write_text("{")  # unreadable: skipped, not fatal
+    assert len(serving_reports(reg)) == 2
