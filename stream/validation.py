@@ -23,6 +23,7 @@ Decisions (documented in docs/readme/20-events.md):
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -235,21 +236,36 @@ def classify_items(
 # --- dead letters ---------------------------------------------------------------------------------
 
 
+# A dead letter never grows past what any producer and broker accept: the original value (and key)
+# is kept up to this many bytes; a longer one is cut, with its size and sha256 (the record is <3x
+# this at most, base64 included). The detail is cut to MAX_DETAIL_CHARS.
+MAX_DEAD_LETTER_BYTES = 256 * 1024
+MAX_DETAIL_CHARS = 2000
+
+
 def dead_letter_value(
-    invalid: Invalid, *, now: float | None = None, source_timestamp_ms: int | None = None
+    invalid: Invalid,
+    *,
+    now: float | None = None,
+    source_timestamp_ms: int | None = None,
+    key: bytes | None = None,
+    max_bytes: int = MAX_DEAD_LETTER_BYTES,
 ) -> bytes:
-    """The value of the dead-letter record for ``invalid`` (JSON, UTF-8).
+    """The value of the dead-letter record for ``invalid`` (JSON, UTF-8), of bounded size.
 
     ``{"reason", "detail", "topic", "partition", "offset", "timestamp", "source_timestamp",
-    "value" | "value_b64"}``: the original bytes as text when they are valid UTF-8, else base64 in
-    ``value_b64`` (``value`` is null for a missing value). ``timestamp`` is when it was
-    dead-lettered (ISO-8601, UTC, milliseconds); ``source_timestamp`` the original record's
-    timestamp in epoch milliseconds, or null.
+    "key" | "key_b64", "value" | "value_b64"}``: the original bytes as text when they are valid
+    UTF-8, else base64 in ``value_b64`` (``value`` is null for a missing value; the same for the
+    key). ``timestamp`` is when it was dead-lettered (ISO-8601, UTC, milliseconds);
+    ``source_timestamp`` the original record's timestamp in epoch milliseconds, or null. A value
+    (or key) longer than ``max_bytes`` is kept to its first ``max_bytes`` bytes, and the record
+    says so: ``value_truncated: true``, ``value_size`` (bytes) and ``value_sha256`` (hex, of the
+    whole value); likewise ``key_truncated``, ``key_size``, ``key_sha256``.
     """
     when = time.time() if now is None else now
     record: dict[str, Any] = {
         "reason": invalid.reason,
-        "detail": invalid.detail,
+        "detail": invalid.detail[:MAX_DETAIL_CHARS],
         "topic": invalid.topic,
         "partition": invalid.partition,
         "offset": invalid.offset,
@@ -257,12 +273,33 @@ def dead_letter_value(
         + "Z",
         "source_timestamp": source_timestamp_ms,
     }
-    record.update(encode_bytes("value", invalid.raw))
+    record.update(bounded_bytes("key", key, max_bytes))
+    record.update(bounded_bytes("value", invalid.raw, max_bytes))
     return orjson.dumps(record)
 
 
+def bounded_bytes(name: str, data: bytes | None, max_bytes: int) -> dict[str, Any]:
+    """`encode_bytes` of at most ``max_bytes`` of ``data``, with the whole one's size and sha256
+    when it was cut (UTF-8 text is cut at a character boundary)."""
+    if data is None or len(data) <= max_bytes:
+        return encode_bytes(name, data)
+    out: dict[str, Any] = {
+        f"{name}_truncated": True,
+        f"{name}_size": len(data),
+        f"{name}_sha256": hashlib.sha256(data).hexdigest(),
+    }
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        out[name + "_b64"] = base64.b64encode(data[:max_bytes]).decode("ascii")
+    else:
+        out[name] = data[:max_bytes].decode("utf-8", "ignore")
+    return out
+
+
 def read_dead_letter(value: bytes) -> tuple[bytes | None, dict[str, Any]]:
-    """Inverse of `dead_letter_value`: ``(original bytes, the whole record)``."""
+    """Inverse of `dead_letter_value`: ``(original bytes, the whole record)``; the first bytes
+    only when the record says ``value_truncated``."""
     record = orjson.loads(value)
     return decode_bytes("value", record), record
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import hashlib
 import json
 from typing import Any
 
@@ -18,6 +19,7 @@ from config.settings import Settings
 from graph.model import Event, ItemRecord
 from stream.exceptions import InvalidEvent
 from stream.validation import (
+    MAX_DEAD_LETTER_BYTES,
     REASONS,
     Invalid,
     classify,
@@ -298,7 +300,7 @@ def test_classify_items() -> None:
 
 def test_dead_letter_keeps_utf8_bytes_as_text() -> None:
     bad = Invalid(b'{"type": "zap"}', "unknown_event_type", "zap", "clicks", 2, 17)
-    value = dead_letter_value(bad, now=NOW + 0.5, source_timestamp_ms=1234)
+    value = dead_letter_value(bad, now=NOW + 0.5, source_timestamp_ms=1234, key=b"u1")
     record = orjson.loads(value)
     assert record == {
         "reason": "unknown_event_type",
@@ -308,9 +310,30 @@ def test_dead_letter_keeps_utf8_bytes_as_text() -> None:
         "offset": 17,
         "timestamp": "2026-01-01T00:00:00.500Z",
         "source_timestamp": 1234,
+        "key": "u1",
         "value": '{"type": "zap"}',
     }
     assert read_dead_letter(value)[0] == bad.raw
+
+
+@pytest.mark.parametrize("size", [256 * 1024 + 1, 1_000_110, 5 * 1024 * 1024])
+@pytest.mark.parametrize("text", [True, False])
+def test_an_oversize_value_is_cut_with_its_size_and_hash(size: int, text: bool) -> None:
+    """Up to the largest message a broker accepts (5 MB in the tests): the dead letter stays
+    bounded and says what was cut."""
+    raw = ("\u20ac" * size).encode()[:size] if text else bytes(range(256)) * (size // 256 + 1)
+    raw = raw[:size]
+    value = dead_letter_value(
+        Invalid(raw, "too_large", "x" * 10_000, "clicks", 0, 1), now=NOW, key=b"k" * size
+    )
+    assert len(value) < 3 * MAX_DEAD_LETTER_BYTES + 4096
+    record = orjson.loads(value)
+    assert record["value_truncated"] is True and record["value_size"] == size
+    assert record["value_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert record["key_truncated"] is True and record["key_size"] == size
+    assert len(record["detail"]) == 2000
+    kept = read_dead_letter(value)[0]
+    assert kept is not None and raw.startswith(kept) and len(kept) > MAX_DEAD_LETTER_BYTES - 4
 
 
 @pytest.mark.parametrize("raw", [b"\xff\x00binary", None, b""])
