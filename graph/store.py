@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from graph.similarity import Lists, changes, recompute
 log = logging.getLogger(__name__)
 
 Vector = Sequence[float] | np.ndarray
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,31 @@ class ApplyResult:
 
 
 class GraphStore(GraphReads):
-    def __init__(self, driver: Any, database: str, params: InterestParams) -> None:
+    def __init__(
+        self,
+        driver: Any,
+        database: str,
+        params: InterestParams,
+        on_retry: Callable[[str], None] | None = None,
+    ) -> None:
+        """``on_retry(operation)`` is called each time the driver runs a write transaction again
+        (a deadlock, a leader switch, a lost connection: its own retries, which no caller sees
+        otherwise); ``operation`` is ``batch``, ``refresh`` or ``forget``."""
         super().__init__(driver, database, params)
+        self._on_retry = on_retry
+
+    def _write(self, session: Any, operation: str, fn: Callable[..., T], *args: Any) -> T:
+        """``session.execute_write(fn, *args)``, reporting the driver's retries."""
+        attempts = 0
+
+        def counted(tx: Any, *a: Any) -> T:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1 and self._on_retry is not None:
+                self._on_retry(operation)
+            return fn(tx, *a)
+
+        return session.execute_write(counted, *args)
 
     # --- schema ---------------------------------------------------------------------------
     def ensure_schema(self, dim: int, timeout_s: int = 60) -> None:
@@ -111,7 +135,7 @@ class GraphStore(GraphReads):
     def apply_batch(self, batch: GraphBatch) -> ApplyResult:
         """Fold the batch into the graph in one write transaction; exactly-once in effect."""
         with self._session() as session:
-            result: ApplyResult = session.execute_write(self._apply_tx, batch)
+            result: ApplyResult = self._write(session, "batch", self._apply_tx, batch)
         return result
 
     def _apply_tx(self, tx: Any, batch: GraphBatch) -> ApplyResult:
@@ -152,9 +176,13 @@ class GraphStore(GraphReads):
         (call again while it returns > 0).
         """
         with self._session() as session:
-            users: set[str] = session.execute_write(self._user_embeddings_tx, version, limit)
-            users |= session.execute_write(self._similarity_tx, "users", version, limit)
-            items: set[str] = session.execute_write(self._similarity_tx, "items", version, limit)
+            users: set[str] = self._write(
+                session, "refresh", self._user_embeddings_tx, version, limit
+            )
+            users |= self._write(session, "refresh", self._similarity_tx, "users", version, limit)
+            items: set[str] = self._write(
+                session, "refresh", self._similarity_tx, "items", version, limit
+            )
         return len(users) + len(items)
 
     def _user_embeddings_tx(self, tx: Any, version: str, limit: int) -> set[str]:
@@ -333,7 +361,7 @@ class GraphStore(GraphReads):
     def forget(self, user_id: str) -> bool:
         """Erase a user, their edges and their share of derived data; True if they existed."""
         with self._session() as session:
-            deleted: int = session.execute_write(self._forget_tx, user_id)
+            deleted: int = self._write(session, "forget", self._forget_tx, user_id)
         return deleted > 0
 
     def _forget_tx(self, tx: Any, user_id: str) -> int:
