@@ -109,6 +109,13 @@ def _coordinator_not_available(record: logging.LogRecord) -> bool:
     return bool(getattr(error, "retriable", False))
 
 
+def _bootstrap_unreachable(record: logging.LogRecord) -> bool:
+    """aiokafka's "Unable connect to <host:port>" while bootstrapping: a command that cannot reach
+    Kafka says so in one sentence itself (cli/main.py); a worker whose broker stays away logs it
+    at ERROR again once the grace period is over."""
+    return str(record.msg).startswith("Unable connect to")
+
+
 def _timer_overlapping(record: logging.LogRecord) -> bool:
     """mode's "Timer X is overlapping": mode runs a timer's ticks one after the other, so this
     only says a tick took longer than its interval. The worker's timers do bounded work per tick
@@ -119,6 +126,7 @@ def _timer_overlapping(record: logging.LogRecord) -> bool:
 # logger -> (selector, level while it applies, grace period or None for always)
 RELEVELLED: dict[str, tuple[Callable[[logging.LogRecord], bool], int, float | None]] = {
     "aiokafka.consumer.group_coordinator": (_coordinator_not_available, logging.INFO, 120.0),
+    "aiokafka": (_bootstrap_unreachable, logging.INFO, 30.0),
     "mode.timers": (_timer_overlapping, logging.DEBUG, None),
 }
 

@@ -97,7 +97,7 @@ def clean_root() -> Iterator[io.StringIO]:
         yield stream
     finally:
         root.handlers, root.level = saved
-        for name in ("aiokafka.consumer.group_coordinator", "mode.timers"):
+        for name in ("aiokafka.consumer.group_coordinator", "aiokafka", "mode.timers"):
             logging.getLogger(name).filters = []
 
 
@@ -113,6 +113,7 @@ def test_setup_logging_hides_start_up_noise_and_keeps_real_warnings(
     logging.getLogger("mode.timers").warning(
         "Timer %s is overlapping (interval=%r runtime=%r)", "refresh_derived", 1.0, 1.4
     )
+    logging.getLogger("aiokafka").error('Unable connect to "%s:%s": %s', "127.0.0.1", 1, "refused")
     logging.getLogger("tastegraph.worker").warning("invalid record %s", "reason=bad_json\x1b[0m")
     lines = clean_root.getvalue().splitlines()
     assert len(lines) == 1
