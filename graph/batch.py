@@ -112,15 +112,25 @@ def catalogue_categories(
     events: Sequence[Event], items: Sequence[ItemRecord]
 ) -> list[dict[str, Any]]:
     """The category each item of the batch would get: a catalogue record's (the last one wins),
-    else its events' (``fill``: only where the item has none)."""
+    else its events' (``fill``: only where the item has none); ``delete`` for an item whose last
+    record of the batch is a tombstone."""
     out: dict[str, dict[str, Any]] = {}
     for it in items:
-        if it.category:
-            out[it.item_id] = {"item_id": it.item_id, "category": it.category, "fill": False}
+        if it.category or it.deleted:
+            row = {"item_id": it.item_id, "category": it.category, "fill": False}
+            out[it.item_id] = {**row, "delete": it.deleted}
     for item_id, fields in event_fields(events, ("category",)).items():
         if item_id not in out and "category" in fields:
-            out[item_id] = {"item_id": item_id, "category": fields["category"], "fill": True}
+            row = {"item_id": item_id, "category": fields["category"], "fill": True}
+            out[item_id] = {**row, "delete": False}
     return [out[k] for k in sorted(out)]
+
+
+def deleted_items(items: Sequence[ItemRecord]) -> list[str]:
+    """The items whose last record of the batch is a tombstone, sorted: they leave the graph at
+    the end of the batch (its own events on them included); a later record creates them anew."""
+    last = {it.item_id: it for it in items}
+    return sorted(i for i, it in last.items() if it.deleted)
 
 
 def lock_and_read(
@@ -139,12 +149,16 @@ def lock_and_read(
     if planned:
         for r in tx.run(q.PLAN_CATEGORY_MOVES, rows=planned):
             locked.update(r["users"])
+    neighbours: set[str] = set()  # of deleted items: their similarity lists change
+    if deleted := deleted_items(items):
+        for r in tx.run(q.SIMILAR_ITEM_NEIGHBOURS, ids=deleted):
+            neighbours.update(r["neighbours"])
     users = [{"user_id": u, "text": u in text_users} for u in sorted(locked)]
     if users:
         for r in tx.run(q.LOCK_READ_USERS, rows=users):
             vec = np.asarray(r["vector"], dtype=np.float64)
             stored.user_text[r["user_id"]] = TextState(vec, float(r["ts"]), r["version"] or "")
-    item_ids = sorted({e.item_id for e in events} | {it.item_id for it in items})
+    item_ids = sorted({e.item_id for e in events} | {it.item_id for it in items} | neighbours)
     known: dict[str, dict[str, Any]] = {}
     if item_ids:
         for r in tx.run(q.LOCK_READ_ITEMS, ids=item_ids):
@@ -170,6 +184,7 @@ def category_moves(
     rows: Sequence[Mapping[str, Any]],
     known: Mapping[str, Mapping[str, Any]],
     locked: set[str],
+    deleted: Sequence[str] = (),
 ) -> tuple[dict[str, str | None], dict[str, tuple[str | None, list[str]]]]:
     """Each item's category after the batch, and the items it moves (item -> (old category, its
     users)). Read with the items locked; a user the plan missed (an edge added between the plan
@@ -180,6 +195,8 @@ def category_moves(
     for r in rows:
         if r["category"]:
             after[r["item_id"]] = r["category"]
+    for item_id in deleted:
+        after[item_id] = None
     moved_ids = sorted(i for i, c in after.items() if c != known.get(i, {}).get("category"))
     moved: dict[str, tuple[str | None, list[str]]] = {
         i: (known.get(i, {}).get("category"), []) for i in moved_ids
@@ -239,7 +256,8 @@ def write_rows(
     """Write every folded state as an absolute value; returns the rows written by kind."""
     written: dict[str, int] = {}
     rows = item_rows(events, items, known)
-    categories, moved = category_moves(tx, rows, known, locked)
+    deleted = deleted_items(items)
+    categories, moved = category_moves(tx, rows, known, locked, deleted)
     names = {c for c in categories.values() if c} | {old for old, _ in moved.values() if old}
     if names:  # the lock order's last step: categories, sorted
         tx.run(q.LOCK_CATEGORIES, names=sorted(names)).consume()
@@ -295,6 +313,9 @@ def write_rows(
             for (u, i), s in sorted(folded.item_edges.items())
         ],
     )
+    # tombstones: the items leave the graph (their users are refreshed, their similarity
+    # neighbours recompute their lists), before their users' category interest is recomputed
+    put("items_deleted", q.DELETE_ITEMS, [{"item_id": i} for i in deleted])
     # category interest: recomputed from the item edges written above, for every (user, category)
     # whose members changed (an edge of the batch, or an item that changed category)
     pairs = affected_categories(folded.item_edges, categories, moved)

@@ -29,7 +29,10 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class ItemRecord:
-    """A catalogue record from the compacted ``items`` topic (or an items file)."""
+    """A catalogue record from the compacted ``items`` topic (or an items file).
+
+    ``deleted``: a tombstone (the key with no value): the item leaves the graph (see
+    ``graph/batch.py``, ``delete_items``)."""
 
     item_id: str
     title: str | None = None
@@ -38,6 +41,7 @@ class ItemRecord:
     topic: str = ""
     partition: int = -1
     offset: int = -1
+    deleted: bool = False
 
 
 def item_text(title: str | None, category: str | None, description: str | None) -> str:

@@ -110,7 +110,7 @@ PLAN_CATEGORY_MOVES = """UNWIND $rows AS row
 MATCH (i:Item {item_id: row.item_id})
 OPTIONAL MATCH (i)-[:IN_CATEGORY]->(c:Category)
 WITH i, row, coalesce(c.name, i.category) AS current
-WHERE current IS NULL OR (NOT row.fill AND current <> row.category)
+WHERE row.delete OR current IS NULL OR (NOT row.fill AND current <> row.category)
 MATCH (u:User)-[:INTERESTED_IN]->(i)
 RETURN row.item_id AS item_id, collect(u.user_id) AS users"""
 
@@ -118,6 +118,24 @@ RETURN row.item_id AS item_id, collect(u.user_id) AS users"""
 READ_ITEM_USERS = """UNWIND $ids AS id
 MATCH (u:User)-[:INTERESTED_IN]->(:Item {item_id: id})
 RETURN id AS item_id, collect(u.user_id) AS users"""
+
+# The items whose similarity lists include, or are included in, the lists of items to delete.
+SIMILAR_ITEM_NEIGHBOURS = """UNWIND $ids AS id
+MATCH (i:Item {item_id: id})
+RETURN [(i)-[:SIMILAR_TO]-(j:Item) | j.item_id] AS neighbours"""
+
+# An item tombstone: the item leaves the graph with its edges (interest, category, similarity) and
+# its embedding (hence its vector index entry); its users are refreshed (their embeddings averaged
+# it) and the items that listed it as similar recompute their lists.
+DELETE_ITEMS = """UNWIND $rows AS row
+MATCH (i:Item {item_id: row.item_id})
+OPTIONAL MATCH (u:User)-[:INTERESTED_IN]->(i)
+SET u.dirty = true
+WITH DISTINCT i
+OPTIONAL MATCH (j:Item)-[:SIMILAR_TO]->(i)
+SET j.dirty = true
+WITH DISTINCT i
+DETACH DELETE i"""
 
 # Write-lock the categories a batch writes edges to (sorted names, after the users and items).
 LOCK_CATEGORIES = """UNWIND $names AS name

@@ -176,3 +176,61 @@ def test_any_order_and_batch_size_give_the_same_graph(
             continue
         diff = differences(reference, got)
         assert not diff, f"{name}: {len(diff)} differences, e.g. {diff[:5]}"
+
+
+def test_an_item_tombstone_takes_the_item_out_of_the_graph(
+    store: GraphStore, settings: Settings
+) -> None:
+    """The item goes with its edges and embedding; its users' category interest no longer counts
+    it, their embeddings are refreshed, similar items drop it from their lists."""
+    from encoder.protocol import HashingEncoder
+
+    enc = HashingEncoder(dim=DIM)
+    texts = {"s1": "red trail shoe", "s2": "red road shoe", "b1": "pasta book"}
+    vectors = dict(zip(texts, enc.encode(list(texts.values())), strict=True))
+    catalogue = [
+        ItemRecord("s1", "red trail shoe", "shoes"),
+        ItemRecord("s2", "red road shoe", "shoes"),
+    ]
+    catalogue.append(ItemRecord("b1", "pasta book", "books"))
+    events = [
+        Event("e1", "u1", "s1", "purchase", 0.0),
+        Event("e2", "u1", "s2", "click", 0.0),
+        Event("e3", "u1", "b1", "click", 0.0),
+    ]
+    store.apply_batch(
+        GraphBatch(
+            events=events, items=catalogue, item_embeddings=vectors, model_version=enc.version
+        )
+    )
+    while store.refresh_dirty(enc.version) > 0:
+        pass
+    result = store.apply_batch(GraphBatch(events=[], items=[ItemRecord("s1", deleted=True)]))
+    assert result.rows["items_deleted"] == 1
+
+    def one(query: str) -> Any:
+        records, _, _ = store._driver.execute_query(query, database_=settings.neo4j_database)
+        return records[0][0] if records else None
+
+    assert one("MATCH (i:Item {item_id: 's1'}) RETURN count(i)") == 0
+    assert one("MATCH ()-[s:SIMILAR_TO]->(:Item {item_id: 's1'}) RETURN count(s)") == 0
+    # shoes interest is now the click on s2 alone; the user is to be refreshed
+    shoes = one(
+        "MATCH (:User {user_id: 'u1'})-[r:INTERESTED_IN]->(:Category {name: 'shoes'}) RETURN r"
+    )
+    assert shoes["strength"] == 2.0 and shoes["n_click"] == 1 and "n_purchase" not in shoes
+    assert one("MATCH (u:User {user_id: 'u1'}) RETURN u.dirty") is True
+    assert one("MATCH (i:Item {item_id: 's2'}) RETURN i.popularity") == 2.0
+    # the vector index no longer returns it
+    assert "s1" not in {
+        r["id"]
+        for r in store._driver.execute_query(
+            "CALL db.index.vector.queryNodes('item_embedding', 10, $v) YIELD node "
+            "RETURN node.item_id AS id",
+            {"v": [float(x) for x in vectors["s1"]]},
+            database_=settings.neo4j_database,
+        )[0]
+    }
+    # a later event on it creates it anew (a new item, without the old history)
+    store.apply_batch(GraphBatch(events=[Event("e4", "u2", "s1", "browse", 10.0)]))
+    assert one("MATCH (:User)-[r:INTERESTED_IN]->(:Item {item_id: 's1'}) RETURN count(r)") == 1
