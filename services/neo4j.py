@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
 from pathlib import Path
 
 from config.exceptions import ServicesError
+from config.secrets import read_private_file
 from services.artifacts import Artifact
 from services.base import JavaService, NotReady
+from services.processes import run_java
 
 NEO4J_VERSION = "5.26.30"
 NEO4J = Artifact("neo4j", NEO4J_VERSION, (f"org.neo4j:neo4j:{NEO4J_VERSION}",))
@@ -22,9 +23,9 @@ _OPENS = ("java.base/java.nio", "java.base/sun.nio.ch", "java.base/java.io", "ja
 
 
 def read_or_create_password(path: Path, preferred: str = "") -> str:
-    """The local server's password: kept in ``path`` (mode 600), generated on first use."""
+    """The local server's password: kept in ``path`` (mode 600, checked), generated on first use."""
     if path.exists():
-        return path.read_text().strip()
+        return read_private_file(path)
     password = preferred or secrets.token_urlsafe(24)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -113,20 +114,10 @@ class Neo4jService(JavaService):
             )
         created = not password_file.exists()
         password = read_or_create_password(password_file, preferred)
-        # the password is briefly on this command line; the state directory is the user's own
-        cmd = [
-            java,
-            "-Xmx256m",
-            "-cp",
-            classpath,
-            "org.neo4j.cli.AdminTool",
-            "dbms",
-            "set-initial-password",
-            password,
-        ]
-        out = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=300, env=self._classpath_env(), check=False
-        )
+        # the password travels in a private argument file, never on the command line
+        args = ["-Xmx256m", "-cp", classpath, "org.neo4j.cli.AdminTool", "dbms"]
+        args += ["set-initial-password", password]
+        out = run_java(java, args, self.dir / "run", 300, env=self._classpath_env())
         if out.returncode != 0 or not self.auth_file.exists():
             if created:
                 password_file.unlink(missing_ok=True)
@@ -158,7 +149,7 @@ class Neo4jService(JavaService):
         from neo4j import GraphDatabase
         from neo4j.exceptions import AuthError
 
-        password = self.layout.password_file.read_text().strip()
+        password = read_private_file(self.layout.password_file)
         try:
             with GraphDatabase.driver(
                 self.address,

@@ -7,6 +7,7 @@ import fcntl
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -166,3 +167,36 @@ def ephemeral_ports() -> range:
         return range(int(low), int(high) + 1)
     except (OSError, ValueError):
         return range(32768, 61000)
+
+
+def _argfile_quote(arg: str) -> str:
+    escaped = arg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def run_java(
+    java: str,
+    args: Sequence[str],
+    workdir: Path,
+    timeout_s: float,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Runs ``java args...`` with the arguments in a private argument file (``java @file``, mode
+    600, deleted afterwards), so a secret among them is never on a command line that `ps` or
+    /proc/<pid>/cmdline shows."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    argfile = workdir / f".java-args-{os.getpid()}-{time.monotonic_ns()}"
+    fd = os.open(argfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(_argfile_quote(a) for a in args) + "\n")
+        return subprocess.run(
+            [java, f"@{argfile}"],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=env,
+            check=False,
+        )
+    finally:
+        argfile.unlink(missing_ok=True)

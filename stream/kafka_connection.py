@@ -9,11 +9,14 @@ client). Both read the KAFKA_SECURITY_PROTOCOL / KAFKA_SASL_* / KAFKA_SSL_* sett
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
-from config.exceptions import ConfigError
+from config.exceptions import ConfigError, ServicesError
 from config.settings import Settings
+
+CHECK_TIMEOUT_S = 15.0
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -90,3 +93,63 @@ def describe(settings: Settings) -> str:
     else:
         how = protocol
     return f"{settings.kafka_servers} ({how})"
+
+
+async def check_connection(settings: Settings, timeout_s: float = CHECK_TIMEOUT_S) -> None:
+    """Connects (and logs in) to the bootstrap servers until one accepts; otherwise raises
+    `ServicesError` with one sentence that names the cause and the settings to check. aiokafka's
+    clients only say "Unable to bootstrap" and log the cause; this says it."""
+    from aiokafka.conn import create_conn
+
+    options = security_options(settings)
+    first: BaseException | None = None
+    for server in settings.kafka_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            conn = await asyncio.wait_for(
+                create_conn(
+                    host.strip("[]"),
+                    int(port),
+                    request_timeout_ms=int(timeout_s * 1000),
+                    **options,
+                ),
+                timeout_s,
+            )
+        except Exception as e:  # the cause of each server's failure; the first one is reported
+            first = first or e
+            continue
+        conn.close()
+        return
+    assert first is not None
+    raise ServicesError(failure_sentence(settings, first)) from first
+
+
+def failure_sentence(settings: Settings, error: BaseException) -> str:
+    """Why the clients cannot use Kafka, in one sentence with the settings to check."""
+    from aiokafka import errors
+
+    where = f"Kafka at {describe(settings)}"
+    reason = str(error).strip().rstrip(".") or type(error).__name__
+    if isinstance(error, errors.SaslAuthenticationFailed | errors.AuthenticationFailedError):
+        return (
+            f"{where} refused the login: authentication failed; check KAFKA_SASL_USERNAME, "
+            "KAFKA_SASL_PASSWORD(_FILE) and KAFKA_SASL_MECHANISM."
+        )
+    if isinstance(error, errors.UnsupportedSaslMechanismError):
+        return f"{where} does not offer this SASL mechanism: check KAFKA_SASL_MECHANISM ({reason})."
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return (
+            f"{where}: the broker's TLS certificate is not trusted ({error.verify_message}); check "
+            "KAFKA_SSL_CAFILE (and KAFKA_SSL_CHECK_HOSTNAME)."
+        )
+    if isinstance(error, ssl.SSLError):
+        return (
+            f"{where}: the TLS handshake failed ({reason}); does the listener speak "
+            "KAFKA_SECURITY_PROTOCOL?"
+        )
+    if isinstance(error, asyncio.TimeoutError | TimeoutError):
+        return (
+            f"{where} did not answer within the timeout: is KAFKA_BOOTSTRAP_SERVERS right, and "
+            "does the listener speak KAFKA_SECURITY_PROTOCOL?"
+        )
+    return f"cannot reach {where}: {type(error).__name__}: {reason}."

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from config.settings import Settings
 from stream.exceptions import OffsetsError
-from stream.kafka_connection import client_options
+from stream.kafka_connection import check_connection, client_options
 
 T = TypeVar("T")
 EARLIEST = "earliest"
@@ -127,7 +127,7 @@ async def reset_offsets(
 
 async def _consumer(settings: Settings) -> Any:
     from aiokafka import AIOKafkaConsumer
-    from aiokafka.errors import KafkaError
+    from aiokafka.errors import KafkaConnectionError, KafkaError
 
     consumer = AIOKafkaConsumer(
         **client_options(settings),
@@ -138,6 +138,8 @@ async def _consumer(settings: Settings) -> Any:
         await consumer.start()
     except KafkaError as e:
         await consumer.stop()
+        if isinstance(e, KafkaConnectionError):  # aiokafka logs the cause; say it
+            await check_connection(settings)
         raise OffsetsError(f"cannot reach Kafka at {settings.kafka_servers}: {e}") from e
     return consumer
 

@@ -15,7 +15,7 @@ from typing import Any
 from config.exceptions import ServicesError
 from config.logs import kv
 from config.settings import Settings
-from stream.kafka_connection import client_options
+from stream.kafka_connection import check_connection, client_options
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ async def ensure_topics_async(
     partition count. A topic created concurrently by someone else counts as existing.
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import KafkaError
+    from aiokafka.errors import KafkaConnectionError, KafkaError
 
     wanted = list(dict.fromkeys(names))
     if not wanted:
@@ -81,6 +81,8 @@ async def ensure_topics_async(
                     )
             await _wait_for_leaders(admin, created)
         except KafkaError as e:
+            if isinstance(e, KafkaConnectionError):  # aiokafka logs the cause; say it
+                await check_connection(settings)
             raise ServicesError(
                 f"could not create topics {wanted} on Kafka at {settings.kafka_servers}: {e}"
             ) from e
@@ -118,7 +120,7 @@ async def _wait_for_leaders(admin: Any, names: list[str], deadline_s: float = 15
 async def topic_partitions(settings: Settings, names: Iterable[str]) -> dict[str, list[int]]:
     """Partition numbers of the topics among ``names`` that exist (never auto-creates one)."""
     from aiokafka.admin import AIOKafkaAdminClient
-    from aiokafka.errors import KafkaError
+    from aiokafka.errors import KafkaConnectionError, KafkaError
 
     admin = AIOKafkaAdminClient(**client_options(settings))
     try:
@@ -127,6 +129,8 @@ async def topic_partitions(settings: Settings, names: Iterable[str]) -> dict[str
         present = [n for n in dict.fromkeys(names) if n in existing]
         topics = await admin.describe_topics(present) if present else []
     except KafkaError as e:
+        if isinstance(e, KafkaConnectionError):  # aiokafka logs the cause; say it
+            await check_connection(settings)
         raise ServicesError(f"cannot reach Kafka at {settings.kafka_servers}: {e}") from e
     finally:
         await admin.close()

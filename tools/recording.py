@@ -41,7 +41,7 @@ import orjson
 from config.exceptions import ServicesError, TastegraphError
 from config.logs import kv
 from config.settings import Settings
-from stream.kafka_connection import client_options
+from stream.kafka_connection import check_connection, client_options
 from stream.topics import ensure_topics_async, topic_partitions
 from stream.validation import decode_bytes, encode_bytes
 
@@ -199,7 +199,7 @@ async def replay(
     Missing topics are created first (`ensure_topics_async`). ``rate`` caps records per second.
     """
     from aiokafka import AIOKafkaProducer
-    from aiokafka.errors import KafkaError
+    from aiokafka.errors import KafkaConnectionError, KafkaError
     from tqdm import tqdm
 
     files = list(files)
@@ -222,6 +222,8 @@ async def replay(
         await producer.start()
     except KafkaError as e:
         await producer.stop()
+        if isinstance(e, KafkaConnectionError):  # aiokafka logs the cause; say it
+            await check_connection(settings)
         raise ServicesError(f"cannot reach Kafka at {settings.kafka_servers}: {e}") from e
     try:
         with tqdm(

@@ -16,11 +16,11 @@ import pytest
 
 import services
 from cli import services as command
-from config.exceptions import ServicesError
+from config.exceptions import ConfigError, ServicesError
 from config.settings import Settings
 from services import processes
 from services.artifacts import Artifact, render_pom, resolve
-from services.kafka import KAFKA, KafkaService, new_cluster_id
+from services.kafka import KAFKA, KafkaService, SaslSslListener, new_cluster_id
 from services.neo4j import NEO4J, Neo4jService, read_or_create_password
 from services.tools import find_java, find_mvn, java_major
 
@@ -141,6 +141,60 @@ def test_password_file_is_private_stable_and_read_by_settings(tmp_path: Path) ->
     assert read_or_create_password(path, "ignored-now") == first
     assert make_settings(tmp_path).neo4j_password.get_secret_value() == first
     assert read_or_create_password(tmp_path / "other", "chosen") == "chosen"
+
+
+def test_a_password_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "neo4j-password"
+    read_or_create_password(path)
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match=r"can be read by its group and other users.*chmod 600"):
+        read_or_create_password(path)
+
+
+def test_java_arguments_travel_in_a_private_file(tmp_path: Path) -> None:
+    """`run_java` puts the arguments (a password among them) in an @file that only the user can
+    read and that is gone afterwards; the command line shows only its name."""
+    fake_java = tmp_path / "java"
+    fake_java.write_text(
+        "#!/bin/sh\n"
+        'printf "%s\\n" "$@" > "$0.argv"\n'
+        'f="${1#@}"; stat -c %a "$f" > "$0.mode"; cat "$f" > "$0.file"\n'
+    )
+    fake_java.chmod(0o755)
+    secret = 'pa ss"word\\x'
+    done = processes.run_java(
+        str(fake_java), ["-cp", "lib/*", "Main", secret], tmp_path / "run", 10
+    )
+    assert done.returncode == 0, done.stderr
+    argv = (tmp_path / "java.argv").read_text()
+    assert secret not in argv and argv.startswith("@")
+    assert (tmp_path / "java.mode").read_text().strip() == "600"
+    lines = (tmp_path / "java.file").read_text().splitlines()
+    assert lines == ['"-cp"', '"lib/*"', '"Main"', '"pa ss\\"word\\\\x"']  # Java's quoting
+    assert not list((tmp_path / "run").iterdir()), "the argument file is deleted"
+
+
+def test_kafka_sasl_ssl_listener_for_tests(tmp_path: Path) -> None:
+    listener = SaslSslListener(19099, tmp_path / "keystore.pem", {"svc": "scram-secret"})
+    kafka = KafkaService(make_settings(tmp_path, kafka=19092), listener)
+    text = kafka.render_properties()
+    props = properties(text)
+    assert props["listeners"] == (
+        "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093,SASL_SSL://127.0.0.1:19099"
+    )
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19099"
+    assert props["listener.security.protocol.map"].endswith(",SASL_SSL:SASL_SSL")
+    assert props["inter.broker.listener.name"] == "PLAINTEXT"
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-256,SCRAM-SHA-512"
+    assert props["listener.name.sasl_ssl.ssl.keystore.type"] == "PEM"
+    assert "scram-secret" not in text, "logins are created by the storage tool, not configured"
+    assert kafka.ports == (19092, 19093, 19099)
+    assert listener.format_args() == [
+        "--add-scram",
+        "SCRAM-SHA-256=[name=svc,password=scram-secret]",
+        "--add-scram",
+        "SCRAM-SHA-512=[name=svc,password=scram-secret]",
+    ]
 
 
 @pytest.mark.parametrize(
