@@ -85,9 +85,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, _stop_while_starting)
 
     overrides = {}
-    if args.max_batch:
+    # `--max-batch 0` is refused like TASTEGRAPH_MAX_BATCH=0, not ignored (replace validates)
+    if args.max_batch is not None:
         overrides["max_batch"] = args.max_batch
-    if args.max_wait:
+    if args.max_wait is not None:
         overrides["max_wait_s"] = args.max_wait
     settings = dataclasses.replace(settings, **overrides)
     runtime = open_runtime(settings, serve_metrics=not args.no_metrics)

@@ -266,6 +266,12 @@ def test_a_worker_flag_is_refused_in_one_sentence(
     err = capsys.readouterr().err
     assert "TASTEGRAPH_MAX_BATCH=-5 is not allowed: it must be a whole number >= 1." in err
     assert "Traceback" not in err
+    assert main(["worker", "--max-batch", "0"]) == 2, "0 is refused, not taken for unset"
+    assert "TASTEGRAPH_MAX_BATCH=0 is not allowed" in capsys.readouterr().err
+    assert main(["worker", "--max-wait", "-1"]) == 2
+    assert "TASTEGRAPH_MAX_WAIT_S=-1.0 is not allowed: it must be a number > 0." in (
+        capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize(
