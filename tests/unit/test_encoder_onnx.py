@@ -81,6 +81,25 @@ def test_the_file_is_made_once_per_version(
     np.testing.assert_allclose(again.encode(TEXTS), tiny_onnx.encode_uncached(TEXTS), atol=1e-6)
 
 
+def test_a_file_made_under_the_default_home_is_reused(
+    tiny_onnx: OnnxEncoder,
+    tiny_dir: Path,
+    onnx_cache: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from encoder import onnx_encoder
+
+    def no_export(*_: Any) -> None:
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(onnx_encoder, "default_cache_dir", lambda: onnx_cache)
+    monkeypatch.setattr(onnx_export, "export_onnx", no_export)
+    fresh_home = tmp_path / "home" / "onnx"
+    again = load_onnx_encoder(str(tiny_dir), threads=1, cache_dir=fresh_home)
+    assert again.version == tiny_onnx.version and not fresh_home.exists()
+
+
 def test_a_failed_check_falls_back_to_pytorch(
     tiny_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
