@@ -56,11 +56,15 @@ def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
 
 async def group_state(settings: Settings) -> GroupState:
     from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaConnectionError
 
     admin = AIOKafkaAdminClient(**client_options(settings))
     try:
         await admin.start()
         (response,) = await admin.describe_consumer_groups([settings.app_id])
+    except KafkaConnectionError as e:  # aiokafka logs the cause; say it
+        await check_connection(settings)
+        raise OffsetsError(f"cannot reach Kafka at {settings.kafka_servers}: {e}") from e
     finally:
         await admin.close()
     # DescribeGroupsResponse: (error_code, group_id, state, protocol_type, protocol, members, ...)

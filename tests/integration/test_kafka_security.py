@@ -148,9 +148,11 @@ def worker_env(settings: Settings, tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def run_worker(env: dict[str, str], *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def run_command(
+    env: dict[str, str], *args: str, timeout: float
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", "worker", "--no-metrics", *args],
+        [sys.executable, "-m", "cli.main", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -170,7 +172,8 @@ def test_the_worker_runs_over_sasl_ssl_with_scram(
     s = secured(settings, secure_broker)
     # the producers of `replay` connect with the same options (SCRAM-SHA-512 over TLS)
     run_sync(replay(s, [RECORDING], topic_map=topic_map(s), progress=False))
-    done = run_worker(worker_env(s, tmp_path), "--until-idle", "3", timeout=300)
+    env = worker_env(s, tmp_path)
+    done = run_command(env, "worker", "--no-metrics", "--until-idle", "3", timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     driver, db = clean_graph, s.neo4j_database
     assert count(driver, db, "MATCH (u:User) RETURN count(u)") == 5
@@ -179,12 +182,13 @@ def test_the_worker_runs_over_sasl_ssl_with_scram(
     assert secure_broker.password not in done.stdout + done.stderr
 
 
+@pytest.mark.parametrize("command", [["worker", "--no-metrics"], ["offsets", "show"]])
 def test_a_wrong_password_is_one_sentence_and_a_non_zero_exit(
-    settings: Settings, secure_broker: SecureBroker, tmp_path: Path
+    settings: Settings, secure_broker: SecureBroker, tmp_path: Path, command: list[str]
 ) -> None:
     s = secured(settings, secure_broker, password="not-the-password")
     started = time.monotonic()
-    done = run_worker(worker_env(s, tmp_path), timeout=120)
+    done = run_command(worker_env(s, tmp_path), *command, timeout=120)
     output = done.stdout + done.stderr
     assert done.returncode == 2, output[-3000:]
     assert "Traceback" not in output
