@@ -43,7 +43,7 @@ def _stopping_worker(base: type[Any], runtime: Any) -> type[Any]:
 
     class StoppingWorker(base):
         async def on_stop(self) -> None:
-            runtime.processor.stopping = True
+            runtime.stop.set()
             _exit_after(SHUTDOWN_DEADLINE_S, runtime)
             await super().on_stop()
 
@@ -91,16 +91,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.max_wait is not None:
         overrides["max_wait_s"] = args.max_wait
     settings = dataclasses.replace(settings, **overrides)
-    runtime = open_runtime(settings, serve_metrics=not args.no_metrics)
+    from stream.app import DeadLetterTopic, add_agents, create_app
+
+    app = create_app(settings)
+    runtime = open_runtime(
+        settings, dead_letter=DeadLetterTopic(app, settings), serve_metrics=not args.no_metrics
+    )
     try:
-        from stream.app import create_app
         from stream.topics import ensure_topics
 
         ensure_topics(settings, [*settings.event_topics, settings.topic_dead_letter])
         ensure_topics(settings, [settings.topic_items], compact=True)
-        app, _ = create_app(
-            settings, runtime.processor, runtime.metrics, args.until_idle, runtime.swapper
-        )
+        add_agents(app, runtime, args.until_idle)
         log.info(
             "worker starting %s",
             kv(

@@ -1,6 +1,10 @@
 """The Faust app: one agent micro-batches the three event topics and the `items` topic.
 
-Built by ``create_app`` at the entry point (never at import time). Records are read raw (bytes), so
+Built at the entry point (never at import time), in three steps: ``create_app`` (the Faust app),
+``DeadLetterTopic`` (the sink the runtime's batch path is built with), ``add_agents`` (the agent
+and the timers, around the runtime). The agent hands each batch to the runtime's
+`stream.pipeline.BatchProcessor`; the timers drive `stream.derived.DerivedWork`, the model swap and
+the periodic fine-tuning. Records are read raw (bytes), so
 a malformed value reaches our validation and the dead-letter topic instead of crashing a codec.
 ``take_events`` acks a batch only after the agent's loop body returned, i.e. after the graph write
 committed; the consumer commits acked offsets only, and on shutdown waits for in-flight events.
@@ -21,8 +25,12 @@ from aiokafka.errors import IllegalStateError
 
 from config.logs import kv
 from config.settings import Settings
+from encoder.examples import ExampleCollector
+from stream.derived import REFRESH_CHUNK
 from stream.kafka_connection import faust_credentials
-from stream.pipeline import REFRESH_CHUNK, BatchProcessor, RawRecord, is_transient
+from stream.pipeline import RawRecord
+from stream.retry import is_transient, retry_transient
+from stream.runtime import Runtime
 
 log = logging.getLogger("tastegraph.app")
 SESSION_TIMEOUT_S = 10.0
@@ -53,13 +61,12 @@ class PeriodicFinetune:
     def __init__(
         self,
         settings: Settings,
-        processor: BatchProcessor,
+        collector: ExampleCollector,
         metrics: Any | None = None,
         run: Callable[[Settings], Awaitable[Any]] | None = None,
     ) -> None:
-        assert processor.examples is not None
         self.settings = settings
-        self.collector = processor.examples
+        self.collector = collector
         self.metrics = metrics
         self.mark = 0  # examples already stored at start-up count as new
         self._run = run
@@ -98,14 +105,11 @@ class PeriodicFinetune:
         return result
 
 
-def create_app(
-    settings: Settings,
-    processor: BatchProcessor,
-    metrics: Any | None = None,
-    until_idle_s: float | None = None,
-    swapper: Any | None = None,
-) -> tuple[faust.App, Progress]:
-    app = faust.App(
+def create_app(settings: Settings) -> faust.App:
+    """The Faust app of a worker: raw bytes in and out, no web server, in-memory tables."""
+    # Faust creates its data directory itself, but not the directories above it
+    (settings.home / "worker-data").mkdir(parents=True, exist_ok=True)
+    return faust.App(
         settings.app_id,
         broker=[f"kafka://{s.strip()}" for s in settings.kafka_servers.split(",")],
         broker_credentials=faust_credentials(settings),
@@ -125,6 +129,27 @@ def create_app(
         # Faust keeps a small data directory per app; by default in the current directory
         datadir=str(settings.home / "worker-data" / settings.app_id),
     )
+
+
+class DeadLetterTopic:
+    """The dead-letter sink: sends values to ``settings.topic_dead_letter`` through the app's
+    producer and waits until Kafka acknowledged them (the batch is acked only after that)."""
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.topic = app.topic(
+            settings.topic_dead_letter, key_serializer="raw", value_serializer="raw"
+        )
+
+    async def __call__(self, values: Sequence[bytes]) -> None:
+        futures = [await self.topic.send(value=v) for v in values]
+        await asyncio.gather(*futures)
+
+
+def add_agents(app: faust.App, runtime: Runtime, until_idle_s: float | None = None) -> Progress:
+    """Attaches the batch agent and the timers (refresh, model swap, fine-tuning, lag report) to
+    ``app``; returns what the worker has processed. ``until_idle_s``: stop once caught up."""
+    settings, metrics, stop = runtime.settings, runtime.metrics, runtime.stop
+    processor, derived = runtime.processor, runtime.derived
     progress = Progress()
     source = app.topic(
         *settings.event_topics,
@@ -134,33 +159,24 @@ def create_app(
         key_serializer="raw",
         value_serializer="raw",
     )
-    dead_letter = app.topic(
-        settings.topic_dead_letter, key_serializer="raw", value_serializer="raw"
-    )
 
-    async def send_dead_letters(values: Sequence[bytes]) -> None:
-        futures = [await dead_letter.send(value=v) for v in values]
-        await asyncio.gather(*futures)
-
-    processor.dead_letter = send_dead_letters
+    def batch_failed(e: Exception) -> None:
+        log.error("batch failed, retrying it %s", kv(error=repr(e)[:300]))
+        metrics.write_failure("unavailable" if is_transient(e) else "other")
 
     async def process_until_done(records: list[RawRecord]) -> None:
         # No error may leave the agent's loop: Faust's take_events acknowledges the batch when the
         # agent fails (its `finally`), which would commit events that were never written, and the
         # dead agent would consume nothing more. An unexpected error retries the whole batch (what
         # was written is dropped as duplicates); poison records are isolated inside `process`.
-        delay = 1.0
-        while True:
-            try:
-                # shielded: a shutdown waits for the write instead of abandoning it half-way
-                await asyncio.shield(processor.process(records))
-                return
-            except Exception as e:
-                log.error("batch failed, retrying it %s", kv(error=repr(e)[:300]))
-                if metrics is not None:
-                    metrics.write_failure("unavailable" if is_transient(e) else "other")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, settings.write_retry_max_s)
+        # Shielded: a shutdown waits for the write instead of abandoning it half-way.
+        await retry_transient(
+            lambda: asyncio.shield(processor.process(records)),
+            max_delay=settings.write_retry_max_s,
+            first_delay=1.0,
+            retry_if=lambda e: True,
+            on_retry=batch_failed,
+        )
 
     @app.agent(source, name="tastegraph.batches")
     async def consume(stream: faust.StreamT) -> None:
@@ -178,13 +194,11 @@ def create_app(
                 for e in events
             ]
             progress.in_flight = len(records)
-            if metrics is not None:
-                metrics.set_in_flight(len(records))
+            metrics.set_in_flight(len(records))
             await process_until_done(records)
             progress.done(records)
             progress.in_flight = 0
-            if metrics is not None:
-                metrics.set_in_flight(0)
+            metrics.set_in_flight(0)
 
     @app.timer(interval=settings.refresh_interval_s)
     async def refresh_derived() -> None:
@@ -192,25 +206,23 @@ def create_app(
         # behind the strengths instead of taking the CPU the batches need; while the worker is
         # more than a batch behind (a burst, a restart), one small chunk per tick, so the backlog
         # of strengths drains first and derived data still moves
-        if not processor.stopping:
+        if not stop.is_set():
             behind = progress.lag > settings.max_batch
-            await processor.refresh(REFRESH_CHUNK if behind else settings.refresh_limit)
+            await derived.refresh(REFRESH_CHUNK if behind else settings.refresh_limit)
 
-    if swapper is not None:
+    @app.timer(interval=settings.model_poll_s)
+    async def watch_model() -> None:
+        # a promoted or rolled-back version: load it aside, swap between batches, then
+        # re-embed older-version nodes a bounded chunk per tick
+        if not stop.is_set():
+            await runtime.swapper.poll()
 
-        @app.timer(interval=settings.model_poll_s)
-        async def watch_model() -> None:
-            # a promoted or rolled-back version: load it aside, swap between batches, then
-            # re-embed older-version nodes a bounded chunk per tick
-            if not processor.stopping:
-                await swapper.poll()
-
-    if settings.finetune_enabled and processor.examples is not None:
-        finetuner = PeriodicFinetune(settings, processor, metrics)
+    if settings.finetune_enabled and runtime.examples is not None:
+        finetuner = PeriodicFinetune(settings, runtime.examples, metrics)
 
         @app.timer(interval=settings.finetune_interval_s)
         async def finetune_periodically() -> None:
-            if not processor.stopping:
+            if not stop.is_set():
                 await finetuner.tick()
 
     @app.timer(interval=2.0)
@@ -231,19 +243,18 @@ def create_app(
             if tp not in app.consumer.assignment():
                 continue
             lags[(tp.topic, tp.partition)] = max(0, high - done - 1)
-            if metrics is not None:
-                metrics.set_lag(tp.topic, tp.partition, lags[(tp.topic, tp.partition)])
+            metrics.set_lag(tp.topic, tp.partition, lags[(tp.topic, tp.partition)])
         progress.lag = sum(lags.values())
         if until_idle_s is None or not lags:
             return
         idle = time.monotonic() - progress.last_record_at
         if idle >= until_idle_s and progress.in_flight == 0 and not any(lags.values()):
             log.info("caught up, refreshing derived data %s", kv(idle_s=round(idle, 1)))
-            while await processor.refresh(settings.refresh_limit) > 0:
+            while await derived.refresh(settings.refresh_limit) > 0:
                 pass
             log.info("caught up, stopping")
-            processor.stopping = True
+            stop.set()
             # the same path as an operator's SIGTERM: finish the batch, commit, close
             os.kill(os.getpid(), signal.SIGTERM)
 
-    return app, progress
+    return progress

@@ -2,7 +2,7 @@
 
 `ModelSwapper.poll()` runs on a timer (``TASTEGRAPH_MODEL_POLL_S``): one ``stat`` of the registry's
 current pointer (`encoder.registry.CurrentWatcher`); when it changed, the new version is loaded in
-a thread (the stream keeps running on the old one meanwhile) and `BatchProcessor.swap_encoder`
+a thread (the stream keeps running on the old one meanwhile) and `DerivedWork.swap_encoder`
 installs it between two batches. Then, at ``TASTEGRAPH_REEMBED_LIMIT`` nodes per poll, items
 embedded by older versions get a current embedding and users of older versions are marked dirty,
 so the regular refresh recomputes them. Similarity is only ever computed between nodes of the same
@@ -21,7 +21,7 @@ from typing import Any
 from config.logs import kv
 from encoder.protocol import TextEncoder
 from encoder.registry import CurrentWatcher, ModelRegistry
-from stream.pipeline import BatchProcessor
+from stream.derived import DerivedWork
 
 log = logging.getLogger("tastegraph.model_swap")
 
@@ -41,15 +41,21 @@ def encoder_loader(settings: Any) -> Loader:
 
 
 class ModelSwapper:
+    """Polls the registry's current version and swaps the worker onto it, then re-embeds.
+
+    Built by the runtime with the worker's `DerivedWork`; its ``poll`` runs on the model-poll
+    timer of `stream.app`.
+    """
+
     def __init__(
         self,
-        processor: BatchProcessor,
+        derived: DerivedWork,
         registry: ModelRegistry,
         load: Loader,
         metrics: Any | None = None,
         reembed_limit: int = 200,
     ) -> None:
-        self.processor = processor
+        self.derived = derived
         self.registry = registry
         self.load = load
         self.metrics = metrics
@@ -68,11 +74,11 @@ class ModelSwapper:
                 return target
             return None
         self._retry = None
-        if self.reembedding and not self.processor.stopping:
-            touched = await self.processor.reembed(self.reembed_limit)
+        if self.reembedding and not self.derived.stop.is_set():
+            touched = await self.derived.reembed(self.reembed_limit)
             if touched == 0:
                 self.reembedding = False
-                log.info("re-embedding done %s", kv(version=self.processor.encoder.version))
+                log.info("re-embedding done %s", kv(version=self.derived.encoder.version))
         return None
 
     async def _swap(self, version: str) -> bool:
@@ -84,7 +90,7 @@ class ModelSwapper:
             log.error("loading model version failed %s", kv(version=version, error=repr(e)[:300]))
             return False
         self._retry = None
-        old = await self.processor.swap_encoder(encoder)
+        old = await self.derived.swap_encoder(encoder)
         self.version = version
         self.reembedding = True
         if self.metrics is not None:

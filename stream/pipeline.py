@@ -1,8 +1,13 @@
-"""Per-batch processing: validate, embed, write to the graph, dead-letter what cannot be applied.
+"""The batch path: decode, embed, write to the graph, dead-letter what cannot be applied.
 
-Kafka-agnostic: the Faust agent (stream/app.py) hands over ``RawRecord``s and acks them only after
-``BatchProcessor.process`` returned, i.e. after the graph write committed. Nothing here blocks the
-event loop: the encoder and the (sync) Neo4j driver run in executors.
+One event's way, in the order of this module: the Faust agent (`stream.app`) hands over a batch of
+``RawRecord``s to `BatchProcessor.process`, which decodes and validates them
+(`stream.validation`), looks up which items lack a current embedding, starts encoding them on the
+encoder's thread, writes the batch to Neo4j (`graph.store.GraphStore.apply_batch`, which waits for
+the embeddings once it holds its locks), isolates and dead-letters records the graph refuses, and
+reports the batch. The agent acks the records only after ``process`` returned, i.e. after the
+graph write committed. Nothing here blocks the event loop: the encoder and the (sync) Neo4j driver
+run in the runtime's threads. Derived data (user embeddings, similarity) is `stream.derived`'s.
 """
 
 from __future__ import annotations
@@ -11,22 +16,25 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-
-from neo4j.exceptions import DriverError, Neo4jError
 
 from config.logs import kv
 from config.settings import Settings
 from encoder.examples import ExampleCollector
 from encoder.protocol import TextEncoder
 from graph.model import Event, ItemRecord, item_text
-from graph.store import GraphBatch, GraphStore, Vector
+from graph.store import ApplyResult, GraphBatch, GraphStore, Vector
+from stream.lifecycle import CurrentEncoder
+from stream.metrics import Metrics
+from stream.retry import retry_transient
 from stream.validation import Invalid, classify, classify_items, dead_letter_value
 
 log = logging.getLogger("tastegraph.pipeline")
 T = TypeVar("T")
+
+__all__ = ["BatchOutcome", "BatchProcessor", "DeadLetterSink", "EncodingFailed", "RawRecord"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +61,6 @@ class BatchOutcome:
     rows: dict[str, int] = field(default_factory=dict)
 
 
-REFRESH_CHUNK = 25  # nodes per refresh transaction (short locks beside the batches)
-
-
 class EncodingFailed(Exception):
     """The encoder failed on a batch: not the records' fault, so the batch is retried whole."""
 
@@ -63,22 +68,25 @@ class EncodingFailed(Exception):
 DeadLetterSink = Callable[[Sequence[bytes]], Awaitable[None]]
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Errors worth retrying: the database is unreachable, busy, or a deadlock was detected."""
-    if isinstance(exc, Neo4jError | DriverError):
-        return bool(exc.is_retryable())
-    return isinstance(exc, ConnectionError | TimeoutError | OSError)
-
-
 class BatchProcessor:
+    """Processes one micro-batch at a time, from raw records to a committed graph write.
+
+    Called by the Faust agent (`stream.app`), one batch after the other. Built by the runtime
+    (`stream.runtime.open_runtime`), which owns and closes what it is given: the ``executor`` for
+    the driver's calls, the ``encode_executor`` (the encoder's thread), the dead-letter sink, the
+    example collector (None: no fine-tuning examples are collected) and the metrics. Holds the
+    current encoder for a whole batch, so a model swap happens only between two batches.
+    """
+
     def __init__(
         self,
         settings: Settings,
         store: GraphStore,
-        encoder: TextEncoder,
+        encoder: CurrentEncoder,
         dead_letter: DeadLetterSink,
-        metrics: Any | None = None,
-        executor: Executor | None = None,
+        metrics: Metrics,
+        executor: Executor,
+        encode_executor: Executor,
         clock: Callable[[], float] = time.time,
         examples: ExampleCollector | None = None,
     ) -> None:
@@ -87,36 +95,60 @@ class BatchProcessor:
         self.encoder = encoder
         self.dead_letter = dead_letter
         self.metrics = metrics
-        # one thread for the driver and one for the encoder: a batch's encoding runs while its
-        # write transaction takes its locks and reads (see `GraphBatch.pending`)
-        self.executor = executor or ThreadPoolExecutor(1, thread_name_prefix="tastegraph-batch")
-        self.encode_executor = ThreadPoolExecutor(1, thread_name_prefix="tastegraph-encode")
-        self.refresh_executor = ThreadPoolExecutor(1, thread_name_prefix="tastegraph-refresh")
+        self.executor = executor
+        self.encode_executor = encode_executor
         self.clock = clock
-        self.stopping = False
-        # fine-tuning examples from applied click/purchase events (None: not collected)
         self.examples = examples
-        # held by every batch: `swap_encoder` replaces the encoder only between two batches
-        self.swap_lock = asyncio.Lock()
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+    # -- the batch ---------------------------------------------------------------------------------
+    async def process(self, records: Sequence[RawRecord]) -> BatchOutcome:
+        async with self.encoder.in_use() as encoder:
+            return await self._process(records, encoder)
 
-    async def _retrying(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` in the executor, retried with backoff while the error is transient."""
-        delay = 0.1
-        while True:
-            try:
-                return await self._run(fn, *args)
-            except Exception as e:
-                if not is_transient(e):
-                    raise
-                self._count("write_retry")
-                log.warning("graph read failed, retrying %s", kv(error=type(e).__name__))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.settings.write_retry_max_s)
+    async def _process(self, records: Sequence[RawRecord], encoder: TextEncoder) -> BatchOutcome:
+        out = BatchOutcome(records=len(records))
+        t0 = time.perf_counter()
+        events, items, dead = self.decode(records, out)
+        t1 = time.perf_counter()
+        item_texts, event_texts = await self.texts_to_embed(events, items, encoder.version)
+        out.encoded = len(item_texts) + len(event_texts)
+        # the encoder works while the write transaction claims, locks and reads
+        future = self.start_encoding(encoder, item_texts, event_texts, out)
+        batch = GraphBatch(
+            events=events,
+            items=items,
+            model_version=encoder.version,
+            pending=future.result,
+        )
+        try:
+            if events or items:
+                dead += await self.write(batch, out)
+        finally:
+            # never leave the encoder's thread busy with this batch behind us
+            await asyncio.wait([asyncio.wrap_future(future)])
+        future.result()  # an encoder error fails the batch (the agent retries it)
+        t3 = time.perf_counter()
+        stats = getattr(encoder, "stats", None)
+        if stats is not None and out.encoded:
+            self.metrics.observe_encoder(stats)
+        if dead:
+            await self.send_dead_letters(records, dead)
+            out.dead_lettered = len(dead)
+        # a batch whose every event was a duplicate (a replay, a batch re-read after a crash)
+        # already fed the collector when it was first written
+        if self.examples is not None and out.applied:
+            await self._collect_examples(events, items, dead)
+        # encode overlaps graph_write, which includes the embedded-items lookup and any wait for
+        # the encoder
+        out.stages = {
+            "decode": t1 - t0,
+            "encode": out.stages.get("encode", 0.0),
+            "graph_write": t3 - t1,
+        }
+        self._observe(out, events)
+        return out
 
-    # -- stages ------------------------------------------------------------------------------------
+    # -- stages, in the order of a batch -----------------------------------------------------------
     def decode(
         self, records: Sequence[RawRecord], out: BatchOutcome
     ) -> tuple[list[Event], list[ItemRecord], list[Invalid]]:
@@ -134,7 +166,7 @@ class BatchProcessor:
         bad += [b for b in bad_items if not (b.reason == "empty" and b.raw is None)]
         for b in bad:
             out.invalid += 1
-            self._count("invalid", b.reason)
+            self.metrics.invalid(b.reason)
             log.warning(
                 "invalid record %s",
                 kv(topic=b.topic, partition=b.partition, offset=b.offset, reason=b.reason),
@@ -142,10 +174,10 @@ class BatchProcessor:
         return events, items, bad
 
     async def texts_to_embed(
-        self, events: Sequence[Event], items: Sequence[ItemRecord]
+        self, events: Sequence[Event], items: Sequence[ItemRecord], version: str
     ) -> tuple[dict[str, str], dict[str, str]]:
-        """Item texts (item_id -> text) that lack a current-version embedding, and event free
-        texts (event_id -> text)."""
+        """Item texts (item_id -> text) that lack a ``version`` embedding, and event free texts
+        (event_id -> text)."""
         texts: dict[str, str] = {}
         for it in items:  # catalogue records: their text may have changed, always (cached) encode
             text = item_text(it.title, it.category, it.description)
@@ -159,16 +191,22 @@ class BatchProcessor:
                     candidates[ev.item_id] = text
         if candidates:
             # a read of the graph: an unreachable Neo4j stalls the batch here as in `write`
-            version = self.encoder.version
-            done = await self._retrying(self.store.embedded_items, list(candidates), version)
+            done = await retry_transient(
+                lambda: self._graph(self.store.embedded_items, list(candidates), version),
+                max_delay=self.settings.write_retry_max_s,
+                on_retry=lambda e: self._graph_retried("read", e),
+            )
             texts.update({k: v for k, v in candidates.items() if k not in done})
         return texts, {ev.event_id: ev.text for ev in events if ev.text}
 
     def start_encoding(
-        self, item_texts: dict[str, str], event_texts: dict[str, str], out: BatchOutcome
+        self,
+        encoder: TextEncoder,
+        item_texts: dict[str, str],
+        event_texts: dict[str, str],
+        out: BatchOutcome,
     ) -> Future[tuple[dict[str, Vector], dict[str, Vector]]]:
         """Encodes on the encoder's thread; the future holds (item vectors, text vectors)."""
-        encoder = self.encoder
 
         def encode() -> tuple[dict[str, Vector], dict[str, Vector]]:
             t0 = time.perf_counter()
@@ -186,51 +224,43 @@ class BatchProcessor:
 
         return self.encode_executor.submit(encode)
 
-    async def embed(
-        self, events: Sequence[Event], items: Sequence[ItemRecord]
-    ) -> tuple[dict[str, Vector], dict[str, Vector]]:
-        """Embeds items that lack a current-version embedding (and free texts of events)."""
-        item_texts, event_texts = await self.texts_to_embed(events, items)
-        future = self.start_encoding(item_texts, event_texts, BatchOutcome())
-        return await asyncio.wrap_future(future)
-
     async def write(self, batch: GraphBatch, out: BatchOutcome) -> list[Invalid]:
         """Writes the batch, retrying transient errors until it succeeds (backpressure).
 
         A non-transient failure splits the batch to isolate the records that cause it; those are
         returned as dead letters and everything else is written.
         """
-        delay = 0.1
-        while True:
+
+        async def attempt() -> tuple[ApplyResult, float]:
             t0 = time.perf_counter()
-            try:
-                result = await self._run(self.store.apply_batch, batch)
-            except EncodingFailed:
-                raise
-            except Exception as e:
-                if is_transient(e):
-                    self._count("write_retry")
-                    log.warning("graph write failed, retrying %s", kv(error=type(e).__name__))
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.settings.write_retry_max_s)
-                    continue
-                if batch.pending is not None:
-                    # isolate with the embeddings in hand (an encoder failure raises here)
-                    batch = await self._run(batch.resolved)
-                return await self._isolate(batch, e, out)
-            if self.metrics is not None:
-                self.metrics.observe_write(time.perf_counter() - t0)
-            out.applied += result.applied
-            out.duplicates += result.duplicates
-            for kind, n in result.rows.items():
-                out.rows[kind] = out.rows.get(kind, 0) + n
-            return []
+            result = await self._graph(self.store.apply_batch, batch)
+            return result, time.perf_counter() - t0
+
+        try:
+            result, seconds = await retry_transient(
+                attempt,
+                max_delay=self.settings.write_retry_max_s,
+                on_retry=lambda e: self._graph_retried("write", e),
+            )
+        except EncodingFailed:
+            raise
+        except Exception as e:
+            if batch.pending is not None:
+                # isolate with the embeddings in hand (an encoder failure raises here)
+                batch = await self._graph(batch.resolved)
+            return await self._isolate(batch, e, out)
+        self.metrics.observe_write(seconds)
+        out.applied += result.applied
+        out.duplicates += result.duplicates
+        for kind, n in result.rows.items():
+            out.rows[kind] = out.rows.get(kind, 0) + n
+        return []
 
     async def _isolate(
         self, batch: GraphBatch, error: Exception, out: BatchOutcome
     ) -> list[Invalid]:
         records: list[Event | ItemRecord] = [*batch.items, *batch.events]
-        self._count("write_failure", "client_error")
+        self.metrics.write_failure("client_error")
         if len(records) == 1:
             r = records[0]
             log.error("poison record %s", kv(topic=r.topic, partition=r.partition, offset=r.offset))
@@ -243,59 +273,17 @@ class BatchProcessor:
                 dead += await self.write(part, out)
         return dead
 
-    # -- the batch ---------------------------------------------------------------------------------
-    async def process(self, records: Sequence[RawRecord]) -> BatchOutcome:
-        async with self.swap_lock:
-            return await self._process(records)
-
-    async def _process(self, records: Sequence[RawRecord]) -> BatchOutcome:
-        out = BatchOutcome(records=len(records))
-        t0 = time.perf_counter()
-        events, items, dead = self.decode(records, out)
-        t1 = time.perf_counter()
-        item_texts, event_texts = await self.texts_to_embed(events, items)
-        out.encoded = len(item_texts) + len(event_texts)
-        # the encoder works while the write transaction claims, locks and reads
-        future = self.start_encoding(item_texts, event_texts, out)
-        batch = GraphBatch(
-            events=events,
-            items=items,
-            model_version=self.encoder.version,
-            pending=future.result,
+    async def send_dead_letters(
+        self, records: Sequence[RawRecord], dead: Sequence[Invalid]
+    ) -> None:
+        """Sends the records that cannot be applied, with their original bytes, to the sink."""
+        raw = {(r.topic, r.partition, r.offset): r.value for r in records}
+        await self.dead_letter(
+            [
+                dead_letter_value(d._replace(raw=raw.get((d.topic, d.partition, d.offset))))
+                for d in dead
+            ]
         )
-        try:
-            if events or items:
-                dead += await self.write(batch, out)
-        finally:
-            # never leave the encoder's thread busy with this batch behind us
-            await asyncio.wait([asyncio.wrap_future(future)])
-        future.result()  # an encoder error fails the batch (the agent retries it)
-        t3 = time.perf_counter()
-        stats = getattr(self.encoder, "stats", None)
-        if self.metrics is not None and stats is not None and out.encoded:
-            self.metrics.observe_encoder(stats)
-        if dead:
-            raw = {(r.topic, r.partition, r.offset): r.value for r in records}
-            await self.dead_letter(
-                [
-                    dead_letter_value(d._replace(raw=raw.get((d.topic, d.partition, d.offset))))
-                    for d in dead
-                ]
-            )
-            out.dead_lettered = len(dead)
-        # a batch whose every event was a duplicate (a replay, a batch re-read after a crash)
-        # already fed the collector when it was first written
-        if self.examples is not None and out.applied:
-            await self._collect_examples(events, items, dead)
-        # encode overlaps graph_write, which includes the embedded-items lookup and any wait for
-        # the encoder
-        out.stages = {
-            "decode": t1 - t0,
-            "encode": out.stages.get("encode", 0.0),
-            "graph_write": t3 - t1,
-        }
-        self._observe(out, events)
-        return out
 
     async def _collect_examples(
         self, events: Sequence[Event], items: Sequence[ItemRecord], dead: Sequence[Invalid]
@@ -340,98 +328,18 @@ class BatchProcessor:
             collector.store.flush()
 
         try:
-            await self._run(collect)
+            await self._graph(collect)
         except Exception as e:
             log.error("collecting fine-tuning examples failed %s", kv(error=repr(e)[:300]))
 
-    # -- model swap --------------------------------------------------------------------------------
-    async def swap_encoder(self, encoder: TextEncoder) -> str:
-        """Replaces the encoder between two batches (waits for the running one); returns the
-        previous version. Items and users of older versions are re-embedded by `reembed`."""
-        async with self.swap_lock:
-            old = self.encoder.version
-            self.encoder = encoder
-        log.info("encoder swapped %s", kv(old=old, new=encoder.version))
-        return old
+    # -- helpers -----------------------------------------------------------------------------------
+    async def _graph(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the driver's thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    async def reembed(self, limit: int = 200) -> int:
-        """One bounded step of re-embedding what older encoder versions embedded.
-
-        Up to ``limit`` items with a stale version get a current embedding; once none is left, up
-        to ``limit`` users of older versions are marked dirty, so `refresh` recomputes them from
-        current-version items. Returns how many nodes it touched (0: nothing stale is left).
-        """
-        encoder = self.encoder
-        version = encoder.version
-        loop = asyncio.get_running_loop()
-        try:
-            stale = await loop.run_in_executor(
-                self.refresh_executor, self.store.stale_items, version, limit
-            )
-            if stale:
-                # the encoder's thread: it serves one caller at a time
-                vectors = await asyncio.get_running_loop().run_in_executor(
-                    self.encode_executor, encoder.encode, [t for _, t in stale]
-                )
-                embeddings = {item_id: vectors[k] for k, (item_id, _) in enumerate(stale)}
-                return int(
-                    await loop.run_in_executor(
-                        self.refresh_executor, self.store.set_item_embeddings, embeddings, version
-                    )
-                )
-            return int(
-                await loop.run_in_executor(
-                    self.refresh_executor, self.store.mark_stale_users_dirty, version, limit
-                )
-            )
-        except Exception as e:
-            # the next step tries again; nothing half-written matters (version-tagged nodes)
-            log.error("re-embedding failed %s", kv(error=repr(e)[:300]))
-            return 0
-
-    async def refresh(self, limit: int = 500, chunk: int = REFRESH_CHUNK) -> int:
-        """Recomputes user embeddings and similarity edges of what batches changed.
-
-        Runs beside the batches (its own thread), not in their critical path: strengths are fresh
-        as soon as a batch commits, derived data follows within a refresh interval. Small
-        transactions of ``chunk`` nodes hold their locks briefly, so a batch writing the same users
-        never waits long. The dirty flags live in the graph, so a crash loses no refresh. Returns
-        how many nodes it refreshed (at most about ``limit``).
-        """
-        total, delay = 0, 0.1
-        step = max(1, min(chunk, limit))
-        while total < limit and not self.stopping:
-            t0 = time.perf_counter()
-            try:
-                n = await asyncio.get_running_loop().run_in_executor(
-                    self.refresh_executor, self.store.refresh_dirty, self.encoder.version, step
-                )
-            except Exception as e:
-                if not is_transient(e):
-                    # derived data only: the dirty flags stay and the next run tries again
-                    log.error("refresh failed %s", kv(error=repr(e)[:300]))
-                    return total
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.settings.write_retry_max_s)
-                continue
-            if n and self.metrics is not None:
-                self.metrics.observe_stage("refresh", time.perf_counter() - t0)
-            total += int(n)
-            if n < step:
-                break
-        return total
-
-    # -- metrics -----------------------------------------------------------------------------------
-    def _count(self, what: str, label: str = "") -> None:
-        m = self.metrics
-        if m is None:
-            return
-        if what == "invalid":
-            m.invalid(label)
-        elif what == "write_retry":
-            m.write_retry()
-        elif what == "write_failure":
-            m.write_failure(label)
+    def _graph_retried(self, what: str, error: Exception) -> None:
+        self.metrics.write_retry()
+        log.warning("graph %s failed, retrying %s", what, kv(error=type(error).__name__))
 
     def _observe(self, out: BatchOutcome, events: Sequence[Event]) -> None:
         m = self.metrics
@@ -446,8 +354,6 @@ class BatchProcessor:
                 **{f"{k}_ms": round(v * 1000, 1) for k, v in out.stages.items()},
             ),
         )
-        if m is None:
-            return
         now = self.clock()
         m.observe_batch(out.records, sum(out.stages.values()))
         for stage, seconds in out.stages.items():

@@ -1,4 +1,7 @@
-"""Wires the parts a worker needs from the settings: encoder, Neo4j store, metrics, processor."""
+"""Wires the parts a worker needs from the settings, and closes them: `open_runtime` / `Runtime`.
+
+Built once at the entry point (`cli.worker`), before the Faust agents are attached (`stream.app`).
+"""
 
 from __future__ import annotations
 
@@ -8,31 +11,43 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.settings import Settings
+from encoder.examples import ExampleCollector
 from encoder.protocol import TextEncoder
 from graph.store import GraphStore, InterestParams
-from stream.pipeline import BatchProcessor
+from stream.derived import DerivedWork
+from stream.lifecycle import CurrentEncoder, StopSignal, WorkerPools
+from stream.metrics import Metrics, start_metrics_server
+from stream.model_swap import ModelSwapper, encoder_loader
+from stream.pipeline import BatchProcessor, DeadLetterSink
 
 log = logging.getLogger("tastegraph.runtime")
 
 
 @dataclass
 class Runtime:
+    """One worker's parts. It owns (and `close` closes, in order) the stop signal, the thread
+    pools, the example collector's store, the Neo4j driver and the metrics server; the batch path
+    (``processor``), the derived-data work (``derived``) and the model swap (``swapper``) use them.
+    The dead-letter sink belongs to the Faust app, which closes its producer itself."""
+
     settings: Settings
-    encoder: TextEncoder
+    encoder: CurrentEncoder
     driver: Any
     store: GraphStore
-    metrics: Any
+    metrics: Metrics
+    stop: StopSignal
+    pools: WorkerPools
     processor: BatchProcessor
-    swapper: Any = None  # stream.model_swap.ModelSwapper: hot swap of promoted versions
-    metrics_server: Any = None  # what start_metrics_server returned (closed on close())
+    derived: DerivedWork
+    swapper: ModelSwapper
+    examples: ExampleCollector | None = None
+    metrics_server: Any = None  # what start_metrics_server returned
 
     def close(self) -> None:
-        self.processor.stopping = True  # no further refresh rounds
-        self.processor.executor.shutdown(wait=True)
-        self.processor.encode_executor.shutdown(wait=True)
-        self.processor.refresh_executor.shutdown(wait=True)
-        if self.processor.examples is not None:
-            self.processor.examples.store.close()
+        self.stop.set()  # no further refresh rounds
+        self.pools.close()
+        if self.examples is not None:
+            self.examples.store.close()
         self.driver.close()
         log.info("driver closed")
         if self.metrics_server is not None:
@@ -77,12 +92,17 @@ async def _no_dead_letters(values: Sequence[bytes]) -> None:
 
 
 def open_runtime(
-    settings: Settings, serve_metrics: bool = True, encoder: TextEncoder | None = None
+    settings: Settings,
+    dead_letter: DeadLetterSink = _no_dead_letters,
+    serve_metrics: bool = True,
+    encoder: TextEncoder | None = None,
 ) -> Runtime:
+    """Loads the encoder (the registry's current version, else ``settings.model``), opens the
+    driver and ensures the schema, starts the metrics server, and builds the worker's parts
+    around ``dead_letter`` (the Faust app's dead-letter topic; tools that never process batches
+    leave the default, which refuses)."""
     from encoder.registry import BASE_VERSION
     from finetuning.job import example_collector_for, registry_for
-    from stream.metrics import Metrics, start_metrics_server
-    from stream.model_swap import ModelSwapper, encoder_loader
 
     # the registry's current version (a promoted fine-tune) wins over settings.model
     registry = registry_for(settings)
@@ -112,10 +132,42 @@ def open_runtime(
         server = start_metrics_server(metrics, settings.metrics_host, settings.metrics_port)
     # examples are collected only when the worker fine-tunes (TASTEGRAPH_FINETUNE_ENABLED)
     examples = example_collector_for(settings) if settings.finetune_enabled else None
+    current_encoder = CurrentEncoder(encoder)
+    stop = StopSignal()
+    pools = WorkerPools.open()
     processor = BatchProcessor(
-        settings, store, encoder, _no_dead_letters, metrics, examples=examples
+        settings,
+        store,
+        current_encoder,
+        dead_letter,
+        metrics,
+        executor=pools.graph,
+        encode_executor=pools.encode,
+        examples=examples,
+    )
+    derived = DerivedWork(
+        settings,
+        store,
+        current_encoder,
+        metrics,
+        stop,
+        executor=pools.refresh,
+        encode_executor=pools.encode,
     )
     swapper = ModelSwapper(
-        processor, registry, encoder_loader(settings), metrics, settings.reembed_limit
+        derived, registry, encoder_loader(settings), metrics, settings.reembed_limit
     )
-    return Runtime(settings, encoder, driver, store, metrics, processor, swapper, server)
+    return Runtime(
+        settings=settings,
+        encoder=current_encoder,
+        driver=driver,
+        store=store,
+        metrics=metrics,
+        stop=stop,
+        pools=pools,
+        processor=processor,
+        derived=derived,
+        swapper=swapper,
+        examples=examples,
+        metrics_server=server,
+    )

@@ -206,7 +206,7 @@ def naive_path(settings: Settings, events: list[tuple[str, dict]], items: dict[s
             # a catalogue item's text, else the text a new item's event carries
             it = items.get(e["item_id"]) or e
             text = item_text(it.get("title"), it.get("category"), it.get("description"))
-            vec = rt.encoder.encode([text])[0]
+            vec = rt.encoder.encoder.encode([text])[0]
             ev = Event(
                 event_id=e["event_id"],
                 user_id=e["user_id"],

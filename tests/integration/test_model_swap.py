@@ -4,11 +4,11 @@ old version are recomputed by the refresh, and no similarity edge joins two vers
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from config.settings import DEFAULT_WEIGHTS, Settings
 from encoder.examples import read_examples
@@ -16,7 +16,9 @@ from encoder.protocol import HashingEncoder
 from finetuning.job import default_examples_path, registry_for
 from graph.model import Event, ItemRecord, item_text
 from graph.store import GraphBatch, GraphStore, InterestParams
-from stream.pipeline import BatchProcessor
+from stream.derived import DerivedWork
+from stream.lifecycle import CurrentEncoder, StopSignal, WorkerPools
+from stream.metrics import Metrics
 from tools.recording import replay
 
 from .conftest import run_sync
@@ -71,9 +73,6 @@ def test_reembedding_after_a_swap_moves_every_node_to_the_new_version(
     assert store.stale_items("hash-v1", 10) == []
     assert store.item_texts(["i1", "i4", "nope"]) == {"i1": texts["i1"], "i4": texts["i4"]}
 
-    async def sink(values: Sequence[bytes]) -> None:
-        pass
-
     # a batch touches u0 during the transition: the refresh (new version) finds none of its items
     # embedded by that version yet and clears its embedding; the re-embedding must still reach it
     cypher(store, "MATCH (u:User {user_id: 'u0'}) SET u.dirty = true")
@@ -81,13 +80,22 @@ def test_reembedding_after_a_swap_moves_every_node_to_the_new_version(
         pass
     cleared = cypher(store, "MATCH (u:User {user_id: 'u0'}) RETURN u.embedding_version AS v")
     assert cleared == [{"v": None}]
-    proc = BatchProcessor(settings, store, V2, sink)
+    pools = WorkerPools.open()
+    derived = DerivedWork(
+        settings,
+        store,
+        CurrentEncoder(V2),
+        Metrics.create(CollectorRegistry()),
+        StopSignal(),
+        executor=pools.refresh,
+        encode_executor=pools.encode,
+    )
 
     async def reembed() -> list[int]:
         steps = []
-        while (n := await proc.reembed(3)) > 0:
+        while (n := await derived.reembed(3)) > 0:
             steps.append(n)
-            while await proc.refresh(100) > 0:
+            while await derived.refresh(100) > 0:
                 pass
             assert len(steps) < 10
         return steps
@@ -96,9 +104,7 @@ def test_reembedding_after_a_swap_moves_every_node_to_the_new_version(
         # 4 items in steps of 3, then 3 users
         assert asyncio.run(reembed()) == [3, 1, 3]
     finally:
-        proc.executor.shutdown()
-        proc.encode_executor.shutdown()
-        proc.refresh_executor.shutdown()
+        pools.close()
     versions = cypher(
         store,
         "MATCH (n) WHERE n:User OR n:Item RETURN n.embedding_version AS v, count(*) AS n",

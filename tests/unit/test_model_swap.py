@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
 from encoder.examples import ExampleBuilder, ExampleCollector, ExampleStore, read_examples
@@ -19,6 +20,9 @@ from encoder.registry import ModelRegistry
 from finetuning.job import FinetuneResult
 from graph.store import ApplyResult, GraphBatch
 from stream.app import PeriodicFinetune
+from stream.derived import DerivedWork
+from stream.lifecycle import CurrentEncoder, StopSignal, WorkerPools
+from stream.metrics import Metrics
 from stream.model_swap import ModelSwapper
 from stream.pipeline import BatchProcessor, RawRecord
 
@@ -92,18 +96,43 @@ def raw(n: int, etype: str = "click", topic: str = "clicks", **extra: object) ->
 def processor(
     store: FakeStore, encoder: TextEncoder = OLD, examples: ExampleCollector | None = None
 ) -> BatchProcessor:
+    return worker(store, encoder, examples)[0]
+
+
+def worker(
+    store: FakeStore, encoder: TextEncoder = OLD, examples: ExampleCollector | None = None
+) -> tuple[BatchProcessor, DerivedWork]:
+    """The batch path and the derived-data work around one current encoder, as the runtime
+    builds them."""
+
     async def sink(values: Sequence[bytes]) -> None:
         pass
 
     settings = Settings(write_retry_max_s=0.01)
-    return BatchProcessor(
+    pools = WorkerPools.open()
+    current = CurrentEncoder(encoder)
+    metrics = Metrics.create(CollectorRegistry())
+    proc = BatchProcessor(
         settings,
         store,  # type: ignore[arg-type]
-        encoder,
+        current,
         sink,
+        metrics,
+        executor=pools.graph,
+        encode_executor=pools.encode,
         clock=lambda: TS + 100,
         examples=examples,
     )
+    derived = DerivedWork(
+        settings,
+        store,  # type: ignore[arg-type]
+        current,
+        metrics,
+        StopSignal(),
+        executor=pools.refresh,
+        encode_executor=pools.encode,
+    )
+    return proc, derived
 
 
 def collector(path: Path | None = None) -> ExampleCollector:
@@ -165,15 +194,15 @@ def test_without_a_collector_nothing_is_collected_and_a_failing_one_never_fails_
 def test_a_swap_waits_for_the_running_batch_and_the_next_batch_uses_the_new_version() -> None:
     store = FakeStore()
     store.gate = threading.Event()
-    proc = processor(store)
+    proc, derived = worker(store)
 
     async def scenario() -> list[str]:
         first = asyncio.create_task(proc.process([raw(0, title="a")]))
         while not store.writing.is_set():  # the batch is inside its graph write
             await asyncio.sleep(0.005)
-        swap = asyncio.create_task(proc.swap_encoder(NEW))
+        swap = asyncio.create_task(derived.swap_encoder(NEW))
         await asyncio.sleep(0.05)
-        assert not swap.done() and proc.encoder is OLD  # not in the middle of a batch
+        assert not swap.done() and proc.encoder.encoder is OLD  # not in the middle of a batch
         store.gate.set()  # type: ignore[union-attr]
         await first
         assert await swap == "hash-v1"
@@ -211,7 +240,7 @@ def test_a_promoted_version_is_loaded_swapped_in_and_old_nodes_re_embedded(
     store.items = {f"i{n}": ("hash-v1", f"text {n}") for n in range(5)}
     store.items["bare"] = ("hash-v1", "")  # no text: left as it is
     store.users = {f"u{n}": ("hash-v1", False) for n in range(3)}
-    proc = processor(store)
+    proc, derived = worker(store)
     registry, version = _registry_with_candidate(tmp_path)
     loaded: list[str] = []
     fail = [True]
@@ -223,24 +252,24 @@ def test_a_promoted_version_is_loaded_swapped_in_and_old_nodes_re_embedded(
         return NEW
 
     metrics = RecordingMetrics()
-    swapper = ModelSwapper(proc, registry, load, metrics, reembed_limit=2)
+    swapper = ModelSwapper(derived, registry, load, metrics, reembed_limit=2)
 
     async def scenario() -> None:
         assert await swapper.poll() is None  # nothing promoted; nothing stale of hash-v1
         assert store.items["i0"][0] == "hash-v1"
         registry.promote(version)
         assert await swapper.poll() is None  # the load failed: still on the old encoder
-        assert proc.encoder is OLD and metrics.versions == []
+        assert proc.encoder.encoder is OLD and metrics.versions == []
         fail[0] = False
         assert await swapper.poll() == version  # retried on the next poll
-        assert proc.encoder is NEW and metrics.versions == [version]
+        assert proc.encoder.encoder is NEW and metrics.versions == [version]
         assert loaded == [str(registry.get(version).path)] * 2
         polls = 0
         while swapper.reembedding:  # bounded steps until nothing stale is left
             await swapper.poll()
             polls += 1
             assert polls < 20
-            await proc.refresh(100)
+            await derived.refresh(100)
         # 5 items in chunks of 2, then 3 users in chunks of 2, then a step that finds nothing
         assert polls == 3 + 2 + 1
 
@@ -271,7 +300,7 @@ def test_periodic_finetune_runs_after_enough_new_examples_and_records_metrics(
         )
 
     metrics = RecordingMetrics()
-    agent = PeriodicFinetune(settings, proc, metrics, run=run)
+    agent = PeriodicFinetune(settings, coll, metrics, run=run)
 
     async def scenario() -> None:
         assert await agent.tick() is None  # no examples yet
@@ -300,7 +329,7 @@ def test_periodic_finetune_with_the_real_job_reads_what_the_worker_collected(
     coll = example_collector_for(settings)
     proc = processor(FakeStore(), examples=coll)
     metrics = RecordingMetrics()
-    agent = PeriodicFinetune(settings, proc, metrics)
+    agent = PeriodicFinetune(settings, coll, metrics)
 
     async def scenario() -> Any:
         await proc.process([raw(0, title="a"), raw(2, title="b"), raw(4, title="c")])

@@ -8,11 +8,16 @@ from collections.abc import Sequence
 import orjson
 import pytest
 from neo4j.exceptions import ClientError, ServiceUnavailable
+from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
 from encoder.protocol import HashingEncoder
 from graph.store import ApplyResult, GraphBatch
-from stream.pipeline import BatchProcessor, RawRecord, is_transient
+from stream.derived import DerivedWork
+from stream.lifecycle import CurrentEncoder, StopSignal, WorkerPools
+from stream.metrics import Metrics
+from stream.pipeline import BatchProcessor, RawRecord
+from stream.retry import is_transient
 from stream.validation import read_dead_letter
 
 TS = 1_700_000_000.0
@@ -66,15 +71,40 @@ def record(value: object, offset: int, topic: str = "clicks") -> RawRecord:
     return RawRecord(topic=topic, partition=0, offset=offset, key=b"k", value=raw)
 
 
-def make(store: MemoryStore) -> tuple[BatchProcessor, list[bytes]]:
+def make(
+    store: MemoryStore, encoder: CurrentEncoder | None = None
+) -> tuple[BatchProcessor, list[bytes]]:
     dead: list[bytes] = []
 
     async def sink(values: Sequence[bytes]) -> None:
         dead.extend(values)
 
     settings = Settings(write_retry_max_s=0.01)
-    proc = BatchProcessor(settings, store, HashingEncoder(), sink, clock=lambda: TS + 100)  # type: ignore[arg-type]
+    pools = WorkerPools.open()
+    proc = BatchProcessor(
+        settings,
+        store,  # type: ignore[arg-type]
+        encoder or CurrentEncoder(HashingEncoder()),
+        sink,
+        Metrics.create(CollectorRegistry()),
+        executor=pools.graph,
+        encode_executor=pools.encode,
+        clock=lambda: TS + 100,
+    )
     return proc, dead
+
+
+def derived(store: MemoryStore) -> DerivedWork:
+    pools = WorkerPools.open()
+    return DerivedWork(
+        Settings(write_retry_max_s=0.01),
+        store,  # type: ignore[arg-type]
+        CurrentEncoder(HashingEncoder()),
+        Metrics.create(CollectorRegistry()),
+        StopSignal(),
+        executor=pools.refresh,
+        encode_executor=pools.encode,
+    )
 
 
 def test_invalid_records_are_dead_lettered_and_the_rest_applied() -> None:
@@ -95,7 +125,7 @@ def test_invalid_records_are_dead_lettered_and_the_rest_applied() -> None:
     assert original == b"{not json"
     assert (meta["topic"], meta["partition"], meta["offset"]) == ("clicks", 0, 1)
     assert store.refreshes == 0  # derived data is refreshed beside the batches
-    assert asyncio.run(proc.refresh()) == 0 and store.refreshes == 1
+    assert asyncio.run(derived(store).refresh()) == 0 and store.refreshes == 1
 
 
 def test_transient_write_errors_are_retried_until_written() -> None:
@@ -159,11 +189,11 @@ def test_an_encoder_failure_fails_the_batch_whole_and_dead_letters_nothing() -> 
     from stream.pipeline import EncodingFailed
 
     store = MemoryStore()
-    proc, dead = make(store)
-    proc.encoder = BrokenEncoder()
+    current = CurrentEncoder(BrokenEncoder())
+    proc, dead = make(store, current)
     with pytest.raises(EncodingFailed, match="CUDA out of memory"):
         asyncio.run(proc.process([record(event(1, title="blue mug"), 0)]))
     assert store.batches == [] and dead == []
-    proc.encoder = HashingEncoder()  # the agent retries the batch: now it is written
+    asyncio.run(current.swap(HashingEncoder()))  # the agent retries the batch: now it is written
     out = asyncio.run(proc.process([record(event(1, title="blue mug"), 0)]))
     assert out.applied == 1 and set(store.batches[0].item_embeddings) == {"i1"}

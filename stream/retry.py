@@ -1,0 +1,55 @@
+"""The worker's one retry rule: which errors are worth retrying, and the back-off loop.
+
+The batch path retries graph reads and writes until they succeed (backpressure: nothing is
+acknowledged meanwhile), the refresh retries its chunks, and the agent retries a failed batch
+whole; all of them through `retry_transient`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from neo4j.exceptions import DriverError, Neo4jError
+
+from stream.lifecycle import StopSignal
+
+T = TypeVar("T")
+
+FIRST_DELAY_S = 0.1
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors worth retrying: the database is unreachable, busy, or a deadlock was detected."""
+    if isinstance(exc, Neo4jError | DriverError):
+        return bool(exc.is_retryable())
+    return isinstance(exc, ConnectionError | TimeoutError | OSError)
+
+
+async def retry_transient(
+    call: Callable[[], Awaitable[T]],
+    *,
+    max_delay: float,
+    first_delay: float = FIRST_DELAY_S,
+    retry_if: Callable[[Exception], bool] = is_transient,
+    on_retry: Callable[[Exception], None] | None = None,
+    stop: StopSignal | None = None,
+) -> T:
+    """``await call()`` until it returns, retrying the errors ``retry_if`` accepts.
+
+    Sleeps ``first_delay`` after the first failure, doubling up to ``max_delay``; ``on_retry``
+    sees each retried error (count it, log it). Any other error is raised at once; so is a
+    retried one once ``stop`` is set.
+    """
+    delay = first_delay
+    while True:
+        try:
+            return await call()
+        except Exception as e:
+            if not retry_if(e) or (stop is not None and stop.is_set()):
+                raise
+            if on_retry is not None:
+                on_retry(e)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
