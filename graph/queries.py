@@ -298,6 +298,16 @@ WHERE i.dirty = true AND i.embedding_version = $version
 WITH i ORDER BY i.item_id LIMIT $limit
 RETURN i.item_id AS id"""
 
+# The users of items, and flagging users dirty (their embedding is to be recomputed).
+USERS_OF_ITEMS = """UNWIND $ids AS id
+MATCH (u:User)-[:INTERESTED_IN]->(:Item {item_id: id})
+WHERE coalesce(u.dirty, false) = false
+RETURN DISTINCT u.user_id AS id"""
+
+MARK_USERS_DIRTY = """UNWIND $ids AS id
+MATCH (u:User {user_id: id})
+SET u.dirty = true"""
+
 USER_SIMILARITY_CANDIDATES = """UNWIND $ids AS id
 MATCH (u:User {user_id: id})
 WHERE u.embedding IS NOT NULL AND u.embedding_version = $version

@@ -176,14 +176,27 @@ class GraphStore(GraphReads):
         (call again while it returns > 0).
         """
         with self._session() as session:
+            # items with a new embedding first flag their users (whose embeddings average them)
+            items: list[str] = self._write(session, "refresh", self._item_users_tx, version, limit)
             users: set[str] = self._write(
                 session, "refresh", self._user_embeddings_tx, version, limit
             )
             users |= self._write(session, "refresh", self._similarity_tx, "users", version, limit)
-            items: set[str] = self._write(
-                session, "refresh", self._similarity_tx, "items", version, limit
-            )
+            if items:
+                self._write(session, "refresh", self._similarity_tx, "items", version, limit, items)
         return len(users) + len(items)
+
+    def _item_users_tx(self, tx: Any, version: str, limit: int) -> list[str]:
+        """Flags dirty the users of up to ``limit`` items with a new embedding (``Item.dirty``):
+        their embeddings include the item from now on. Returns those items (sorted); their
+        similarity lists are recomputed in this refresh, which clears their flag."""
+        items = [r["id"] for r in tx.run(q.DIRTY_ITEMS, version=version, limit=limit)]
+        if items:
+            users = sorted({r["id"] for r in tx.run(q.USERS_OF_ITEMS, ids=items)})
+            if users:
+                tx.run(q.LOCK_USERS, ids=users).consume()
+                tx.run(q.MARK_USERS_DIRTY, ids=users).consume()
+        return items
 
     def _user_embeddings_tx(self, tx: Any, version: str, limit: int) -> set[str]:
         """New embeddings for dirty users; flags the users whose similarity list to recompute."""
@@ -224,12 +237,19 @@ class GraphStore(GraphReads):
             tx.run(q.CLEAR_USER_EMBEDDINGS, ids=empty).consume()
         return {r["user_id"] for r in records}
 
-    def _similarity_tx(self, tx: Any, kind: str, version: str, limit: int) -> set[str]:
-        """Recompute the lists of up to ``limit`` flagged nodes of one kind; see
+    def _similarity_tx(
+        self, tx: Any, kind: str, version: str, limit: int, only: Sequence[str] | None = None
+    ) -> set[str]:
+        """Recompute the lists of up to ``limit`` flagged nodes of one kind (``only``: of these);
+        see
         :mod:`graph.similarity`. Reads first (no locks), then locks every node whose edges
         change, sorted, then writes the difference."""
         p = self._params
         ids = [r["id"] for r in tx.run(_SIMILARITY[kind, "pending"], version=version, limit=limit)]
+        if (
+            only is not None
+        ):  # the items whose users were flagged (new ones wait for the next round)
+            ids = sorted(set(ids) & set(only))
         if not ids:
             return set()
         fetch = max(4 * p.similar_k, p.similar_k + 10)

@@ -234,3 +234,35 @@ def test_an_item_tombstone_takes_the_item_out_of_the_graph(
     # a later event on it creates it anew (a new item, without the old history)
     store.apply_batch(GraphBatch(events=[Event("e4", "u2", "s1", "browse", 10.0)]))
     assert one("MATCH (:User)-[r:INTERESTED_IN]->(:Item {item_id: 's1'}) RETURN count(r)") == 1
+
+
+def test_an_item_embedded_later_reaches_its_users_embeddings(
+    store: GraphStore, settings: Settings
+) -> None:
+    """A user refreshed before their item had an embedding gets it once the item has one: the
+    refresh flags an item's users when the item gets a new embedding."""
+    from encoder.protocol import HashingEncoder
+
+    enc = HashingEncoder(dim=DIM)
+    store.apply_batch(GraphBatch(events=[Event("e1", "u1", "s9", "click", 0.0)]))
+    while store.refresh_dirty(enc.version) > 0:
+        pass
+    vec = enc.encode(["blue kettle"])[0]
+    store.apply_batch(
+        GraphBatch(
+            events=[],
+            items=[ItemRecord("s9", "blue kettle")],
+            item_embeddings={"s9": vec},
+            model_version=enc.version,
+        )
+    )
+    while store.refresh_dirty(enc.version) > 0:
+        pass
+    records, _, _ = store._driver.execute_query(
+        "MATCH (u:User {user_id: 'u1'}) RETURN u.embedding AS e, u.dirty AS d",
+        database_=settings.neo4j_database,
+    )
+    got = records[0]["e"]
+    assert got is not None and records[0]["d"] is False
+    norm = math.sqrt(sum(x * x for x in vec))
+    assert sum(a * b / norm for a, b in zip(got, vec, strict=True)) > 0.999
