@@ -34,6 +34,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help=f"strategies to evaluate (default all: {' '.join(ALL_STRATEGIES)})",
     )
+    parser.add_argument(
+        "--new-items",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="new arrivals: launch this share of the items (drawn with --seed) at the start of "
+        "the test period, dropping their earlier events; pairs are scored on their launched "
+        "targets and every list ranks launched items only (default 0: off)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the --new-items draw (default 0)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--report", type=Path, metavar="DIR", help="also write DIR/index.html")
     graph = parser.add_mutually_exclusive_group()
@@ -80,6 +92,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.k < 1 or args.test_days < 1:
         raise ConfigError("-k and --test-days must be at least 1")
+    if not 0.0 <= args.new_items <= 1.0:
+        raise ConfigError("--new-items must be a share between 0 and 1")
     if args.model:
         settings = with_model(settings, args.model)
     t0 = time.perf_counter()
@@ -107,6 +121,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             strategies=strategies,
             graph=graph,
             progress=progress,
+            new_items=args.new_items,
+            seed=args.seed,
         )
     finally:
         if driver is not None:
@@ -124,11 +140,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(orjson.dumps(figures).decode())
     else:
         print(f"protocol {figures['protocol']}: {figures['pairs']} (user, day) pairs, K={args.k}")
+        if "new_items" in figures:
+            n = figures["new_items"]
+            print(f"new arrivals: {n['launched']} items launched", end="")
+            print(f" (share {n['share']}, seed {n['seed']})")
         keys = [f"hr@{args.k}", f"recall@{args.k}", f"ndcg@{args.k}"]
-        print(f"{'strategy':<14}" + "".join(f"{key:>12}" for key in keys))
+        ndcg = keys[-1]
+        best_name = figures.get("best_baseline")
+        best = figures["strategies"][best_name][ndcg] if best_name else 0.0
+        print(f"{'strategy':<14}" + "".join(f"{key:>12}" for key in keys) + f"{'x best':>8}")
         for name, m in figures["strategies"].items():
             tag = " (baseline)" if name in BASELINES else ""
-            print(f"{name:<14}" + "".join(f"{m[key]:>12.4f}" for key in keys) + tag)
+            ratio = f"{m[ndcg] / best:>8.2f}" if best > 0 else f"{'':>8}"
+            print(f"{name:<14}" + "".join(f"{m[key]:>12.4f}" for key in keys) + ratio + tag)
         print(f"wall time {wall:.0f} s")
     return 0
 

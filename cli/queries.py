@@ -46,12 +46,13 @@ def configure_command(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("-k", type=int, default=10, help="how many items (default 10)")
         parser.add_argument(
             "--strategy",
-            choices=("content", "collaborative", "blend"),
+            choices=("content", "profile", "collaborative", "blend"),
             default="blend",
-            help="content: vector search from the user's embedding; collaborative: items liked "
-            "by similar users; blend (default): co-interest (users sharing items), decayed "
-            "popularity, discovery popularity (new buyers), content and collaborative, weighted "
-            "by TASTEGRAPH_BLEND_WEIGHTS",
+            help="content: multi-interest, each of the user's strongest items votes for its "
+            "content neighbours; profile: vector search from the user's mean embedding; "
+            "collaborative: items liked by similar users; blend (default): co-interest (users "
+            "sharing items), decayed popularity, discovery popularity (new buyers), content and "
+            "collaborative, weighted by TASTEGRAPH_BLEND_WEIGHTS",
         )
         parser.add_argument(
             "--exclude",
@@ -252,9 +253,15 @@ def _print_explain(e: dict[str, Any]) -> None:
         i = e["interest"]
         print(f"  direct interest {i['strength']:.4f}  counts {i['counts']}")
     print(f"  purchased: {'yes' if e['purchased'] else 'no'}")
+    print(f"  content score (votes of the user's items, similarity^3) {e['content_score']:.4f}")
+    for v in e["content_votes"]:
+        print(
+            f"    vote of {v['item_id']}: interest {v['strength']:.4f} x similarity "
+            f"{v['similarity']:.4f}^3 = {v['contribution']:.4f}"
+        )
     if e["content_similarity"] is not None:
         print(
-            f"  content similarity (user embedding . item embedding) {e['content_similarity']:.4f}"
+            f"  profile similarity (user embedding . item embedding) {e['content_similarity']:.4f}"
         )
     print(
         f"  collaborative score {e['collaborative_score']:.4f}  popularity {e['popularity']:.4f}"

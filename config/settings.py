@@ -66,10 +66,10 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "return": -5.0,
 }
 DEFAULT_BLEND: dict[str, float] = {
-    "content": 0.3,
-    "collaborative": 0.1,
-    "co_interest": 8.0,
-    "popular": 1.0,
+    "content": 3.0,
+    "collaborative": 0.3,
+    "co_interest": 4.0,
+    "popular": 0.5,
     "discovery": 1.0,
 }
 

@@ -1,11 +1,12 @@
 """Offline evaluation, protocol v1 (next-day discovery): see docs/readme/60-evaluation.md.
 
-Pure parts (no I/O): ``protocol`` (day split, (user, day) pairs), ``metrics``, ``baselines``.
+Pure parts (no I/O): ``protocol`` (day split, (user, day) pairs), ``metrics``, ``baselines``,
+``ease``.
 ``data`` reads the input files, ``runner`` builds the graph and asks the queries, ``report``
 renders HTML.
 """
 
 PROTOCOL_VERSION = "v1"
-BASELINES = ("popular", "cooccurrence")
-GRAPH_STRATEGIES = ("content", "collaborative", "blend")
+BASELINES = ("popular", "cooccurrence", "ease")
+GRAPH_STRATEGIES = ("content", "profile", "collaborative", "blend")
 ALL_STRATEGIES = BASELINES + GRAPH_STRATEGIES

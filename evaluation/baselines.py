@@ -24,11 +24,16 @@ from evaluation.protocol import TARGET_TYPE, Interaction
 POPULAR_WINDOW_DAYS = 30
 
 
-def top_k(scores: np.ndarray, exclude: Sequence[int], k: int) -> list[int]:
-    """Indices of the k best scores, best first, never an excluded index (the reference's cut)."""
+def top_k(
+    scores: np.ndarray, exclude: Sequence[int], k: int, allowed: np.ndarray | None = None
+) -> list[int]:
+    """Indices of the k best scores, best first, never an excluded index (the reference's cut);
+    with ``allowed`` (a boolean mask) only allowed indices."""
     scores = scores.astype(np.float64, copy=True)
     if len(exclude):
         scores[np.asarray(exclude, dtype=np.int64)] = -np.inf
+    if allowed is not None:
+        scores[~allowed] = -np.inf
     k = min(k, len(scores))
     if k <= 0:
         return []
@@ -84,11 +89,10 @@ class Baselines:
     def history_indices(self, items: Iterable[str]) -> list[int]:
         return sorted(self.item_index[i] for i in items if i in self.item_index)
 
-    def popular(self, history: Sequence[int], k: int) -> list[str]:
-        return [self.items[i] for i in top_k(self._pop, history, k)]
-
-    def popular_scores(self) -> np.ndarray:
-        return self._pop
+    def popular(
+        self, history: Sequence[int], k: int, allowed: np.ndarray | None = None
+    ) -> list[str]:
+        return [self.items[i] for i in top_k(self._pop, history, k, allowed)]
 
     def cooccurrence_scores(self, history: Sequence[int]) -> np.ndarray:
         h = np.zeros(len(self.items))
@@ -98,5 +102,8 @@ class Baselines:
         )  # per user: sum over the history items they bought, / sqrt(cnt)
         return np.asarray(self._b.T @ w).ravel() * self._dinv
 
-    def cooccurrence(self, history: Sequence[int], k: int) -> list[str]:
-        return [self.items[i] for i in top_k(self.cooccurrence_scores(history), history, k)]
+    def cooccurrence(
+        self, history: Sequence[int], k: int, allowed: np.ndarray | None = None
+    ) -> list[str]:
+        scores = self.cooccurrence_scores(history)
+        return [self.items[i] for i in top_k(scores, history, k, allowed)]

@@ -4,15 +4,20 @@
   skipped);
 - for each test day d and each user u who purchases on d and has at least one event before d, the
   targets are the items u purchases on d that u never interacted with before d; (u, d) is skipped
-  if there are none.
+  if there are none;
+- new arrivals (``launch_items``, ``restrict_pairs``): a seeded share of the items is launched at
+  the start of the test period (their earlier events dropped); pairs are scored on their launched
+  targets only, and the lists rank only launched items.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
 
 TARGET_TYPE = "purchase"
 
@@ -122,3 +127,39 @@ class SeenIndex:
     def add(self, events: Iterable[Interaction]) -> None:
         for e in events:
             self.items[e.user_id].add(e.item_id)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """New arrivals (``evaluate --new-items SHARE``): ``items`` are launched at the start of the
+    test period; ``events`` is the input without their earlier events."""
+
+    items: frozenset[str]
+    events: tuple[Interaction, ...]
+
+
+def launch_items(
+    events: Sequence[Interaction], share: float, seed: int, test_days: int = 30
+) -> Launch:
+    """A seeded ``share`` of the items (of the events, in sorted id order) launched at 00:00 UTC of
+    the first test day: every event of theirs before it is dropped. Deterministic."""
+    if not 0.0 < share <= 1.0:
+        raise ValueError("the new-items share must be in (0, 1]")
+    items = sorted({e.item_id for e in events})
+    rng = np.random.default_rng(seed)
+    n = round(share * len(items))
+    chosen = rng.choice(len(items), size=n, replace=False) if n else np.zeros(0, dtype=np.int64)
+    launched = frozenset(items[int(i)] for i in chosen)
+    start = day_start(split_days(events, test_days).test_days[0])
+    kept = tuple(e for e in events if e.ts >= start or e.item_id not in launched)
+    return Launch(launched, kept)
+
+
+def restrict_pairs(pairs: Iterable[Pair], launched: Set[str]) -> list[Pair]:
+    """New arrivals: each pair scored on its launched targets only; pairs without one dropped."""
+    out = []
+    for p in pairs:
+        targets = p.targets & launched
+        if targets:
+            out.append(Pair(p.user_id, p.day, frozenset(targets), p.seen))
+    return out

@@ -24,7 +24,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from evaluation import BASELINES, GRAPH_STRATEGIES, PROTOCOL_VERSION
-from evaluation.baselines import Baselines
+from evaluation.baselines import Baselines, top_k
+from evaluation.ease import Ease
 from evaluation.metrics import Outcome, hit_ranks, summarise
 from evaluation.protocol import (
     Interaction,
@@ -32,6 +33,8 @@ from evaluation.protocol import (
     SeenIndex,
     day_pairs,
     day_start,
+    launch_items,
+    restrict_pairs,
     split_days,
 )
 from graph.model import Event, ItemRecord, item_text
@@ -49,7 +52,12 @@ class GraphRanker(Protocol):
     def apply(self, events: Sequence[Interaction]) -> None: ...
 
     def rank(
-        self, pair: Pair, strategies: Sequence[str], k: int, now: float
+        self,
+        pair: Pair,
+        strategies: Sequence[str],
+        k: int,
+        now: float,
+        within: frozenset[str] | None = None,
     ) -> dict[str, list[str]]: ...
 
 
@@ -62,21 +70,31 @@ class Evaluation:
     seconds: dict[str, float] = field(default_factory=dict)
     n_events: int = 0
     n_items: int = 0
+    new_items: dict[str, Any] | None = None  # share, seed, launched (evaluate --new-items)
 
     @property
     def pairs(self) -> int:
         return len(next(iter(self.outcomes.values()), []))
 
     def figures(self) -> dict[str, Any]:
-        """The protocol's JSON: ``{"protocol", "k", "pairs", "strategies": {name: metrics}}``."""
-        return {
+        """The protocol's JSON: ``{"protocol", "k", "pairs", "strategies": {name: metrics},
+        "best_baseline": name}`` (the baseline with the best NDCG@k, ``null`` without one), plus
+        ``"new_items"`` for a new-arrivals run."""
+        summaries = {
+            name: summarise(self.outcomes[name], self.k).summary() for name in self.strategies
+        }
+        ndcg = f"ndcg@{self.k}"
+        baselines = [name for name in self.strategies if name in BASELINES]
+        out: dict[str, Any] = {
             "protocol": PROTOCOL_VERSION,
             "k": self.k,
             "pairs": self.pairs,
-            "strategies": {
-                name: summarise(self.outcomes[name], self.k).summary() for name in self.strategies
-            },
+            "strategies": summaries,
+            "best_baseline": max(baselines, key=lambda n: summaries[n][ndcg], default=None),
         }
+        if self.new_items is not None:
+            out["new_items"] = self.new_items
+        return out
 
 
 def evaluate(
@@ -89,8 +107,14 @@ def evaluate(
     graph: GraphRanker | None = None,
     progress: Progress | None = None,
     workers: int = 4,
+    new_items: float = 0.0,
+    seed: int = 0,
 ) -> Evaluation:
-    """Protocol v1 over ``events``; graph strategies need ``graph``. Deterministic."""
+    """Protocol v1 over ``events``; graph strategies need ``graph``. Deterministic.
+
+    ``new_items`` > 0: new arrivals (``protocol.launch_items``): that share of the items, drawn
+    with ``seed``, is launched at the start of the test period; pairs are scored on their launched
+    targets, and every list ranks launched items only."""
     unknown = [s for s in strategies if s not in BASELINES + GRAPH_STRATEGIES]
     if unknown:
         raise ValueError(f"unknown strategies {unknown}")
@@ -98,11 +122,20 @@ def evaluate(
     if graph_strategies and graph is None:
         raise ValueError("graph strategies need a graph")
     t_start = time.perf_counter()
+    launched: frozenset[str] | None = None
+    if new_items > 0:
+        launch = launch_items(events, new_items, seed, test_days)
+        events, launched = launch.events, launch.items
     split = split_days(events, test_days)
     result = Evaluation(k, list(split.test_days), list(strategies), {s: [] for s in strategies})
     result.n_events = len(events)
     result.n_items = len({e.item_id for e in events})
     baselines = Baselines((e.item_id for e in events), (e.user_id for e in events))
+    allowed = None
+    if launched is not None:
+        allowed = np.array([i in launched for i in baselines.items])
+        result.new_items = {"share": new_items, "seed": seed, "launched": len(launched)}
+    ease = Ease(baselines.item_index, baselines.user_index) if "ease" in strategies else None
     seen = SeenIndex()
     first_test = split.test_days[0]
     history = [d for d in split.days if d < first_test]
@@ -113,6 +146,8 @@ def evaluate(
         for d in days:
             baselines.add_day(d, split.by_day[d])
             seen.add(split.by_day[d])
+            if ease is not None:
+                ease.add(split.by_day[d])
             chunk.extend(split.by_day[d])
         if graph is not None and graph_strategies and chunk:
             t = time.perf_counter()
@@ -127,15 +162,26 @@ def evaluate(
     bar = progress(total=len(split.test_days), desc="test days", unit="day") if progress else None
     for index, d in enumerate(split.test_days):
         pairs = day_pairs(d, split.by_day[d], seen.items)
+        if launched is not None:
+            pairs = restrict_pairs(pairs, launched)
         t = time.perf_counter()
         baselines.prepare(d)
-        for p in pairs:
+        ease_scores = None
+        if ease is not None and pairs:
+            t_ease = time.perf_counter()
+            ease.prepare()
+            ease_scores = ease.scores([p.user_id for p in pairs])
+            timing["ease"] = timing.get("ease", 0.0) + time.perf_counter() - t_ease
+        for row, p in enumerate(pairs):
             hist = baselines.history_indices(p.seen)
             lists = {}
             if "popular" in strategies:
-                lists["popular"] = baselines.popular(hist, k)
+                lists["popular"] = baselines.popular(hist, k, allowed)
             if "cooccurrence" in strategies:
-                lists["cooccurrence"] = baselines.cooccurrence(hist, k)
+                lists["cooccurrence"] = baselines.cooccurrence(hist, k, allowed)
+            if ease_scores is not None:
+                top = top_k(ease_scores[row], hist, k, allowed)
+                lists["ease"] = [baselines.items[i] for i in top]
             for name, ranked in lists.items():
                 result.outcomes[name].append(
                     Outcome(index, len(p.targets), hit_ranks(ranked[:k], p.targets))
@@ -148,11 +194,22 @@ def evaluate(
             with ThreadPoolExecutor(max(1, workers)) as pool:
                 n = len(pairs)
                 answers = list(
-                    pool.map(graph.rank, pairs, [graph_strategies] * n, [k] * n, [now] * n)
+                    pool.map(
+                        graph.rank,
+                        pairs,
+                        [graph_strategies] * n,
+                        [k] * n,
+                        [now] * n,
+                        [launched] * n,
+                    )
                 )
             for p, ranked_by in zip(pairs, answers, strict=True):
                 for name in graph_strategies:
-                    ranked = [i for i in ranked_by[name] if i not in p.seen][:k]
+                    ranked = [
+                        i
+                        for i in ranked_by[name]
+                        if i not in p.seen and (launched is None or i in launched)
+                    ][:k]
                     result.outcomes[name].append(
                         Outcome(index, len(p.targets), hit_ranks(ranked, p.targets))
                     )
@@ -290,7 +347,12 @@ class GraphSide:
             pass
 
     def rank(
-        self, pair: Pair, strategies: Sequence[str], k: int, now: float
+        self,
+        pair: Pair,
+        strategies: Sequence[str],
+        k: int,
+        now: float,
+        within: frozenset[str] | None = None,
     ) -> dict[str, list[str]]:
         # exclude_seen: the query leaves out every item with an INTERESTED_IN edge from the user,
         # which are exactly the items they interacted with before the day (the caller re-checks).
@@ -301,6 +363,7 @@ class GraphSide:
             weights=self.weights,
             now=now,
             exclude_seen=True,
+            within=within,
         )
         return {name: [s.item_id for s in ranked[name]] for name in strategies}
 

@@ -7,9 +7,6 @@ similarity), recommendation strategies, the other read queries, erasure and the 
 
 from __future__ import annotations
 
-USER_VECTOR_INDEX = "user_embedding"
-ITEM_VECTOR_INDEX = "item_embedding"
-
 
 def _decayed(strength: str, last_ts: str) -> str:
     """Cypher for ``strength`` decayed from ``last_ts`` to ``$now`` (``$half_life`` seconds)."""
@@ -397,7 +394,8 @@ SET i.dirty = true"""
 # --- recommendation strategies ---------------------------------------------------------------
 # Tuned by the evaluation engineer (`tastegraph evaluate`, docs/readme/60-evaluation.md): keep each
 # strategy a self-contained query with the same parameters ($user_id, $fetch, $candidates,
-# $exclude_purchased, $exclude_seen, $now, $half_life, and $neighbours, $shrinkage for co-interest)
+# $exclude_purchased, $exclude_seen, $within, $now, $half_life, $neighbours and $shrinkage for
+# co-interest, $history, $sharpen and $evidence for content)
 # and the same columns (item_id, category, score).
 # With $exclude_purchased = true every strategy leaves out items the user purchased (n_purchase > 0
 # on their INTERESTED_IN edge); with $exclude_seen = true also every item the user has an
@@ -412,13 +410,60 @@ NOT_PURCHASED = (
     " OR NOT EXISTS { MATCH (u)-[p:INTERESTED_IN]->(i) WHERE coalesce(p.n_purchase, 0) > 0 })"
 )
 NOT_SEEN = "($exclude_seen = false OR NOT EXISTS { MATCH (u)-[:INTERESTED_IN]->(i) })"
+# $within: null, or the only item ids a list may hold (e.g. the new arrivals of `evaluate
+# --new-items`).
+WITHIN = "($within IS NULL OR i.item_id IN $within)"
 
-RECOMMEND_CONTENT = f"""MATCH (u:User {{user_id: $user_id}})
+# Content, multi-interest: each of the user's $history strongest items (decayed interest now)
+# votes for its content neighbours, the item SIMILAR_TO edges the refresh keeps (top
+# TASTEGRAPH_SIMILAR_K by cosine, same embedding version): raw(i) = sum over the user's items j
+# of s(u, j) * cos(j, i)^$sharpen. A user's several tastes each keep their own neighbours instead
+# of blurring into one mean vector (RECOMMEND_PROFILE), and the sharpening lets close neighbours
+# outvote many loose ones. Then, like co-interest, it is divided by the best raw score and shrunk
+# by its evidence: confidence = followed / (n + $evidence), n the voting items, followed those
+# with a text neighbour among the user's items first touched no later than they were (the user's
+# history itself follows text similarity). Customers who buy along text neighbours (gift-shop
+# ranges) get content at full weight; households whose texts say only "grocery" get little.
+# Bounded: at most $history x k edges per user, whatever the history; incremental: the edges
+# follow every refresh.
+RECOMMEND_CONTENT = f"""MATCH (u:User {{user_id: $user_id}})-[r:INTERESTED_IN]->(j:Item)
+WHERE r.strength > 0
+WITH u, j, r.first_ts AS first, {R_NOW} AS w
+ORDER BY w DESC, j.item_id
+LIMIT $history
+WITH u, j, w, EXISTS {{
+  MATCH (j)-[:SIMILAR_TO]->(:Item)<-[p:INTERESTED_IN]-(u)
+  WHERE p.first_ts <= first
+}} AS followed
+WITH u, collect([j, w]) AS top, sum(CASE WHEN followed THEN 1.0 ELSE 0.0 END) AS hits,
+     count(*) AS n
+WITH u, top, hits / (n + $evidence) AS confidence
+WHERE confidence > 0
+UNWIND top AS t
+WITH u, confidence, t[0] AS j, t[1] AS w
+MATCH (j)-[s:SIMILAR_TO]->(i:Item)
+WHERE s.score > 0
+WITH u, confidence, i, sum(w * s.score ^ $sharpen) AS score
+WHERE score > 0 AND coalesce(i.embedding_stale, false) = false
+  AND {NOT_PURCHASED} AND {NOT_SEEN} AND {WITHIN}
+WITH confidence, i, score
+ORDER BY score DESC, i.item_id
+LIMIT $fetch
+WITH confidence, collect([i, score]) AS rows
+WITH confidence, rows, rows[0][1] AS best
+UNWIND rows AS row
+WITH row[0] AS i, confidence * row[1] / best AS score
+RETURN i.item_id AS item_id, i.category AS category, score
+ORDER BY score DESC, item_id"""
+
+# Content, single profile (the strategy before multi-interest, kept for comparison): vector
+# search from the user's embedding (the strength-weighted mean of their items' embeddings).
+RECOMMEND_PROFILE = f"""MATCH (u:User {{user_id: $user_id}})
 WHERE u.embedding IS NOT NULL
 CALL db.index.vector.queryNodes('item_embedding', $candidates, u.embedding) YIELD node AS i
 WITH u, i, 2.0 * vector.similarity.cosine(u.embedding, i.embedding) - 1.0 AS score
 WHERE i.embedding_version = u.embedding_version AND coalesce(i.embedding_stale, false) = false
-  AND {NOT_PURCHASED} AND {NOT_SEEN}
+  AND {NOT_PURCHASED} AND {NOT_SEEN} AND {WITHIN}
 RETURN i.item_id AS item_id, i.category AS category, score
 ORDER BY score DESC, item_id
 LIMIT $fetch"""
@@ -427,7 +472,7 @@ RECOMMEND_COLLABORATIVE = f"""MATCH (u:User {{user_id: $user_id}})-[s:SIMILAR_TO
 MATCH (v)-[r:INTERESTED_IN]->(i:Item)
 WHERE r.strength > 0
 WITH u, i, sum(s.score * {R_NOW}) AS score
-WHERE score > 0 AND {NOT_PURCHASED} AND {NOT_SEEN}
+WHERE score > 0 AND {NOT_PURCHASED} AND {NOT_SEEN} AND {WITHIN}
 RETURN i.item_id AS item_id, i.category AS category, score
 ORDER BY score DESC, item_id
 LIMIT $fetch"""
@@ -454,7 +499,7 @@ WITH u, confidence, nb[0] AS v, nb[1] AS sim
 MATCH (v)-[r:INTERESTED_IN]->(i:Item)
 WHERE r.strength > 0
 WITH u, confidence, i, sum(sim * {R_NOW}) AS score
-WHERE score > 0 AND {NOT_PURCHASED} AND {NOT_SEEN}
+WHERE score > 0 AND {NOT_PURCHASED} AND {NOT_SEEN} AND {WITHIN}
 WITH confidence, i, score
 ORDER BY score DESC, i.item_id
 LIMIT $fetch
@@ -477,7 +522,7 @@ WITH collect(b) AS excluded
 MATCH (i:Item)
 WHERE i.{rank} IS NOT NULL
 WITH i, excluded ORDER BY i.{rank} DESC
-WHERE NOT i IN excluded
+WHERE NOT i IN excluded AND {WITHIN}
 WITH i LIMIT $fetch
 WITH i, {score} AS score
 RETURN i.item_id AS item_id, i.category AS category, score
@@ -497,6 +542,18 @@ RECOMMEND_DISCOVERY = _ranked_top("discovery_rank", DISCOVERY_NOW)
 EXPLAIN_DIRECT = f"""MATCH (u:User {{user_id: $user_id}})
 MATCH (u)-[r:INTERESTED_IN]->(i:Item {{item_id: $item_id}})
 RETURN {R_NOW} AS strength, properties(r) AS props"""
+
+# The multi-interest content score of one item (RECOMMEND_CONTENT's sum), vote by vote.
+EXPLAIN_CONTENT = f"""MATCH (u:User {{user_id: $user_id}})-[r:INTERESTED_IN]->(j:Item)
+WHERE r.strength > 0
+WITH j, {R_NOW} AS w
+ORDER BY w DESC, j.item_id
+LIMIT $history
+MATCH (j)-[s:SIMILAR_TO]->(:Item {{item_id: $item_id}})
+WHERE s.score > 0
+RETURN j.item_id AS item_id, s.score AS similarity, w AS strength,
+       w * s.score ^ $sharpen AS contribution
+ORDER BY contribution DESC, item_id"""
 
 EXPLAIN_SIMILAR_USERS = f"""MATCH (u:User {{user_id: $user_id}})-[s:SIMILAR_TO]->(v:User)
 MATCH (v)-[r:INTERESTED_IN]->(i:Item {{item_id: $item_id}})

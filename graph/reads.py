@@ -7,30 +7,23 @@ defaults to the wall clock; tests and the offline evaluation pass event time.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from graph import queries as q
 from graph.fold import DAY_S, day_of
+from graph.scoring import DEFAULT_BLEND, Scored, blend, blend_scaled, cap_categories
 
 if TYPE_CHECKING:
     from graph.store import InterestParams
 
-STRATEGIES = ("content", "collaborative", "blend")
-# The blend's components; weights come from Settings.blend_weights (same defaults).
-DEFAULT_BLEND: dict[str, float] = {
-    "content": 0.3,
-    "collaborative": 0.1,
-    "co_interest": 8.0,
-    "popular": 1.0,
-    "discovery": 1.0,
-}
+STRATEGIES = ("content", "profile", "collaborative", "blend")
 STRATEGY_QUERIES = {
     "content": q.RECOMMEND_CONTENT,
+    "profile": q.RECOMMEND_PROFILE,
     "collaborative": q.RECOMMEND_COLLABORATIVE,
     "co_interest": q.RECOMMEND_CO_INTEREST,
     "popular": q.RECOMMEND_POPULAR,
@@ -38,81 +31,10 @@ STRATEGY_QUERIES = {
 }
 CO_INTEREST_NEIGHBOURS = 200  # users who share the most items with the user
 CO_INTEREST_SHRINKAGE = 10.0  # mean shared items at which co-interest gets half its weight
-CALIBRATED = frozenset({"co_interest"})  # components already on a [0, 1] confidence scale
+CONTENT_HISTORY = 50  # the user's strongest items that vote in the content score
+CONTENT_SHARPEN = 3.0  # content votes are cos^3: close neighbours outvote many loose ones
+CONTENT_EVIDENCE = 5.0  # voting items at which a fully text-following history gets half weight
 BLEND_FETCH = 200  # candidates per blend component (the normalisation's reference list)
-
-
-@dataclass
-class Scored:
-    """One ranked item; ``parts`` holds the normalised components of a blended score."""
-
-    item_id: str
-    score: float
-    category: str | None = None
-    parts: dict[str, float] = field(default_factory=dict)
-
-
-def normalise(scores: Mapping[str, float]) -> dict[str, float]:
-    """Min-max to [0, 1]; a lone candidate (or all equal) gets 1."""
-    if not scores:
-        return {}
-    lo, hi = min(scores.values()), max(scores.values())
-    if hi == lo:
-        return dict.fromkeys(scores, 1.0)
-    return {k: (v - lo) / (hi - lo) for k, v in scores.items()}
-
-
-def blend(components: Mapping[str, list[Scored]], weights: Mapping[str, float]) -> list[Scored]:
-    """Weighted sum of the min-max-normalised components; sorted by score, then item id."""
-    out: dict[str, Scored] = {}
-    for name, ranked in components.items():
-        w = weights.get(name, 0.0)
-        if w == 0.0:
-            continue
-        for item_id, value in normalise({s.item_id: s.score for s in ranked}).items():
-            category = next(s.category for s in ranked if s.item_id == item_id)
-            entry = out.setdefault(item_id, Scored(item_id, 0.0, category))
-            entry.parts[name] = value
-            entry.score += w * value
-    return sorted(out.values(), key=lambda s: (-s.score, s.item_id))
-
-
-def blend_scaled(
-    components: Mapping[str, list[Scored]],
-    weights: Mapping[str, float],
-    calibrated: Iterable[str] = CALIBRATED,
-) -> list[Scored]:
-    """Weighted sum of the components, each divided by its best score for this user (negative
-    scores count as 0), so every component spans [0, 1] whatever its units; a ``calibrated``
-    component (already on a [0, 1] scale that carries its own confidence) is taken as it is. An
-    item a component did not return gets 0 from it. Sorted by score, then item id."""
-    as_is = set(calibrated)
-    out: dict[str, Scored] = {}
-    for name, ranked in components.items():
-        w = weights.get(name, 0.0)
-        top = 1.0 if name in as_is else max((s.score for s in ranked), default=0.0)
-        if w == 0.0 or top <= 0.0:
-            continue
-        for s in ranked:
-            value = max(s.score, 0.0) / top
-            entry = out.setdefault(s.item_id, Scored(s.item_id, 0.0, s.category))
-            entry.parts[name] = value
-            entry.score += w * value
-    return sorted(out.values(), key=lambda s: (-s.score, s.item_id))
-
-
-def cap_categories(ranked: Iterable[Scored], k: int, cap: int) -> list[Scored]:
-    """The first ``k`` items, at most ``cap`` per category (``cap <= 0``: no cap)."""
-    out: list[Scored] = []
-    per: dict[str | None, int] = {}
-    for s in ranked:
-        if cap > 0 and s.category is not None and per.get(s.category, 0) >= cap:
-            continue
-        per[s.category] = per.get(s.category, 0) + 1
-        out.append(s)
-        if len(out) == k:
-            break
-    return out
 
 
 class GraphReads:
@@ -175,10 +97,12 @@ class GraphReads:
         exclude_seen: bool = False,
         exclude_count: int = 0,
         exclude_purchased: bool = True,
+        within: Collection[str] | None = None,
     ) -> dict[str, list[Scored]]:
         """``recommend`` for several strategies at once; each component query runs once.
 
         ``exclude_count`` (how many items the caller will filter out) deepens the candidate lists.
+        ``within``: rank only these items (``None``: all), e.g. the new arrivals.
         """
         names = list(strategies)
         for strategy in names:
@@ -197,6 +121,10 @@ class GraphReads:
             "exclude_purchased": exclude_purchased or exclude_seen,
             "neighbours": CO_INTEREST_NEIGHBOURS,
             "shrinkage": CO_INTEREST_SHRINKAGE,
+            "history": CONTENT_HISTORY,
+            "sharpen": CONTENT_SHARPEN,
+            "evidence": CONTENT_EVIDENCE,
+            "within": None if within is None else sorted(within),
         }
         parts = {
             name: self._ranked(STRATEGY_QUERIES[name], now, **params)
@@ -214,9 +142,10 @@ class GraphReads:
 
     def explain(self, user_id: str, item_id: str, now: float | None = None) -> dict[str, Any]:
         """The paths and scores that connect a user to an item: direct interest, the content
-        similarity, the similar users' contributions (their sum is the collaborative score), the
-        item's decayed popularity and discovery popularity, the category interest and similar
-        items the user likes."""
+        score (the votes of the user's strongest items through item similarity; their sum ranks
+        ``content``) and the profile's cosine, the similar users' contributions (their sum is the
+        collaborative score), the item's decayed popularity and discovery popularity, the
+        category interest and similar items the user likes."""
         ids = {"user_id": user_id, "item_id": item_id}
         direct = self._read(q.EXPLAIN_DIRECT, now, **ids)
         emb = self._read(q.EXPLAIN_NODES, now, **ids)[0]
@@ -228,6 +157,9 @@ class GraphReads:
         ):
             content = float(np.dot(emb["user_embedding"], emb["item_embedding"]))
         via_users = self._read(q.EXPLAIN_SIMILAR_USERS, now, **ids)
+        votes = self._read(
+            q.EXPLAIN_CONTENT, now, history=CONTENT_HISTORY, sharpen=CONTENT_SHARPEN, **ids
+        )
         edge = None
         if direct:
             props = direct[0]["props"]
@@ -246,6 +178,8 @@ class GraphReads:
             "purchased": bool(edge and edge["counts"].get("purchase", 0) > 0),
             "interest": edge,
             "content_similarity": content,
+            "content_score": sum(v["contribution"] for v in votes),
+            "content_votes": votes,
             "collaborative_score": sum(u["contribution"] for u in via_users),
             "popularity": emb["popularity"],
             "discovery": emb["discovery"],

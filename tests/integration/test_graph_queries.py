@@ -10,6 +10,8 @@ import pytest
 from config.settings import DEFAULT_WEIGHTS, Settings
 from encoder.protocol import HashingEncoder
 from graph.model import Event, ItemRecord, item_text
+from graph.reads import CONTENT_EVIDENCE
+from graph.scoring import EVIDENCE_PRIORS
 from graph.store import GraphBatch, GraphStore, InterestParams
 
 pytestmark = pytest.mark.integration
@@ -89,36 +91,53 @@ def test_collaborative_recommends_what_similar_users_like_minus_purchases(
     assert recs[0].score == pytest.approx(bob["score"] * s3)
 
 
-def test_content_recommends_nearest_items_to_the_user_embedding(store: GraphStore) -> None:
+def test_content_is_the_votes_of_the_users_items_scaled_by_their_evidence(
+    store: GraphStore,
+) -> None:
     recs = store.recommend("alice", k=10, strategy="content", now=NOW)
     ids = [r.item_id for r in recs]
-    assert "s1" not in ids
-    assert set(ids) == {"s2", "s3", "s4", "b1", "b2", "t1"}
-    assert ids.index("t1") == len(ids) - 1  # nothing in common with alice's tastes
-    scores = [r.score for r in recs]
+    assert "s1" not in ids  # purchased
+    assert set(ids) == {"s2", "s3", "s4", "b1", "b2"}  # t1 is no one's text neighbour
+    assert ids[:2] == ["s3", "s4"]  # shoes: alice's strongest, freshest taste
+    # the best item gets the evidence: 2 of alice's 4 items (b2 after b1, s2 after s1) have a text
+    # neighbour she had touched before
+    assert recs[0].score == pytest.approx(2 / (4 + CONTENT_EVIDENCE))
+    # the others in proportion to their votes, which explain lists
+    votes = {i: store.explain("alice", i, now=NOW)["content_score"] for i in ("s3", "b2")}
+    assert recs[ids.index("b2")].score / recs[0].score == pytest.approx(votes["b2"] / votes["s3"])
+    profile = store.recommend("alice", k=10, strategy="profile", now=NOW)
+    assert {r.item_id for r in profile} == {"s2", "s3", "s4", "b1", "b2", "t1"}
+    assert [r.item_id for r in profile][-1] == "t1"  # nothing in common with alice's tastes
+    scores = [r.score for r in profile]
     assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
 
 
 def test_blend_and_the_category_cap(store: GraphStore) -> None:
     recs = store.recommend("alice", k=3, strategy="blend", now=NOW)
-    # b2: the only item someone newly bought that alice has not (carol, who shares her books);
-    # s3: top of collaborative (bob) and high in content
-    assert [r.item_id for r in recs[:2]] == ["b2", "s3"]
-    assert recs[0].parts["discovery"] == 1.0 and "collaborative" not in recs[0].parts
-    assert recs[1].parts["collaborative"] == 1.0
+    # s3: top of collaborative (bob) and of content; b2: the only item someone newly bought that
+    # alice has not (carol, who shares her books), but one purchase is little evidence
+    assert [r.item_id for r in recs[:2]] == ["s3", "b2"]
+    assert recs[0].parts["collaborative"] == 1.0
+    b2 = 2 ** (-10 / 14)  # carol first touched it on day 5
+    assert recs[1].parts["discovery"] == pytest.approx(b2 / (b2 + EVIDENCE_PRIORS["discovery"]))
+    assert "collaborative" not in recs[1].parts
     assert "s1" not in [r.item_id for r in recs]
     capped = store.recommend("alice", k=3, strategy="blend", category_cap=1, now=NOW)
     assert len({r.category for r in capped}) == 3
     only_pop = store.recommend("alice", k=2, weights={"popular": 1.0}, now=NOW)
     # popularity: s3 = bob's three events; s1 is purchased by alice so it never shows
-    assert only_pop[0].item_id == "s3" and only_pop[0].parts == {"popular": 1.0}
+    s3 = strength([("click", 11), ("click", 12), ("add_to_cart", 13)])
+    assert only_pop[0].item_id == "s3"
+    assert only_pop[0].parts["popular"] == pytest.approx(s3 / (s3 + EVIDENCE_PRIORS["popular"]))
     # an unknown user: no embedding, no neighbours, only popularity and discovery: s1 (two new
     # buyers), then b2 (carol's purchase) ahead of s3 (bob's events, more popular but not bought)
     cold = store.recommend("nobody", k=3, now=NOW)
     assert [r.item_id for r in cold] == ["s1", "b2", "s3"]
-    assert cold[0].parts == {"popular": 1.0, "discovery": 1.0}
+    s1 = 2 ** (-5 / 14) + 2 ** (-6 / 14)  # alice and bob, first on days 10 and 9
+    assert set(cold[0].parts) == {"popular", "discovery"}
+    assert cold[0].parts["discovery"] == pytest.approx(s1 / (s1 + EVIDENCE_PRIORS["discovery"]))
     assert cold[1].parts["discovery"] == pytest.approx(
-        2 ** (-10 / 14) / (2 ** (-5 / 14) + 2 ** (-6 / 14))
+        2 ** (-10 / 14) / (s1 + EVIDENCE_PRIORS["discovery"])
     )
     assert set(cold[2].parts) == {"popular"}
     with pytest.raises(ValueError):
@@ -142,6 +161,11 @@ def test_explain_shows_the_paths(store: GraphStore) -> None:
     assert cat["category"] == "shoes"
     assert cat["strength"] == pytest.approx(strength([("purchase", 10), ("click", 12)]))
     assert e["content_similarity"] is not None and -1 <= e["content_similarity"] <= 1
+    # content: alice's shoes vote for s3 (its text neighbours s1 and s2), interest x cos^3
+    assert {v["item_id"] for v in e["content_votes"]} == {"s1", "s2"}
+    for v in e["content_votes"]:
+        assert v["contribution"] == pytest.approx(v["strength"] * v["similarity"] ** 3)
+    assert e["content_score"] == pytest.approx(sum(v["contribution"] for v in e["content_votes"]))
     bought = store.explain("alice", "s1", now=NOW)
     assert bought["purchased"] is True
     assert bought["interest"]["counts"] == {"purchase": 1}

@@ -167,7 +167,7 @@ class FakeGraph:
     def apply(self, events: list[Interaction]) -> None:
         self.events.extend(events)
 
-    def rank(self, pair, strategies, k, now):  # type: ignore[no-untyped-def]
+    def rank(self, pair, strategies, k, now, within=None):  # type: ignore[no-untyped-def]
         self.asked.append((pair.user_id, now, max(e.ts for e in self.events)))
         users: dict[str, set[str]] = {}
         for e in self.events:
@@ -188,7 +188,9 @@ def test_evaluate_asks_before_applying_each_day_and_reports_the_protocol_shape()
     assert set(fig["strategies"]) == {
         "popular",
         "cooccurrence",
+        "ease",
         "content",
+        "profile",
         "collaborative",
         "blend",
     }

@@ -1,9 +1,9 @@
-"""The blend's scoring (graph/reads.py, tuned with `tastegraph evaluate`): per-user max-scaling."""
+"""The blend's scoring (graph/scoring.py, tuned with `tastegraph evaluate`): per-user scaling."""
 
 from __future__ import annotations
 
 from config.settings import Settings
-from graph.reads import DEFAULT_BLEND, Scored, blend_scaled
+from graph.scoring import DEFAULT_BLEND, EVIDENCE_PRIORS, Scored, blend_scaled
 
 
 def test_each_component_is_scaled_by_its_best_score_then_weighted() -> None:
@@ -12,7 +12,7 @@ def test_each_component_is_scaled_by_its_best_score_then_weighted() -> None:
         "popular": [Scored("b", 300.0, "y"), Scored("c", 150.0, "x")],
         "content": [Scored("c", -0.2, "x")],  # a negative similarity counts as 0
     }
-    out = blend_scaled(parts, {"collaborative": 1.0, "popular": 0.5, "content": 1.0})
+    out = blend_scaled(parts, {"collaborative": 1.0, "popular": 0.5, "content": 1.0}, priors={})
     got = {s.item_id: round(s.score, 6) for s in out}
     assert got == {"a": 1.0, "b": 0.75, "c": 0.25}
     assert [s.item_id for s in out] == ["a", "b", "c"]
@@ -39,10 +39,22 @@ def test_calibrated_components_keep_their_confidence_scale() -> None:
         "co_interest": [Scored("a", 0.3), Scored("b", 0.15)],  # confidence 0.3: weak evidence
         "popular": [Scored("b", 50.0), Scored("c", 100.0)],
     }
-    out = blend_scaled(parts, {"co_interest": 4.0, "popular": 1.0})
+    out = blend_scaled(parts, {"co_interest": 4.0, "popular": 1.0}, priors={})
     got = {s.item_id: round(s.score, 6) for s in out}
     assert got == {"a": 1.2, "b": 1.1, "c": 1.0}
     assert out[0].parts == {"co_interest": 0.3}
     # the same component max-scaled when it is not declared calibrated
-    scaled = blend_scaled(parts, {"co_interest": 4.0, "popular": 1.0}, calibrated=())
+    scaled = blend_scaled(parts, {"co_interest": 4.0, "popular": 1.0}, calibrated=(), priors={})
     assert {s.item_id: round(s.score, 6) for s in scaled}["a"] == 4.0
+
+
+def test_little_popularity_evidence_stays_small() -> None:
+    """One purchase (weight 5) is not scaled up to "most popular": best / (best + prior)."""
+    one_purchase = {"popular": [Scored("x", 5.0)], "content": [Scored("s", 0.4)]}
+    out = blend_scaled(one_purchase, {"popular": 1.0, "content": 0.5})
+    assert [s.item_id for s in out] == ["s", "x"]
+    assert out[1].parts == {"popular": 5.0 / (5.0 + EVIDENCE_PRIORS["popular"])}
+    # a real shop's popularity (hundreds) keeps nearly its full weight
+    shop = {"popular": [Scored("x", 975.0)], "content": [Scored("s", 0.4)]}
+    assert [s.item_id for s in blend_scaled(shop, {"popular": 1.0, "content": 0.5})] == ["x", "s"]
+    assert blend_scaled(shop, {"popular": 1.0})[0].score > 0.97

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from graph.reads import Scored, blend, cap_categories, normalise
+from graph.scoring import Scored, blend, cap_categories, normalise
 
 
 def test_normalise() -> None:
