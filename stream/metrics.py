@@ -270,7 +270,8 @@ class Metrics:
             ),
             neo4j_write_retries=Counter(
                 _name("neo4j_write_retries"),
-                "Neo4j writes retried after a transient error.",
+                "Neo4j writes retried after a transient error (by the worker, or by the driver"
+                " inside a transaction: a deadlock, a leader switch).",
                 registry=r,
             ),
             neo4j_write_failures=Counter(

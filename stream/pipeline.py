@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from config.logs import kv
+from config.logs import RateLimiter, kv
 from config.settings import Settings
 from encoder.examples import ExampleCollector
 from encoder.protocol import TextEncoder
@@ -33,6 +34,7 @@ from stream.validation import Invalid, classify, classify_items, dead_letter_val
 
 log = logging.getLogger("tastegraph.pipeline")
 T = TypeVar("T")
+INVALID_LOG_INTERVAL_S = 10.0  # at most one "invalid record" line per reason this often
 
 __all__ = ["BatchOutcome", "BatchProcessor", "DeadLetterSink", "EncodingFailed", "RawRecord"]
 
@@ -59,6 +61,12 @@ class BatchOutcome:
     encoded: int = 0
     stages: dict[str, float] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
+    failed_texts: set[str] = field(
+        default_factory=set
+    )  # item ids and event ids the encoder refused
+
+
+HANDLED_MAX = 100_000  # dead-lettered records remembered, so a retried batch does not resend them
 
 
 class EncodingFailed(Exception):
@@ -99,6 +107,11 @@ class BatchProcessor:
         self.encode_executor = encode_executor
         self.clock = clock
         self.examples = examples
+        # one 'invalid record' line per reason and interval, with how many were held back
+        self.invalid_log = RateLimiter(interval_s=INVALID_LOG_INTERVAL_S)
+        # records already dead-lettered and counted (topic, partition, offset): a batch retried
+        # whole (`batch failed, retrying it`) neither sends nor counts them again
+        self._handled: OrderedDict[tuple[str, int, int], None] = OrderedDict()
 
     # -- the batch ---------------------------------------------------------------------------------
     async def process(self, records: Sequence[RawRecord]) -> BatchOutcome:
@@ -127,6 +140,7 @@ class BatchProcessor:
             # never leave the encoder's thread busy with this batch behind us
             await asyncio.wait([asyncio.wrap_future(future)])
         future.result()  # an encoder error fails the batch (the agent retries it)
+        dead += encode_failures(events, items, out.failed_texts)
         t3 = time.perf_counter()
         stats = getattr(encoder, "stats", None)
         if stats is not None and out.encoded:
@@ -158,19 +172,42 @@ class BatchProcessor:
             self.settings,
             now=self.clock(),
         )
+        on_items = [r for r in records if r.topic == items_topic]
         items, bad_items = classify_items(
-            ((r.value, r.topic, r.partition, r.offset) for r in records if r.topic == items_topic),
+            ((r.value, r.topic, r.partition, r.offset) for r in on_items if r.value is not None),
             self.settings,
         )
-        # a tombstone on the compacted items topic deletes nothing here: it is not an error
-        bad += [b for b in bad_items if not (b.reason == "empty" and b.raw is None)]
+        # a tombstone (a key, no value) on the compacted items topic deletes the item
+        for r in on_items:
+            if r.value is None and r.key:
+                item_id = r.key.decode("utf-8", "replace")
+                items.append(
+                    ItemRecord(
+                        item_id, None, None, None, r.topic, r.partition, r.offset, deleted=True
+                    )
+                )
+                log.info(
+                    "item tombstone %s",
+                    kv(item_id=item_id[:100], partition=r.partition, offset=r.offset),
+                )
+            elif r.value is None:
+                bad_items.append(
+                    Invalid(
+                        None, "empty", "a tombstone without a key", r.topic, r.partition, r.offset
+                    )
+                )
+        items.sort(key=lambda it: (it.partition, it.offset))  # a tombstone among its item's records
+        bad += bad_items
         for b in bad:
             out.invalid += 1
+            if (b.topic, b.partition, b.offset) in self._handled:
+                continue  # counted when its batch was first processed
             self.metrics.invalid(b.reason)
-            log.warning(
-                "invalid record %s",
-                kv(topic=b.topic, partition=b.partition, offset=b.offset, reason=b.reason),
-            )
+            emit, held = self.invalid_log.hit(b.reason)
+            if emit:  # a bad producer does not flood the log: the metric counts every record
+                fields = kv(topic=b.topic, partition=b.partition, offset=b.offset, reason=b.reason)
+                more = f" held_back={held}" if held else ""
+                log.warning("invalid record %s%s", fields, more)
         return events, items, bad
 
     async def texts_to_embed(
@@ -214,12 +251,14 @@ class BatchProcessor:
             try:
                 vectors: Any = encoder.encode(all_texts) if all_texts else []
             except Exception as e:
-                raise EncodingFailed(f"{type(e).__name__}: {e}") from e
+                vectors = isolate_texts(encoder, all_texts, e)
             n = len(item_texts)
             out.stages["encode"] = time.perf_counter() - t0
+            keys = list(item_texts) + list(event_texts)
+            out.failed_texts = {k for k, v in zip(keys, vectors, strict=True) if v is None}
             return (
-                dict(zip(item_texts, vectors[:n], strict=True)),
-                dict(zip(event_texts, vectors[n:], strict=True)),
+                {k: v for k, v in zip(item_texts, vectors[:n], strict=True) if v is not None},
+                {k: v for k, v in zip(event_texts, vectors[n:], strict=True) if v is not None},
             )
 
         return self.encode_executor.submit(encode)
@@ -260,9 +299,9 @@ class BatchProcessor:
         self, batch: GraphBatch, error: Exception, out: BatchOutcome
     ) -> list[Invalid]:
         records: list[Event | ItemRecord] = [*batch.items, *batch.events]
-        self.metrics.write_failure("client_error")
         if len(records) == 1:
             r = records[0]
+            self.metrics.write_failure("client_error")  # once per record the graph refuses
             log.error("poison record %s", kv(topic=r.topic, partition=r.partition, offset=r.offset))
             detail = f"{type(error).__name__}: {error}"[:500]
             return [Invalid(None, "write_failed", detail, r.topic, r.partition, r.offset)]
@@ -276,14 +315,30 @@ class BatchProcessor:
     async def send_dead_letters(
         self, records: Sequence[RawRecord], dead: Sequence[Invalid]
     ) -> None:
-        """Sends the records that cannot be applied, with their original bytes, to the sink."""
-        raw = {(r.topic, r.partition, r.offset): r.value for r in records}
-        await self.dead_letter(
-            [
-                dead_letter_value(d._replace(raw=raw.get((d.topic, d.partition, d.offset))))
-                for d in dead
-            ]
-        )
+        """Sends the records that cannot be applied, with their original bytes, key and
+        timestamp, to the sink; each record once (a retried batch skips those already sent)."""
+        source = {(r.topic, r.partition, r.offset): r for r in records}
+        values, sent = [], []
+        for d in dead:
+            where = (d.topic, d.partition, d.offset)
+            if where in self._handled or where in sent:
+                continue
+            r = source.get(where)
+            ts = None if r is None or r.timestamp is None else round(r.timestamp * 1000)
+            values.append(
+                dead_letter_value(
+                    d._replace(raw=None if r is None else r.value),
+                    source_timestamp_ms=ts,
+                    key=None if r is None else r.key,
+                )
+            )
+            sent.append(where)
+        if values:
+            await self.dead_letter(values)
+        for where in sent:
+            self._handled[where] = None
+        while len(self._handled) > HANDLED_MAX:
+            self._handled.popitem(last=False)
 
     async def _collect_examples(
         self, events: Sequence[Event], items: Sequence[ItemRecord], dead: Sequence[Invalid]
@@ -366,6 +421,45 @@ class BatchProcessor:
         m.observe_freshness([now - ev.ts for ev in events])
         for kind, n in out.rows.items():
             m.rows_written(kind, n)
+
+
+def isolate_texts(encoder: TextEncoder, texts: Sequence[str], error: Exception) -> list[Any]:
+    """The encoder failed on a batch: encode its texts one by one, ``None`` where one fails. When
+    every one fails the encoder itself is at fault (out of memory, a broken model): the batch
+    fails whole (`EncodingFailed`) and the agent retries it; otherwise only the failing texts are
+    left out (their records are dead-lettered, `encode_failures`)."""
+    out: list[Any] = []
+    for text in texts:
+        try:
+            out.append(encoder.encode([text])[0])
+        except Exception as e:
+            log.error("encoder failed on one text %s", kv(error=repr(e)[:200], chars=len(text)))
+            out.append(None)
+    if all(v is None for v in out):
+        raise EncodingFailed(f"{type(error).__name__}: {error}") from error
+    return out
+
+
+def encode_failures(
+    events: Sequence[Event], items: Sequence[ItemRecord], failed: set[str]
+) -> list[Invalid]:
+    """Dead letters for the records whose text the encoder refused (``failed``: item ids and
+    event ids). They are applied without that text's embedding (the item stays unembedded, the
+    query text does not count), and dead-lettered so the text can be looked at."""
+    if not failed:
+        return []
+    out: list[Invalid] = []
+    for it in items:
+        if it.item_id in failed:
+            out.append(
+                Invalid(None, "encode_failed", "item text", it.topic, it.partition, it.offset)
+            )
+    for ev in events:
+        if ev.event_id in failed or (ev.item_id in failed and (ev.title or ev.description)):
+            out.append(
+                Invalid(None, "encode_failed", "event text", ev.topic, ev.partition, ev.offset)
+            )
+    return out
 
 
 def _split(batch: GraphBatch) -> tuple[GraphBatch, GraphBatch]:

@@ -18,6 +18,10 @@ from stream.lifecycle import StopSignal
 T = TypeVar("T")
 
 FIRST_DELAY_S = 0.1
+# An error retried that is not the database's (an OSError: the disk, a socket of ours, a bug) is
+# retried this many times at most, then raised: only an unreachable or busy Neo4j is waited for
+# without end (backpressure).
+MAX_OTHER_ATTEMPTS = 5
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -25,6 +29,11 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, Neo4jError | DriverError):
         return bool(exc.is_retryable())
     return isinstance(exc, ConnectionError | TimeoutError | OSError)
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """An error of the Neo4j driver or server (unreachable, deadlock, leader switch)."""
+    return isinstance(exc, Neo4jError | DriverError)
 
 
 async def retry_transient(
@@ -35,19 +44,25 @@ async def retry_transient(
     retry_if: Callable[[Exception], bool] = is_transient,
     on_retry: Callable[[Exception], None] | None = None,
     stop: StopSignal | None = None,
+    max_other_attempts: int = MAX_OTHER_ATTEMPTS,
 ) -> T:
     """``await call()`` until it returns, retrying the errors ``retry_if`` accepts.
 
     Sleeps ``first_delay`` after the first failure, doubling up to ``max_delay``; ``on_retry``
     sees each retried error (count it, log it). Any other error is raised at once; so is a
-    retried one once ``stop`` is set.
+    retried one once ``stop`` is set, and one that is not the database's (`is_database_error`)
+    after ``max_other_attempts`` attempts in a row.
     """
     delay = first_delay
+    others = 0
     while True:
         try:
             return await call()
         except Exception as e:
             if not retry_if(e) or (stop is not None and stop.is_set()):
+                raise
+            others = 0 if is_database_error(e) else others + 1
+            if others >= max_other_attempts:
                 raise
             if on_retry is not None:
                 on_retry(e)

@@ -121,9 +121,15 @@ def open_runtime(
             )
     encoder = encoder or open_encoder(settings)
     driver = open_driver(settings)
-    store = GraphStore(driver, settings.neo4j_database, interest_params(settings))
-    store.ensure_schema(encoder.dim)
     metrics = Metrics.create()
+    # the driver's own retries of a transaction (a deadlock, a leader switch) count with ours
+    store = GraphStore(
+        driver,
+        settings.neo4j_database,
+        interest_params(settings),
+        on_retry=lambda operation: metrics.write_retry(),
+    )
+    store.ensure_schema(encoder.dim)
     metrics.set_model_version(version_name or encoder.version)
     if version_name and current.metadata.get("metrics_after"):
         metrics.set_evaluation("current", current.metadata["metrics_after"])

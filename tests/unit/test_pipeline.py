@@ -197,3 +197,99 @@ def test_an_encoder_failure_fails_the_batch_whole_and_dead_letters_nothing() -> 
     asyncio.run(current.swap(HashingEncoder()))  # the agent retries the batch: now it is written
     out = asyncio.run(proc.process([record(event(1, title="blue mug"), 0)]))
     assert out.applied == 1 and set(store.batches[0].item_embeddings) == {"i1"}
+
+
+def _sample(metrics: Metrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def test_dead_letters_carry_key_and_timestamp_and_a_retried_batch_sends_and_counts_once() -> None:
+    store = MemoryStore()
+    proc, dead = make(store)
+    bad = RawRecord("clicks", 0, 7, key=b"user-9", value=b"{oops", timestamp=TS + 1.5)
+    records = [record(event(1), 6), bad]
+    asyncio.run(proc.process(records))
+    asyncio.run(proc.process(records))  # the agent retries a failed batch whole
+    assert len(dead) == 1
+    original, meta = read_dead_letter(dead[0])
+    assert original == b"{oops" and meta["key"] == "user-9"
+    assert meta["source_timestamp"] == round((TS + 1.5) * 1000)
+    assert _sample(proc.metrics, "tastegraph_invalid_events_total", reason="not_json") == 1
+
+
+def test_a_poison_record_counts_one_write_failure() -> None:
+    store = MemoryStore()
+    store.poison_event_ids = {"e3"}
+    proc, dead = make(store)
+    asyncio.run(proc.process([record(event(n), n) for n in range(8)]))
+    assert len(dead) == 1
+    assert (
+        _sample(proc.metrics, "tastegraph_neo4j_write_failures_total", reason="client_error") == 1
+    )
+
+
+def test_an_item_tombstone_deletes_the_item() -> None:
+    store = MemoryStore()
+    proc, dead = make(store)
+    items = [
+        RawRecord("items", 0, 0, key=b"i1", value=orjson.dumps({"item_id": "i1", "title": "mug"})),
+        RawRecord("items", 0, 1, key=b"i1", value=None),
+        RawRecord("items", 0, 2, key=None, value=None),
+    ]
+    out = asyncio.run(proc.process(items))
+    got = store.batches[0].items
+    assert [(i.item_id, i.deleted) for i in got] == [("i1", False), ("i1", True)]
+    assert out.invalid == 1  # a tombstone without a key deletes nothing
+    assert [read_dead_letter(v)[1]["reason"] for v in dead] == ["empty"]
+
+
+class OneBadTextEncoder(HashingEncoder):
+    def encode(self, texts: Sequence[str]):  # type: ignore[no-untyped-def]
+        if any("boom" in t for t in texts):
+            raise ValueError("cannot tokenize")
+        return super().encode(texts)
+
+
+def test_a_text_the_encoder_refuses_is_isolated_and_the_rest_encoded() -> None:
+    store = MemoryStore()
+    proc, dead = make(store, CurrentEncoder(OneBadTextEncoder()))
+    records = [
+        record(event(1, title="blue mug"), 0),
+        record(event(2, title="boom box"), 1),  # item i2
+        record(event(3, text="red boom"), 2),
+    ]
+    out = asyncio.run(proc.process(records))
+    assert out.applied == 3  # applied, without the refused texts' embeddings
+    assert set(store.batches[0].item_embeddings) == {"i1"}
+    assert set(store.batches[0].text_embeddings) == set()
+    metas = sorted((m["offset"], m["reason"]) for _, m in map(read_dead_letter, dead))
+    assert metas == [(1, "encode_failed"), (2, "encode_failed")]
+
+
+def test_an_error_that_is_not_the_databases_is_retried_a_bounded_number_of_times() -> None:
+    from stream.retry import MAX_OTHER_ATTEMPTS, retry_transient
+
+    calls = 0
+
+    async def disk_full() -> None:
+        nonlocal calls
+        calls += 1
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        asyncio.run(retry_transient(disk_full, max_delay=0.001, first_delay=0.001))
+    assert calls == MAX_OTHER_ATTEMPTS
+
+    outage = 0
+
+    async def neo4j_down_then_up() -> str:
+        nonlocal outage
+        outage += 1
+        if outage <= 2 * MAX_OTHER_ATTEMPTS:
+            raise ServiceUnavailable("down")  # the database: waited for without end
+        return "written"
+
+    assert asyncio.run(retry_transient(neo4j_down_then_up, max_delay=0.001, first_delay=0.001)) == (
+        "written"
+    )
