@@ -40,7 +40,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--budget-s", type=float, help="time budget, seconds (env ..._FINETUNE_BUDGET_S)"
     )
     parser.add_argument("--steps", type=int, help="step budget (env TASTEGRAPH_FINETUNE_STEPS)")
-    parser.add_argument("--margin", type=float, help="NDCG@10 gain needed to promote")
+    parser.add_argument(
+        "--margin",
+        type=float,
+        help="the NDCG@10 gain's lower confidence bound must be above this "
+        "(env TASTEGRAPH_FINETUNE_MARGIN)",
+    )
     parser.add_argument("--lora", action="store_true", default=None, help="train a LoRA adapter")
     parser.add_argument(
         "--keep-rejected",
@@ -102,8 +107,15 @@ def _print(result: Any) -> None:
         if m:
             print(
                 f"{label:<7} HR@10 {m['hr_at_10']:.4f}  NDCG@10 {m['ndcg_at_10']:.4f}  "
-                f"({m['examples']} examples, {m['catalog']} items)"
+                f"({m.get('queries') or m['examples']} queries of {m.get('users', '?')} users, "
+                f"{m['catalog']} items)"
             )
+    if result.gain_ci:
+        ci = result.gain_ci
+        print(
+            f"gain:    NDCG@10 {ci['gain']:+.4f}, {ci['confidence']:.0%} CI "
+            f"[{ci['lower']:+.4f}, {ci['upper']:+.4f}] (paired bootstrap over {ci['users']} users)"
+        )
     if result.train:
         print(
             f"train:   {result.train.get('steps')} steps, {result.train.get('seconds', 0):.0f}s, "
@@ -166,9 +178,11 @@ def _build_from_events(
     import sys
     from datetime import UTC, datetime
 
-    from encoder.examples import ExampleBuilder, ExampleStore, build_examples, write_examples
+    from encoder.examples import ExampleStore, build_examples, write_examples
+    from finetuning.job import example_builder_for
 
     texts = read_item_texts(items)
+    categories = read_item_categories(items)
     rows, cut = events_before(read_events(events), until, before_test_days)
     name = f"{events.name.split('.')[0]}-ctx{settings.finetune_context_n}"
     if cut is not None:
@@ -180,11 +194,13 @@ def _build_from_events(
     out_dir.mkdir(parents=True, exist_ok=True)
     examples_path = out_dir / "examples.jsonl"
     catalog_path = out_dir / "catalog.json"
-    builder = ExampleBuilder(settings.finetune_context_n)
+    builder = example_builder_for(settings)
     store = ExampleStore(settings.finetune_max_examples)
     store.add_many(build_examples(rows, texts, builder))
     n = write_examples(examples_path, store)
     catalog_path.write_text(json.dumps(texts))
+    # next to the catalogue, where the training process looks for its hard negatives
+    (out_dir / "categories.json").write_text(json.dumps(categories))
     print(f"built {n} examples (newest kept) from {events} into {examples_path}", file=sys.stderr)
     return examples_path, catalog_path
 
@@ -223,6 +239,20 @@ def read_item_texts(path: Path) -> dict[str, str]:
                 text = item_text(d.get("title"), d.get("category"), d.get("description"))
                 if text:
                     out[str(d["item_id"])] = text
+    return out
+
+
+def read_item_categories(path: Path) -> dict[str, str]:
+    """Item id -> category from an items JSONL(.gz) file (items without one are left out)."""
+    import json
+
+    out: dict[str, str] = {}
+    with _open_text(path) as f:
+        for line in f:
+            if line.strip():
+                d = json.loads(line)
+                if d.get("category"):
+                    out[str(d["item_id"])] = str(d["category"])
     return out
 
 

@@ -31,6 +31,13 @@ def _fmt(m: object, key: str) -> str:
     return f"{m[key]:.4f}" if isinstance(m, dict) and key in m else "-"
 
 
+def _fmt_ci(ci: object) -> str:
+    """The gate's paired-bootstrap interval of the NDCG@10 gain, ``[lower, upper]``."""
+    if not isinstance(ci, dict) or "lower" not in ci:
+        return "-"
+    return f"[{ci['lower']:+.4f},{ci['upper']:+.4f}]"
+
+
 def _print_serving(registry: ModelRegistry, current: str) -> None:
     """What each worker really runs, from its last report (`encoder.registry.report_serving`)."""
     from encoder.registry import serving_reports
@@ -64,7 +71,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 return 0
             print(
                 f"{'':1} {'VERSION':<9} {'STATUS':<9} {'PARENT':<9} {'EXAMPLES':>8} "
-                f"{'HR@10 before':>12} {'after':>7} {'NDCG@10 before':>14} {'after':>7}  CREATED"
+                f"{'HR@10 before':>12} {'after':>7} {'NDCG@10 before':>14} {'after':>7} "
+                f"{'gain CI':>19}  CREATED"
             )
             for v in versions:
                 m0, m1 = v.metadata.get("metrics_before"), v.metadata.get("metrics_after")
@@ -72,7 +80,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     f"{'*' if v.version == current else ' '} {v.version:<9} {v.status:<9} "
                     f"{v.parent_version or '-':<9} {v.metadata.get('examples', 0):>8} "
                     f"{_fmt(m0, 'hr_at_10'):>12} {_fmt(m1, 'hr_at_10'):>7} "
-                    f"{_fmt(m0, 'ndcg_at_10'):>14} {_fmt(m1, 'ndcg_at_10'):>7}  "
+                    f"{_fmt(m0, 'ndcg_at_10'):>14} {_fmt(m1, 'ndcg_at_10'):>7} "
+                    f"{_fmt_ci(v.metadata.get('gain_ci')):>19}  "
                     f"{v.metadata.get('created_at', '')}"
                 )
             return 0

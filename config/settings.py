@@ -178,7 +178,7 @@ class Settings:
     finetune_enabled: Flag = False  # the worker collects examples and fine-tunes periodically
     model_poll_s: PositiveFloat = 5.0  # how often the worker looks for a newly promoted version
     reembed_limit: PositiveInt = 200  # items re-embedded (and users marked dirty) per poll
-    finetune_holdout_per_user: NonNegativeInt = 10  # most held-out examples per user (0: no cap)
+    finetune_holdout_per_user: NonNegativeInt = 5  # most held-out examples per user (0: no cap)
     # vote: item-to-item pairs; text: a context's texts; mean: of its items' embeddings
     finetune_query_mode: Literal["vote", "text", "mean"] = "vote"
     finetune_scale: PositiveFloat = 20.0  # inverse temperature of the in-batch softmax
@@ -186,6 +186,8 @@ class Settings:
     finetune_gate_resamples: PositiveInt = 2000  # bootstrap resamples of the gate's interval
     finetune_gate_confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95
     finetune_together: Flag = True  # vote: also pair the items of one basket
+    # > 0: only the top N transformer layers train (embeddings and lower layers frozen)
+    finetune_train_layers: Annotated[int, Field(ge=0, le=64)] = 0
     # --- operations ---------------------------------------------------------------------------
     metrics_host: Word = "127.0.0.1"
     metrics_port: ListenPort = 9108

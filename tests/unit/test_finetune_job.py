@@ -50,7 +50,7 @@ def settings_for(home: Path, model: Path, **kw: Any) -> Settings:
         "finetune_lr": 2e-3,
         "finetune_steps": 40,
         "finetune_budget_s": 120.0,
-        "finetune_margin": 0.01,
+        "finetune_margin": 0.0,
         "encoder_threads": 1,
     }
     return Settings.from_env({}, **{**base, **kw})
@@ -73,6 +73,10 @@ def test_a_better_candidate_is_promoted_and_loadable(
     meta = registry.get("ft-0001").metadata
     assert meta["status"] == "promoted" and meta["parent_version"] == BASE_VERSION
     assert meta["examples"] == result.examples and meta["train"]["steps"] > 0
+    # the gate's evidence is in the run record: a paired bootstrap over the held-out users
+    ci = meta["gain_ci"]
+    assert ci == result.gain_ci and ci["lower"] > 0.0 and ci["users"] > 10
+    assert ci["lower"] <= ci["gain"] <= ci["upper"]
     model, _, location = load_pretrained(registry.current().model_ref)
     assert location.path == (tmp_path / "models" / "versions" / "ft-0001").resolve()
     assert model.config.hidden_size == 32
@@ -89,7 +93,8 @@ def test_a_candidate_that_is_not_better_leaves_current_unchanged(
     result = run_finetune(settings, examples_file, steps=0)  # the candidate equals the current
     assert result.result == "rejected", result
     assert result.metrics_before == result.metrics_after
-    assert "below margin" in result.reason
+    assert "lower bound not above" in result.reason
+    assert result.gain_ci is not None and result.gain_ci["upper"] == 0.0  # the same model
     registry = registry_for(settings)
     assert registry.current_version() == BASE_VERSION and not pointer.exists()
     info = registry.get(result.version or "")

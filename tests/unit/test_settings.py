@@ -215,6 +215,7 @@ BAD: dict[str, str] = {
     "finetune_gate_resamples": "0",
     "finetune_gate_confidence": "1",
     "finetune_together": "sometimes",
+    "finetune_train_layers": "-1",
     "metrics_host": "local host",
     "metrics_port": "99999",
     "log_level": "LOUD",
