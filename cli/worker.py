@@ -42,12 +42,26 @@ def _stopping_worker(base: type[Any], runtime: Any) -> type[Any]:
     """Faust's Worker, with a deadline on the shutdown that a SIGTERM starts."""
 
     class StoppingWorker(base):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if not _is_terminal(self.stdout):
+                # Faust's start-up spinner writes cursor escapes (ESC[?25l / ESC[?25h) whether or
+                # not the stream is a terminal; without it Faust logs "Ready" instead
+                self.spinner = None
+
         async def on_stop(self) -> None:
             runtime.stop.set()
             _exit_after(SHUTDOWN_DEADLINE_S, runtime)
             await super().on_stop()
 
     return StoppingWorker
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 def _exit_after(seconds: float, runtime: Any) -> None:

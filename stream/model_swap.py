@@ -7,25 +7,34 @@ installs it between two batches. Then, at ``TASTEGRAPH_REEMBED_LIMIT`` nodes per
 embedded by older versions get a current embedding and users of older versions are marked dirty,
 so the regular refresh recomputes them. Similarity is only ever computed between nodes of the same
 ``embedding_version`` (the refresh and recommendation queries filter on it), so the graph stays
-usable throughout. A version that fails to load leaves the worker on the old one; the next poll
-tries again.
+usable throughout.
+
+A version that fails to load (at start-up or on a swap) leaves the worker on the encoder it has:
+the failure is logged, counted (``tastegraph_model_load_failures_total``) and reported in the
+registry (`encoder.registry.report_serving`: `tastegraph models current` shows what each worker
+really serves), and the load is retried after 1, 2, 4, ... polls (at most ``MAX_BACKOFF_POLLS``).
+Meanwhile nothing is re-embedded: re-embedding moves the graph onto the encoder that serves, and
+that is only done with the version the registry asks for, never with a fallback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
 from config.logs import kv
 from encoder.protocol import TextEncoder
-from encoder.registry import CurrentWatcher, ModelRegistry
+from encoder.registry import CurrentWatcher, ModelRegistry, ServingReport, report_serving
 from stream.derived import DerivedWork
 
 log = logging.getLogger("tastegraph.model_swap")
 
 Loader = Callable[[str], TextEncoder]  # model reference (directory or package) -> encoder
+MAX_BACKOFF_POLLS = 120  # a failing version is tried at least every 120 polls (10 min at 5 s)
 
 
 def encoder_loader(settings: Any) -> Loader:
@@ -54,26 +63,47 @@ class ModelSwapper:
         load: Loader,
         metrics: Any | None = None,
         reembed_limit: int = 200,
+        *,
+        load_error: str = "",
+        worker: str | None = None,
     ) -> None:
+        """The worker starts on the registry's current version, or, with ``load_error`` (that
+        version failed to load at start-up), on a model outside the registry (its fallback)."""
         self.derived = derived
         self.registry = registry
         self.load = load
         self.metrics = metrics
         self.reembed_limit = reembed_limit
         self.watcher = CurrentWatcher(registry)
-        self.version = self.watcher.version  # the registry version the worker runs
-        self._retry: str | None = None
-        self.reembedding = True  # after start-up too: nodes of older versions may remain
+        self.wanted = self.watcher.version  # the registry's current version
+        self.version: str | None = None if load_error else self.wanted  # what serves
+        self.worker = worker or f"{socket.gethostname()}-{os.getpid()}"
+        self.failures = 0
+        self.error = ""
+        self._wait_polls = 0
+        # after start-up too: nodes of older versions may remain; never onto a fallback
+        self.reembedding = self.version == self.wanted
+        if load_error:
+            self._failed(self.wanted, load_error)
+        else:
+            self._report()
+
+    @property
+    def serving_wanted(self) -> bool:
+        return self.version == self.wanted
 
     async def poll(self) -> str | None:
-        """Swaps to a new current version if there is one; else one re-embedding step.
-        Returns the version swapped to, or None."""
-        target = self.watcher.changed() or self._retry
-        if target is not None and target != self.version:
-            if await self._swap(target):
-                return target
-            return None
-        self._retry = None
+        """Swaps to the current version if the worker does not serve it (a new one, or one that
+        failed to load and whose back-off is over); else one re-embedding step. Returns the
+        version swapped to, or None."""
+        changed = self.watcher.changed()
+        if changed is not None:
+            self.wanted, self.failures, self.error, self._wait_polls = changed, 0, "", 0
+        if not self.serving_wanted:
+            if self._wait_polls > 0:
+                self._wait_polls -= 1
+                return None
+            return self.wanted if await self._swap(self.wanted) else None
         if self.reembedding and not self.derived.stop.is_set():
             touched = await self.derived.reembed(self.reembed_limit)
             if touched == 0:
@@ -86,14 +116,42 @@ class ModelSwapper:
             ref = self.registry.get(version).model_ref
             encoder = await asyncio.to_thread(self.load, ref)
         except Exception as e:
-            self._retry = version
-            log.error("loading model version failed %s", kv(version=version, error=repr(e)[:300]))
+            self._failed(version, repr(e)[:300])
             return False
-        self._retry = None
         old = await self.derived.swap_encoder(encoder)
         self.version = version
+        self.failures, self.error, self._wait_polls = 0, "", 0
         self.reembedding = True
-        if self.metrics is not None:
-            self.metrics.set_model_version(version)
+        self._report()
         log.info("model version swapped %s", kv(version=version, old=old, new=encoder.version))
         return True
+
+    def _failed(self, version: str, error: str) -> None:
+        """Logs, counts and reports a failed load; the next try waits 2**(failures-1) - 1 polls."""
+        self.failures += 1
+        self.error = error
+        self._wait_polls = min(MAX_BACKOFF_POLLS, 2 ** (self.failures - 1) - 1)
+        if self.metrics is not None:
+            self.metrics.model_load_failed(version)
+        log.error(
+            "loading model version failed, keeping the current encoder %s",
+            kv(
+                version=version,
+                serving=self.version or self.derived.encoder.version,
+                failures=self.failures,
+                retry_in_polls=self._wait_polls + 1,
+                error=error,
+            ),
+        )
+        self._report()
+
+    def _report(self) -> None:
+        """The serving metric and the registry's serving report tell what really serves."""
+        serving = self.version or self.derived.encoder.version
+        if self.metrics is not None:
+            self.metrics.set_model_version(serving, wanted=self.wanted)
+        report = ServingReport(self.worker, self.wanted, self.version, self.error, self.failures)
+        try:
+            report_serving(self.registry, report)
+        except OSError as e:  # a read-only registry: the metric and the log still tell
+            log.warning("cannot write the serving report %s", kv(error=repr(e)[:200]))

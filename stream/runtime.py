@@ -104,23 +104,25 @@ def open_runtime(
     from encoder.registry import BASE_VERSION
     from finetuning.job import example_collector_for, registry_for
 
+    # a wrong password or no Neo4j is said at once, not after loading the model
+    driver = open_driver(settings)
+    try:
+        driver.verify_connectivity()
+    except Exception:
+        driver.close()
+        raise
     # the registry's current version (a promoted fine-tune) wins over settings.model
     registry = registry_for(settings)
     current = registry.current()
-    version_name = None
+    serving: str | None = current.version
+    load_error = ""
     if encoder is None and current.version != BASE_VERSION:
         try:
             encoder = encoder_loader(settings)(current.model_ref)
-            version_name = current.version
         except Exception as e:
-            log.error(
-                "cannot load current model version %s, using %s: %r",
-                current.version,
-                settings.model,
-                e,
-            )
+            # serve TASTEGRAPH_MODEL meanwhile; the swapper logs, counts, reports and retries
+            serving, load_error = None, repr(e)[:300]
     encoder = encoder or open_encoder(settings)
-    driver = open_driver(settings)
     metrics = Metrics.create()
     # the driver's own retries of a transaction (a deadlock, a leader switch) count with ours
     store = GraphStore(
@@ -130,8 +132,7 @@ def open_runtime(
         on_retry=lambda operation: metrics.write_retry(),
     )
     store.ensure_schema(encoder.dim)
-    metrics.set_model_version(version_name or encoder.version)
-    if version_name and current.metadata.get("metrics_after"):
+    if serving not in (None, BASE_VERSION) and current.metadata.get("metrics_after"):
         metrics.set_evaluation("current", current.metadata["metrics_after"])
     server = None
     if serve_metrics:
@@ -161,7 +162,12 @@ def open_runtime(
         encode_executor=pools.encode,
     )
     swapper = ModelSwapper(
-        derived, registry, encoder_loader(settings), metrics, settings.reembed_limit
+        derived,
+        registry,
+        encoder_loader(settings),
+        metrics,
+        settings.reembed_limit,
+        load_error=load_error,
     )
     return Runtime(
         settings=settings,

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from config.settings import Settings
 from encoder.examples import ExampleBuilder, ExampleCollector, ExampleStore, read_examples
 from encoder.protocol import HashingEncoder, TextEncoder
-from encoder.registry import ModelRegistry
+from encoder.registry import ModelRegistry, serving_reports
 from finetuning.job import FinetuneResult
 from graph.store import ApplyResult, GraphBatch
 from stream.app import PeriodicFinetune
@@ -224,10 +224,16 @@ def _registry_with_candidate(root: Path) -> tuple[ModelRegistry, str]:
 class RecordingMetrics:
     def __init__(self) -> None:
         self.versions: list[str] = []
+        self.wanted: list[str | None] = []
+        self.load_failures: list[str] = []
         self.runs: list[tuple[str, float, Any]] = []
 
-    def set_model_version(self, version: str) -> None:
+    def set_model_version(self, version: str, wanted: str | None = None) -> None:
         self.versions.append(version)
+        self.wanted.append(wanted)
+
+    def model_load_failed(self, version: str) -> None:
+        self.load_failures.append(version)
 
     def finetune_run(self, result: str, seconds: float, evaluation: Any = None) -> None:
         self.runs.append((result, seconds, evaluation))
@@ -259,10 +265,16 @@ def test_a_promoted_version_is_loaded_swapped_in_and_old_nodes_re_embedded(
         assert store.items["i0"][0] == "hash-v1"
         registry.promote(version)
         assert await swapper.poll() is None  # the load failed: still on the old encoder
-        assert proc.encoder.encoder is OLD and metrics.versions == []
+        assert proc.encoder.encoder is OLD and metrics.load_failures == [version]
+        # the truth: base serves, the promoted version is wanted
+        assert (metrics.versions[-1], metrics.wanted[-1]) == ("base", version)
+        (report,) = serving_reports(registry)
+        assert (report.serving, report.wanted, report.failures) == ("base", version, 1)
         fail[0] = False
         assert await swapper.poll() == version  # retried on the next poll
-        assert proc.encoder.encoder is NEW and metrics.versions == [version]
+        assert proc.encoder.encoder is NEW
+        assert (metrics.versions[-1], metrics.wanted[-1]) == (version, version)
+        assert serving_reports(registry)[0].in_step
         assert loaded == [str(registry.get(version).path)] * 2
         polls = 0
         while swapper.reembedding:  # bounded steps until nothing stale is left
@@ -279,6 +291,55 @@ def test_a_promoted_version_is_loaded_swapped_in_and_old_nodes_re_embedded(
         "bare": "hash-v1",
     }
     assert store.users == {f"u{n}": ("hash-v2", False) for n in range(3)}
+
+
+def test_a_version_that_fails_at_start_up_is_retried_with_back_off_and_nothing_re_embedded(
+    tmp_path: Path,
+) -> None:
+    """The worker started on its fallback (the current version did not load): it says so, counts,
+    retries after 1, 2, 4 polls, and never moves the graph onto the fallback meanwhile."""
+    store = FakeStore()
+    store.items = {"i0": ("hash-v2", "text 0")}  # embedded by the wanted version before
+    proc, derived = worker(store)  # serving OLD (hash-v1), the fallback
+    registry, version = _registry_with_candidate(tmp_path)
+    registry.promote(version)
+    attempts: list[int] = []
+    fail = [True]
+    polls = [0]
+
+    def load(ref: str) -> TextEncoder:
+        attempts.append(polls[0])
+        if fail[0]:
+            raise RuntimeError("torn weights")
+        return NEW
+
+    metrics = RecordingMetrics()
+    swapper = ModelSwapper(
+        derived, registry, load, metrics, reembed_limit=10, load_error="RuntimeError('x')"
+    )
+    assert swapper.version is None and not swapper.reembedding
+    assert metrics.load_failures == [version] and metrics.wanted[-1] == version
+
+    async def scenario() -> None:
+        for n in range(1, 9):
+            polls[0] = n
+            assert await swapper.poll() is None
+        assert proc.encoder.encoder is OLD
+        assert store.items["i0"][0] == "hash-v2"  # not re-embedded with the fallback
+        fail[0] = False
+        for n in range(9, 20):
+            polls[0] = n
+            if await swapper.poll() == version:
+                return
+        raise AssertionError("never swapped")
+
+    asyncio.run(scenario())
+    # after the start-up failure: tries at polls 1, 3, 7, 15 (waits of 0, 1, 3 and 7 polls)
+    assert attempts == [1, 3, 7, 15]
+    assert proc.encoder.encoder is NEW and swapper.reembedding
+    assert metrics.load_failures == [version] * 4
+    (report,) = serving_reports(registry)
+    assert report.in_step and report.failures == 0 and report.error == ""
 
 
 # -- the periodic fine-tuning agent ----------------------------------------------------------
