@@ -114,23 +114,23 @@ def test_evaluate_json_shape_and_baselines(
     )
     write_jsonl_gz(tmp_path / "events.jsonl.gz", events)
     write_jsonl_gz(tmp_path / "items.jsonl.gz", items)
-    code = main(
-        [
-            "evaluate",
-            "--events", str(tmp_path / "events.jsonl.gz"),
-            "--items", str(tmp_path / "items.jsonl.gz"),
-            "--test-days", str(TEST_DAYS),
-            "-k", str(K),
-            "--json",
-            "--no-progress",
-            "--report", str(tmp_path / "report"),
-        ]
-    )  # fmt: skip
+    args = [
+        "evaluate",
+        "--events", str(tmp_path / "events.jsonl.gz"),
+        "--items", str(tmp_path / "items.jsonl.gz"),
+        "--test-days", str(TEST_DAYS),
+        "-k", str(K),
+        "--json",
+        "--no-progress",
+    ]  # fmt: skip
+    code = main([*args, "--report", str(tmp_path / "report")])
     assert code == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert figures["protocol"] == "v1" and figures["k"] == K
-    names = ["popular", "cooccurrence", "content", "collaborative", "blend"]
+    names = ["popular", "cooccurrence", "ease", "content", "profile", "collaborative", "blend"]
     assert list(figures["strategies"]) == names
+    ndcg = {name: m[f"ndcg@{K}"] for name, m in figures["strategies"].items()}
+    assert ndcg[figures["best_baseline"]] == max(ndcg[n] for n in names[:3])
     for m in figures["strategies"].values():
         assert set(m) == {f"hr@{K}", f"recall@{K}", f"ndcg@{K}"}
         assert all(0.0 <= v <= 1.0 for v in m.values())
@@ -145,3 +145,14 @@ def test_evaluate_json_shape_and_baselines(
     assert page.count("<svg") == 5
     data = json.loads((tmp_path / "report" / "figures.json").read_text())
     assert data["figures"] == figures
+    # deterministic: a second run on the same input gives the very same figures
+    assert main(args) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again == figures
+    # new arrivals: a seeded share of the items, pairs scored on them only
+    assert main([*args, "--new-items", "0.3", "--seed", "1"]) == 0
+    fresh = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    launched = round(0.3 * len({e["item_id"] for e in events}))
+    assert fresh["new_items"] == {"share": 0.3, "seed": 1, "launched": launched}
+    assert 0 < fresh["pairs"] < figures["pairs"]
+    assert list(fresh["strategies"]) == names
