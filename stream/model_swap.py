@@ -28,7 +28,13 @@ from typing import Any
 
 from config.logs import kv
 from encoder.protocol import TextEncoder
-from encoder.registry import CurrentWatcher, ModelRegistry, ServingReport, report_serving
+from encoder.registry import (
+    CurrentWatcher,
+    ModelRegistry,
+    ServingReport,
+    report_serving,
+    withdraw_serving,
+)
 from stream.derived import DerivedWork
 
 log = logging.getLogger("tastegraph.model_swap")
@@ -144,6 +150,14 @@ class ModelSwapper:
             ),
         )
         self._report()
+
+    def close(self) -> None:
+        """The worker stops: its serving report goes (`tastegraph models current` lists the
+        running workers, and a crashed one's last report, with its time)."""
+        try:
+            withdraw_serving(self.registry, self.worker)
+        except OSError as e:
+            log.warning("cannot remove the serving report %s", kv(error=repr(e)[:200]))
 
     def _report(self) -> None:
         """The serving metric and the registry's serving report tell what really serves."""

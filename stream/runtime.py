@@ -50,6 +50,7 @@ class Runtime:
             self.examples.store.close()
         self.driver.close()
         log.info("driver closed")
+        self.swapper.close()
         if self.metrics_server is not None:
             self.metrics_server.close()
 

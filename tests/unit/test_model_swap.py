@@ -340,6 +340,8 @@ def test_a_version_that_fails_at_start_up_is_retried_with_back_off_and_nothing_r
     assert metrics.load_failures == [version] * 4
     (report,) = serving_reports(registry)
     assert report.in_step and report.failures == 0 and report.error == ""
+    swapper.close()  # a clean stop takes the report away
+    assert serving_reports(registry) == []
 
 
 # -- the periodic fine-tuning agent ----------------------------------------------------------

@@ -118,7 +118,12 @@ def test_the_lock_is_exclusive(tmp_path: Path) -> None:
 
 
 def test_serving_reports_tell_what_each_worker_really_runs(tmp_path: Path) -> None:
-    from encoder.registry import ServingReport, report_serving, serving_reports
+    from encoder.registry import (
+        ServingReport,
+        report_serving,
+        serving_reports,
+        withdraw_serving,
+    )
 
     reg = ModelRegistry(tmp_path, base_source="pkg")
     assert serving_reports(reg) == []
@@ -135,3 +140,6 @@ def test_serving_reports_tell_what_each_worker_really_runs(tmp_path: Path) -> No
     assert reports[0].failures == 3 and reports[0].error == "boom" and reports[0].updated_at
     (tmp_path / "serving" / "torn.json").write_text("{")  # unreadable: skipped, not fatal
     assert len(serving_reports(reg)) == 2
+    withdraw_serving(reg, "host-1/42")  # stopped cleanly
+    withdraw_serving(reg, "never-reported")
+    assert [r.worker for r in serving_reports(reg)] == ["host-2/7"]
