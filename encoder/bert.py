@@ -104,7 +104,7 @@ class BertEncoder:
 
     Takes ownership of ``model``: puts it in eval mode, moves it to the device and casts it to
     ``dtype`` in place (pass a copy if you keep training it). ``encode`` is thread-safe (calls are
-    serialised); run it off the asyncio loop with :class:`encoder.async_encoder.AsyncEncoder`.
+    serialised); run it off the asyncio loop in a thread of its own (the worker's encoder thread).
     """
 
     def __init__(
@@ -263,13 +263,6 @@ class BertEncoder:
             batches=len(plan.batches),
         )
         return restore_order(parts, len(texts), self._dim)
-
-
-def encoder_from_loaded(
-    model: Any, tokenizer: Any, version: str | None = None, **options: Any
-) -> BertEncoder:
-    """Same as :meth:`BertEncoder.from_loaded`."""
-    return BertEncoder.from_loaded(model, tokenizer, version, **options)
 
 
 def load_encoder(

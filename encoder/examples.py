@@ -20,12 +20,13 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO
+
+from encoder.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -470,24 +471,16 @@ def read_examples(path: Path | str) -> Iterator[Example]:
 
 
 def write_examples(path: Path | str, examples: Iterable[Example]) -> int:
-    """Writes examples to ``path`` atomically (temporary file in the same folder, os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for ex in examples:
-                f.write(json.dumps(ex.to_json(), ensure_ascii=False) + "\n")
-                n += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return n
+    """Writes examples to ``path`` atomically (`encoder.files.atomic_write`)."""
+
+    def write(f: TextIO) -> int:
+        n = 0
+        for ex in examples:
+            f.write(json.dumps(ex.to_json(), ensure_ascii=False) + "\n")
+            n += 1
+        return n
+
+    return atomic_write(Path(path), write)
 
 
 def catalog_of(examples: Iterable[Example]) -> dict[str, str]:

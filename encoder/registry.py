@@ -36,14 +36,14 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from encoder.exceptions import EncoderError
+from encoder.files import atomic_write
 
 BASE_VERSION = "base"
 STATUSES = ("training", "candidate", "promoted", "rejected", "failed")
@@ -60,20 +60,13 @@ def _now() -> str:
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    """Writes ``data`` as JSON to ``path`` via a temporary file, fsync and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Writes ``data`` as JSON to ``path`` atomically (`encoder.files.atomic_write`)."""
+
+    def write(f: TextIO) -> None:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+    atomic_write(path, write)
 
 
 @dataclass(frozen=True)
@@ -350,12 +343,6 @@ def report_serving(registry: ModelRegistry, report: ServingReport) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     data = {**report.__dict__, "updated_at": report.updated_at or _now()}
     atomic_write_json(directory / f"{_safe_name(report.worker)}.json", data)
-
-
-def withdraw_serving(registry: ModelRegistry, worker: str) -> None:
-    """Removes ``worker``'s report (it stopped cleanly; a crashed one's report stays, dated)."""
-    with contextlib.suppress(FileNotFoundError):
-        (registry.root / "serving" / f"{_safe_name(worker)}.json").unlink()
 
 
 def serving_reports(registry: ModelRegistry) -> builtins.list[ServingReport]:

@@ -52,8 +52,3 @@ class EncoderStats:
         return {
             f.name: getattr(snap, f.name) for f in dataclasses.fields(snap) if f.name != "_lock"
         }
-
-    @property
-    def hit_ratio(self) -> float:
-        total = self.cache_hits + self.cache_misses
-        return self.cache_hits / total if total else 0.0

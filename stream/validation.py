@@ -362,14 +362,22 @@ def _text(obj: Mapping[str, Any], name: str, max_len: int) -> str | None:
     return value
 
 
+def event_topic(limits: Limits, event_type: object) -> str | None:
+    """The topic events of a core type (click, browse, purchase) belong on; None for others.
+
+    The one routing rule: validation checks it, producers (`tools.recording.route`) follow it."""
+    attr = _TYPE_TOPIC_ATTR.get(event_type) if isinstance(event_type, str) else None
+    return getattr(limits, attr) if attr is not None else None
+
+
 def _check_topic(etype: str, topic: str, limits: Limits) -> None:
     event_topics = (limits.topic_clicks, limits.topic_browses, limits.topic_purchases)
     if topic not in event_topics:
         raise InvalidEvent("wrong_topic", f"{_clip(topic)} is not an event topic")
-    attr = _TYPE_TOPIC_ATTR.get(etype)
-    if attr is not None and getattr(limits, attr) != topic:
+    expected = event_topic(limits, etype)
+    if expected is not None and expected != topic:
         raise InvalidEvent(
-            "wrong_topic", f"{etype} events belong on {getattr(limits, attr)}, not {_clip(topic)}"
+            "wrong_topic", f"{etype} events belong on {expected}, not {_clip(topic)}"
         )
 
 

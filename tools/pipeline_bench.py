@@ -34,6 +34,7 @@ import orjson
 from config.settings import ENV, SECRETS, Settings
 from graph.model import Event
 from stream.kafka_connection import client_options
+from tools.recording import route
 
 
 def _free_port() -> int:
@@ -98,12 +99,6 @@ def histogram_quantile(
             return prev_le + (le - prev_le) * ((rank - prev_count) / width if width else 1.0)
         prev_le, prev_count = le, count
     return prev_le
-
-
-def _route(settings: Settings, etype: str) -> str:
-    return {"browse": settings.topic_browses, "click": settings.topic_clicks}.get(
-        etype, settings.topic_purchases
-    )
 
 
 async def produce(
@@ -181,7 +176,7 @@ def _records(settings: Settings, events: list[tuple[str, dict]], live: bool) -> 
     for etype, e in events:
         if live:
             e = dict(e, ts=time.time())
-        yield _route(settings, etype), e["user_id"].encode(), orjson.dumps(e)
+        yield route(settings, etype), e["user_id"].encode(), orjson.dumps(e)
 
 
 async def _wait(cond: Any, deadline_s: float, what: str) -> None:

@@ -43,7 +43,7 @@ from config.logs import kv
 from config.settings import Settings
 from stream.kafka_connection import check_connection, client_options
 from stream.topics import ensure_topics_async, topic_partitions
-from stream.validation import decode_bytes, encode_bytes
+from stream.validation import decode_bytes, encode_bytes, event_topic
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +104,9 @@ class EventIds:
 
 
 def route(settings: Settings, event_type: object) -> str:
-    """The topic of a plain event: browse -> browses, click -> clicks, the rest -> purchases."""
-    if event_type == "browse":
-        return settings.topic_browses
-    if event_type == "click":
-        return settings.topic_clicks
-    return settings.topic_purchases
+    """The topic of a plain event: browse -> browses, click -> clicks (`stream.validation.
+    event_topic`), the rest -> purchases."""
+    return event_topic(settings, event_type) or settings.topic_purchases
 
 
 def _key(value: object) -> bytes | None:
