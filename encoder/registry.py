@@ -345,6 +345,12 @@ def report_serving(registry: ModelRegistry, report: ServingReport) -> None:
     atomic_write_json(directory / f"{_safe_name(report.worker)}.json", data)
 
 
+def withdraw_serving(registry: ModelRegistry, worker: str) -> None:
+    """Removes ``worker``'s report (it stopped cleanly; a crashed one's report stays, dated)."""
+    with contextlib.suppress(FileNotFoundError):
+        (registry.root / "serving" / f"{_safe_name(worker)}.json").unlink()
+
+
 def serving_reports(registry: ModelRegistry) -> builtins.list[ServingReport]:
     """Every worker's last serving report, by worker name (unreadable ones skipped)."""
     directory = registry.root / "serving"
