@@ -20,7 +20,7 @@ from config.exceptions import ConfigError, ServicesError
 from config.settings import Settings
 from services import processes
 from services.artifacts import Artifact, render_pom, resolve
-from services.kafka import KAFKA, KafkaService, SaslSslListener, new_cluster_id
+from services.kafka import KAFKA, KafkaService, SecureListeners, new_cluster_id
 from services.neo4j import NEO4J, Neo4jService, read_or_create_password
 from services.tools import find_java, find_mvn, java_major
 
@@ -175,20 +175,31 @@ def test_java_arguments_travel_in_a_private_file(tmp_path: Path) -> None:
 
 
 def test_kafka_sasl_ssl_listener_for_tests(tmp_path: Path) -> None:
-    listener = SaslSslListener(19099, tmp_path / "keystore.pem", {"svc": "scram-secret"})
+    listener = SecureListeners(
+        19099,
+        tmp_path / "keystore.pem",
+        {"svc": "scram-secret"},
+        ssl_port=19098,
+        truststore=tmp_path / "ca.pem",
+    )
     kafka = KafkaService(make_settings(tmp_path, kafka=19092), listener)
     text = kafka.render_properties()
     props = properties(text)
     assert props["listeners"] == (
-        "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093,SASL_SSL://127.0.0.1:19099"
+        "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093,SASL_SSL://127.0.0.1:19099,"
+        "SSL://127.0.0.1:19098"
     )
-    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19099"
-    assert props["listener.security.protocol.map"].endswith(",SASL_SSL:SASL_SSL")
+    assert props["advertised.listeners"] == (
+        "PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19099,SSL://127.0.0.1:19098"
+    )
+    assert props["listener.security.protocol.map"].endswith(",SASL_SSL:SASL_SSL,SSL:SSL")
+    assert props["listener.name.ssl.ssl.client.auth"] == "required"
+    assert props["listener.name.ssl.ssl.truststore.location"] == str(tmp_path / "ca.pem")
     assert props["inter.broker.listener.name"] == "PLAINTEXT"
     assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-256,SCRAM-SHA-512"
     assert props["listener.name.sasl_ssl.ssl.keystore.type"] == "PEM"
     assert "scram-secret" not in text, "logins are created by the storage tool, not configured"
-    assert kafka.ports == (19092, 19093, 19099)
+    assert kafka.ports == (19092, 19093, 19099, 19098)
     assert listener.format_args() == [
         "--add-scram",
         "SCRAM-SHA-256=[name=svc,password=scram-secret]",
