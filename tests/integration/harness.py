@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,12 +109,55 @@ def run_until_caught_up(settings: Settings, log_path: Path, timeout: float = 300
     return log
 
 
-def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+def wait_for(
+    cond: Callable[[], Any],
+    timeout: float,
+    what: str,
+    interval: float = 0.2,
+    ignore: tuple[type[Exception], ...] = (),
+) -> Any:
+    """Polls ``cond`` until it returns something truthy and returns that; fails at the deadline
+    naming ``what`` and the last value (or the last error of the ``ignore`` kinds)."""
     deadline = time.monotonic() + timeout
+    last: Any = None
     while True:
-        value = cond()
-        if value:
-            return value
+        try:
+            value = cond()
+            if value:
+                return value
+            last = value
+        except ignore as e:
+            last = e
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
         time.sleep(interval)
+
+
+def graph_state(
+    driver: Any,
+    database: str,
+    exclude_properties: Sequence[str] = (),
+    drop_node_properties: Collection[str] = (),
+) -> dict[str, Any]:
+    """The graph by stable identity: nodes by ``Label:key``, relationships by (type, from, to);
+    without derived data and PartitionOffset nodes (`graph.dump.canonical_dump`)."""
+    from graph.dump import canonical_dump, node_ref
+
+    dump = canonical_dump(
+        driver,
+        database,
+        derived=False,
+        exclude_labels=("PartitionOffset",),
+        exclude_properties=tuple(exclude_properties),
+    )
+    state: dict[str, Any] = {}
+    for line in dump["nodes"]:
+        node = json.loads(line)
+        props = {k: v for k, v in node["props"].items() if k not in drop_node_properties}
+        state[f"node {node_ref(node['labels'], node['props'])}"] = props
+    for line in dump["relationships"]:
+        rel = json.loads(line)
+        key = f"rel {rel['type']} {rel['from']} -> {rel['to']}"
+        assert key not in state, f"two {key}"
+        state[key] = rel["props"]
+    return state

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,13 +29,16 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.metrics import Metrics, start_metrics_server
+
+from .harness import free_port
+from .harness import wait_for as poll
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,26 +62,10 @@ queries = _load_queries()
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_for(what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.25) -> T:
-    """Polls ``check`` until it returns something truthy; fails with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while True:
-        try:
-            got = check()
-            if got:
-                return got
-        except (OSError, urllib.error.URLError, ValueError) as e:
-            last_error = e
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s: {what} ({last_error})")
-        time.sleep(interval)
+    """`harness.wait_for`, through fetch errors (the endpoint may not answer yet)."""
+    fetch_errors = (OSError, urllib.error.URLError, ValueError)
+    return cast(T, poll(check, timeout, what, interval, ignore=fetch_errors))
 
 
 def http_get(url: str, timeout: float = 10.0) -> str:

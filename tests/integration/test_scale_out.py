@@ -22,11 +22,9 @@ differently in each run.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,6 +38,9 @@ from typing import Any, TypeVar
 import pytest
 
 from config.settings import Settings
+
+from .harness import free_port, wait_for
+from .harness import graph_state as harness_graph_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -58,24 +59,6 @@ REFRESHED = ("dirty",)
 def tastegraph_cli() -> str:
     exe = VENV_BIN / "tastegraph"
     return str(exe) if exe.exists() else "tastegraph"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(what: str, check: Callable[[], T], timeout: float, interval: float = 0.5) -> T:
-    """Polls ``check`` until it returns something truthy; fails with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {got!r})")
-        time.sleep(interval)
 
 
 def applied_events(driver: Any, database: str) -> int:
@@ -174,7 +157,7 @@ class Run:
             def serving(proc: subprocess.Popen[bytes] = proc, port: int = port) -> bool:
                 return self._alive(proc) and metric_total(port, "python_info") > 0
 
-            wait_for(f"the worker on :{port} to serve /metrics", serving, timeout)
+            wait_for(serving, timeout, f"the worker on :{port} to serve /metrics")
 
         self.wait_group(members, [proc for proc, _, _ in self.workers], timeout)
 
@@ -260,34 +243,15 @@ def wait_applied(run: Run, driver: Any, expected: int, timeout: float = 600.0) -
             pytest.fail(f"every worker exited before the replay was applied:\n{run.logs()}")
         return applied_events(driver, database) >= expected
 
-    wait_for(f"{expected} applied events ({run.logs(10)})", done, timeout, 1.0)
+    wait_for(done, timeout, f"{expected} applied events ({run.logs(10)})", 1.0)
 
 
 # --- graph comparison ----------------------------------------------------------------------------
 
 
 def graph_state(driver: Any, database: str) -> dict[str, Any]:
-    """The graph by stable identity: nodes by ``Label:key``, relationships by (type, from, to)."""
-    from graph.dump import canonical_dump, node_ref
-
-    dump = canonical_dump(
-        driver,
-        database,
-        derived=False,
-        exclude_labels=("PartitionOffset",),
-        exclude_properties=REFRESHED,
-    )
-    state: dict[str, Any] = {}
-    for line in dump["nodes"]:
-        node = json.loads(line)
-        props = {k: v for k, v in node["props"].items() if k != "claim"}
-        state[f"node {node_ref(node['labels'], node['props'])}"] = props
-    for line in dump["relationships"]:
-        rel = json.loads(line)
-        key = f"rel {rel['type']} {rel['from']} -> {rel['to']}"
-        assert key not in state, f"two {key}"
-        state[key] = rel["props"]
-    return state
+    """`harness.graph_state` without the refresh's properties and the claim tokens."""
+    return harness_graph_state(driver, database, REFRESHED, drop_node_properties=("claim",))
 
 
 def is_vector(*values: list[Any]) -> bool:
@@ -460,7 +424,7 @@ def test_a_worker_leaving_in_the_middle_loses_nothing(
         run.alive(survivor, leaver)  # a crash here is a bug of its own: fail with the logs
         return applied_events(neo4j_driver, database) >= EVENTS // 4
 
-    wait_for("a quarter of the events applied while both workers run", a_quarter_applied, 180)
+    wait_for(a_quarter_applied, 180, "a quarter of the events applied while both workers run")
     assert metric_total(port_b, "tastegraph_events_consumed_total") > 0, "B had no partitions"
     if how == "stop":  # SIGTERM: the worker leaves the group at once
         assert run.stop(leaver) == 0, run.logs()
