@@ -252,6 +252,23 @@ RETURN u.user_id AS user_id, u.text_vec AS text_vec, u.text_ts AS text_ts,
        u.embedding_version AS embedding_version, coalesce(u.resimilar, false) AS resimilar,
        collect([r.strength, r.last_ts, i.item_id]) AS edges"""
 
+# The same for given users (read again once they are locked: a batch may have changed them).
+DIRTY_USERS_BY_ID = """UNWIND $ids AS id
+MATCH (u:User {user_id: id})
+WHERE u.dirty = true
+OPTIONAL MATCH (u)-[r:INTERESTED_IN]->(i:Item)
+WHERE i.embedding_version = $version AND coalesce(i.embedding_stale, false) = false
+  AND r.strength > 0
+RETURN u.user_id AS user_id, u.text_vec AS text_vec, u.text_ts AS text_ts,
+       u.text_version AS text_version, u.embedding AS embedding,
+       u.embedding_version AS embedding_version, coalesce(u.resimilar, false) AS resimilar,
+       collect([r.strength, r.last_ts, i.item_id]) AS edges"""
+
+# The embeddings of items, to tell whether one changed between a read and its lock.
+ITEM_EMBEDDING_STAMPS = """UNWIND $ids AS id
+MATCH (i:Item {item_id: id})
+RETURN i.item_id AS id, i.embedding AS embedding, i.embedding_version AS version"""
+
 # Each distinct item's vector once (many dirty users share items).
 ITEM_EMBEDDINGS = """UNWIND $ids AS id
 MATCH (i:Item {item_id: id})

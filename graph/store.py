@@ -199,12 +199,38 @@ class GraphStore(GraphReads):
         return items
 
     def _user_embeddings_tx(self, tx: Any, version: str, limit: int) -> set[str]:
-        """New embeddings for dirty users; flags the users whose similarity list to recompute."""
+        """New embeddings for dirty users; flags the users whose similarity list to recompute.
+
+        Reads the dirty users, locks them (with the neighbours of those whose embedding goes,
+        sorted), then reads them again under the lock: a batch that changed one meanwhile has
+        committed by then, so its change (and its dirty flag) is never overwritten."""
+        first = list(tx.run(q.DIRTY_USERS, limit=limit, version=version))
+        ids = sorted(r["user_id"] for r in first)
+        if not ids:
+            return set()
+        _, _, empty = self._user_embeddings(tx, first, version)
+        locks = set(ids) | self._similar_neighbours(tx, empty)
+        tx.run(q.LOCK_USERS, ids=sorted(locks)).consume()
+        records = list(tx.run(q.DIRTY_USERS_BY_ID, ids=ids, version=version))
+        embedded, kept, empty = self._user_embeddings(tx, records, version)
+        if late := sorted(self._similar_neighbours(tx, empty) - locks):
+            tx.run(q.LOCK_USERS, ids=late).consume()  # rare: emptied in between
+        if embedded:
+            tx.run(q.SET_USER_EMBEDDINGS, rows=embedded, version=version).consume()
+        if kept:
+            tx.run(q.MARK_USERS_CLEAN, ids=kept).consume()
+        if empty:
+            tx.run(q.CLEAR_USER_EMBEDDINGS, ids=empty).consume()
+        return {r["user_id"] for r in records}
+
+    def _user_embeddings(
+        self, tx: Any, records: Sequence[Any], version: str
+    ) -> tuple[list[dict[str, Any]], list[str], list[str]]:
+        """(new embeddings, users whose embedding stays, users left without one)."""
         half_life = self._params.half_life_s
         embedded: list[dict[str, Any]] = []
         kept: list[str] = []
         empty: list[str] = []
-        records = list(tx.run(q.DIRTY_USERS, limit=limit, version=version))
         item_ids = sorted({e[2] for r in records for e in r["edges"] if e[2] is not None})
         vectors = {
             v["item_id"]: np.asarray(v["embedding"], dtype=np.float64)
@@ -223,19 +249,15 @@ class GraphStore(GraphReads):
                 embedded.append({"user_id": r["user_id"], "embedding": vec.tolist()})
             else:
                 kept.append(r["user_id"])
-        locks = {r["user_id"] for r in records}
-        if empty:  # their similarity edges go, both ways
-            for r in tx.run(q.USER_SIMILAR_LISTS, ids=empty):
-                locks |= {n for n, _ in r["out"]} | set(r["pointing"])
-        if locks:
-            tx.run(q.LOCK_USERS, ids=sorted(locks)).consume()
-        if embedded:
-            tx.run(q.SET_USER_EMBEDDINGS, rows=embedded, version=version).consume()
-        if kept:
-            tx.run(q.MARK_USERS_CLEAN, ids=kept).consume()
-        if empty:
-            tx.run(q.CLEAR_USER_EMBEDDINGS, ids=empty).consume()
-        return {r["user_id"] for r in records}
+        return embedded, kept, empty
+
+    def _similar_neighbours(self, tx: Any, users: Sequence[str]) -> set[str]:
+        """The users with a SIMILAR_TO edge to or from ``users``."""
+        out: set[str] = set()
+        if users:
+            for r in tx.run(q.USER_SIMILAR_LISTS, ids=sorted(users)):
+                out |= {n for n, _ in r["out"]} | set(r["pointing"])
+        return out
 
     def _similarity_tx(
         self, tx: Any, kind: str, version: str, limit: int, only: Sequence[str] | None = None
@@ -246,12 +268,11 @@ class GraphStore(GraphReads):
         change, sorted, then writes the difference."""
         p = self._params
         ids = [r["id"] for r in tx.run(_SIMILARITY[kind, "pending"], version=version, limit=limit)]
-        if (
-            only is not None
-        ):  # the items whose users were flagged (new ones wait for the next round)
+        if only is not None:  # the items whose users were flagged (new ones: the next round)
             ids = sorted(set(ids) & set(only))
         if not ids:
             return set()
+        stamps = _stamps(tx, ids) if kind == "items" else {}
         fetch = max(4 * p.similar_k, p.similar_k + 10)
         found = tx.run(
             _SIMILARITY[kind, "candidates"],
@@ -279,6 +300,10 @@ class GraphStore(GraphReads):
             again |= recompute(lists, x, candidates.get(x, {}), p.similar_k, pointing.get(x, []))
         edges = changes(before, lists)
         tx.run(_SIMILARITY[kind, "lock"], ids=sorted(set(edges.locks) | set(ids) | again)).consume()
+        if kind == "items":  # a batch may have re-embedded one since it was read: it stays dirty
+            changed = {i for i, stamp in _stamps(tx, ids).items() if stamp != stamps.get(i)}
+            again |= changed
+            ids = [i for i in ids if i not in changed]
         if edges.deleted:
             deleted = [{"a": a, "b": b} for a, b in edges.deleted]
             tx.run(_SIMILARITY[kind, "delete"], rows=deleted).consume()
@@ -419,6 +444,12 @@ _SIMILARITY = {
     ("items", "merge"): q.MERGE_ITEM_SIMILAR,
     ("items", "done"): q.ITEMS_RESIMILAR_DONE,
 }
+
+
+def _stamps(tx: Any, item_ids: Sequence[str]) -> dict[str, Any]:
+    """Each item's embedding and version, to compare before and after a lock."""
+    rows = tx.run(q.ITEM_EMBEDDING_STAMPS, ids=list(item_ids))
+    return {r["id"]: (r["version"], r["embedding"]) for r in rows}
 
 
 def _run(tx: Any, query: str, **params: Any) -> None:
