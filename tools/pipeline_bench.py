@@ -335,6 +335,8 @@ async def _bench(
         "batches": int(batches),
         "mean_batch_size": round(n_events / batches, 1) if batches else None,
         "stage_ms_per_batch": stages,
+        # the worker's and the driver's retries of graph writes (a deadlock shows here)
+        "neo4j_write_retries": int(after.get("tastegraph_neo4j_write_retries_total", 0.0)),
         "produce_s": round(produce_s, 1),
         "warmup_s": round(warmup_s, 1),
         "items": len(items),
