@@ -69,13 +69,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from tools.datagen import (
-        DatasetConfig,
-        invalid_records,
-        iter_dataset,
-        write_dataset,
-        write_jsonl_gz,
-    )
+    from tools.datagen import DatasetConfig, iter_dataset, write_dataset, write_jsonl_gz
+    from tools.fuzz import invalid_records
 
     cfg = DatasetConfig(
         users=args.users,

@@ -4,10 +4,11 @@ One event's way, in the order of this module: the Faust agent (`stream.app`) han
 ``RawRecord``s to `BatchProcessor.process`, which decodes and validates them
 (`stream.validation`), looks up which items lack a current embedding, starts encoding them on the
 encoder's thread, writes the batch to Neo4j (`graph.store.GraphStore.apply_batch`, which waits for
-the embeddings once it holds its locks), isolates and dead-letters records the graph refuses, and
-reports the batch. The agent acks the records only after ``process`` returned, i.e. after the
-graph write committed. Nothing here blocks the event loop: the encoder and the (sync) Neo4j driver
-run in the runtime's threads. Derived data (user embeddings, similarity) is `stream.derived`'s.
+the embeddings once it holds its locks), isolates and dead-letters records the encoder or the graph
+refuses (`stream.isolation`), and reports the batch. The agent acks the records only after
+``process`` returned, i.e. after the graph write committed. Nothing here blocks the event loop:
+the encoder and the (sync) Neo4j driver run in the runtime's threads. Derived data (user
+embeddings, similarity) is `stream.derived`'s.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from encoder.examples import ExampleCollector
 from encoder.protocol import TextEncoder
 from graph.model import Event, ItemRecord, item_text
 from graph.store import ApplyResult, GraphBatch, GraphStore, Vector
+from stream.isolation import EncodingFailed, encode_failures, isolate_texts, split_batch
 from stream.lifecycle import CurrentEncoder
 from stream.metrics import Metrics
 from stream.retry import retry_transient
@@ -67,10 +69,6 @@ class BatchOutcome:
 
 
 HANDLED_MAX = 100_000  # dead-lettered records remembered, so a retried batch does not resend them
-
-
-class EncodingFailed(Exception):
-    """The encoder failed on a batch: not the records' fault, so the batch is retried whole."""
 
 
 DeadLetterSink = Callable[[Sequence[bytes]], Awaitable[None]]
@@ -305,7 +303,7 @@ class BatchProcessor:
             log.error("poison record %s", kv(topic=r.topic, partition=r.partition, offset=r.offset))
             detail = f"{type(error).__name__}: {error}"[:500]
             return [Invalid(None, "write_failed", detail, r.topic, r.partition, r.offset)]
-        half_items, half_events = _split(batch)
+        half_items, half_events = split_batch(batch)
         dead = []
         for part in (half_items, half_events):
             if part.events or part.items:
@@ -421,64 +419,3 @@ class BatchProcessor:
         m.observe_freshness([now - ev.ts for ev in events])
         for kind, n in out.rows.items():
             m.rows_written(kind, n)
-
-
-def isolate_texts(encoder: TextEncoder, texts: Sequence[str], error: Exception) -> list[Any]:
-    """The encoder failed on a batch: encode its texts one by one, ``None`` where one fails. When
-    every one fails the encoder itself is at fault (out of memory, a broken model): the batch
-    fails whole (`EncodingFailed`) and the agent retries it; otherwise only the failing texts are
-    left out (their records are dead-lettered, `encode_failures`)."""
-    out: list[Any] = []
-    for text in texts:
-        try:
-            out.append(encoder.encode([text])[0])
-        except Exception as e:
-            log.error("encoder failed on one text %s", kv(error=repr(e)[:200], chars=len(text)))
-            out.append(None)
-    if all(v is None for v in out):
-        raise EncodingFailed(f"{type(error).__name__}: {error}") from error
-    return out
-
-
-def encode_failures(
-    events: Sequence[Event], items: Sequence[ItemRecord], failed: set[str]
-) -> list[Invalid]:
-    """Dead letters for the records whose text the encoder refused (``failed``: item ids and
-    event ids). They are applied without that text's embedding (the item stays unembedded, the
-    query text does not count), and dead-lettered so the text can be looked at."""
-    if not failed:
-        return []
-    out: list[Invalid] = []
-    for it in items:
-        if it.item_id in failed:
-            out.append(
-                Invalid(None, "encode_failed", "item text", it.topic, it.partition, it.offset)
-            )
-    for ev in events:
-        if ev.event_id in failed or (ev.item_id in failed and (ev.title or ev.description)):
-            out.append(
-                Invalid(None, "encode_failed", "event text", ev.topic, ev.partition, ev.offset)
-            )
-    return out
-
-
-def _split(batch: GraphBatch) -> tuple[GraphBatch, GraphBatch]:
-    """Halves a batch (items and events in arrival order) for poison isolation."""
-    records: list[Event | ItemRecord] = [*batch.items, *batch.events]
-    mid = len(records) // 2
-    parts = []
-    for chunk in (records[:mid], records[mid:]):
-        evs = [r for r in chunk if isinstance(r, Event)]
-        its = [r for r in chunk if isinstance(r, ItemRecord)]
-        ids = {r.item_id for r in its} | {e.item_id for e in evs}
-        eids = {e.event_id for e in evs}
-        parts.append(
-            GraphBatch(
-                events=evs,
-                items=its,
-                item_embeddings={k: v for k, v in batch.item_embeddings.items() if k in ids},
-                text_embeddings={k: v for k, v in batch.text_embeddings.items() if k in eids},
-                model_version=batch.model_version,
-            )
-        )
-    return parts[0], parts[1]

@@ -37,7 +37,8 @@ from stream.kafka_connection import client_options
 from tools.recording import route
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a worker's /metrics)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -379,7 +380,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         topic_purchases=f"bench-{run_id}-purchases",
         topic_items=f"bench-{run_id}-items",
         topic_dead_letter=f"bench-{run_id}-dead-letter",
-        metrics_port=_free_port(),
+        metrics_port=free_port(),
     )
     topics = [*settings.event_topics, settings.topic_items, settings.topic_dead_letter]
     try:

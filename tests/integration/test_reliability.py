@@ -6,7 +6,7 @@ the Kafka and Neo4j that the settings point at, with topics and a consumer group
 (`harness.isolated`) and a cleaned graph.
 
 - One *mixed* replay (module fixture) serves the input tests: tests/data/invalid.jsonl, 10,000
-  fuzzed messages (`tools.datagen.mutated_messages`), Cypher-injection payloads and one event that
+  fuzzed messages (`tools.fuzz.mutated_messages`), Cypher-injection payloads and one event that
   real Neo4j refuses to write, all through Kafka into one worker run.
 - The fault tests (`slow`) replay a generated data set while a fault happens -- Neo4j stopped for
   30 s, the worker killed with SIGKILL five times, the Kafka broker restarted, the worker stopped
@@ -41,7 +41,8 @@ import pytest
 
 from config.settings import Settings
 from stream.validation import decode_bytes, parse_event, read_dead_letter
-from tools.datagen import generate_dataset, mutated_messages
+from tools.datagen import generate_dataset
+from tools.fuzz import mutated_messages
 
 from .faults import (
     Sent,

@@ -17,17 +17,15 @@ from stream.validation import event_from_mapping, item_from_mapping
 from tools.datagen import (
     CATEGORIES,
     DAY,
-    MUTATIONS,
     DatasetConfig,
     generate_dataset,
     generate_events,
     generate_items,
     generate_users,
-    invalid_records,
     iter_dataset,
-    mutated_messages,
     write_dataset,
 )
+from tools.fuzz import MUTATIONS, invalid_records, mutated_messages
 from tools.recording import route
 
 S = Settings()
