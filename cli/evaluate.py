@@ -1,7 +1,7 @@
 """`tastegraph evaluate`: offline evaluation, protocol v1 (next-day discovery), against baselines.
 
 Builds the graph in the configured Neo4j with the worker's update code (batches fed directly, not
-through Kafka) and asks the users' Cypher queries; see docs/readme/60-evaluation.md.
+through Kafka) and asks the users' Cypher queries; see docs/evaluation.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Offline evaluation, protocol v1 (next-day discovery): see docs/readme/60-evaluation.md.
+"""Offline evaluation, protocol v1 (next-day discovery): see docs/evaluation.md.
 
 Pure parts (no I/O): ``protocol`` (day split, (user, day) pairs), ``metrics``, ``baselines``,
 ``ease``.

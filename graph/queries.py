@@ -409,7 +409,7 @@ MATCH (i:Item {item_id: id})
 SET i.dirty = true"""
 
 # --- recommendation strategies ---------------------------------------------------------------
-# Tuned by the evaluation engineer (`tastegraph evaluate`, docs/readme/60-evaluation.md): keep each
+# Tuned by the evaluation engineer (`tastegraph evaluate`, docs/evaluation.md): keep each
 # strategy a self-contained query with the same parameters ($user_id, $fetch, $candidates,
 # $exclude_purchased, $exclude_seen, $within, $now, $half_life, $neighbours and $shrinkage for
 # co-interest, $history, $sharpen and $evidence for content)

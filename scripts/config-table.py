@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerates, from config/settings.py, the configuration table of docs/readme/15-configuration.md
+"""Regenerates, from config/settings.py, the configuration table of docs/configuration.md
 and the list of settings that docker-compose.yml passes through to the worker containers.
 
 Variables, groups and defaults come from `Settings`; the descriptions are kept from the current
@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from config.settings import ENV, Settings, default_home  # noqa: E402
 
-DOC = ROOT / "docs" / "readme" / "15-configuration.md"
+DOC = ROOT / "docs" / "configuration.md"
 COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_BEGIN = "  # BEGIN SETTINGS (scripts/config-table.py: every other setting, passed through)"
 COMPOSE_END = "  # END SETTINGS"

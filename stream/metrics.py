@@ -44,7 +44,7 @@ evaluation=None)``                            ``failed``, ``skipped``) and its f
 Names follow the Prometheus conventions (``tastegraph_`` prefix, counters end in ``_total``, times
 are seconds); every histogram has explicit buckets. Label values that form a small known set
 (stages, fine-tuning results, validation and write-failure reasons) are created at start so that
-their series exist, at 0, before anything happened; ``docs/readme/70-metrics.md`` has the table of
+their series exist, at 0, before anything happened; ``docs/metrics.md`` has the table of
 all metrics.
 """
 

@@ -8,7 +8,7 @@ Reasons: ``empty``, ``too_large``, ``not_json``, ``not_object``, ``missing_field
 ``empty_id``, ``id_too_long``, ``text_too_long``, ``unknown_event_type``, ``wrong_topic``,
 ``bad_timestamp``.
 
-Decisions (documented in docs/readme/20-events.md):
+Decisions (documented in docs/events.md):
 - ids (``event_id``, ``user_id``, ``item_id``) are strings; a JSON integer is accepted and
   converted with ``str()`` (``17`` -> ``"17"``). Floats and booleans are ``bad_type``; empty or
   whitespace-only ids are ``empty_id``.

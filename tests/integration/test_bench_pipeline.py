@@ -1,6 +1,6 @@
 """`tastegraph bench pipeline` end to end on the real Kafka and Neo4j, with a small N.
 
-The figures themselves are machine-dependent (the README quotes measured ones); this checks that
+The figures themselves are machine-dependent (docs/performance.md quotes measured ones); this
 the command runs every phase, reports what the issue asks for, and leaves nothing behind.
 """
 

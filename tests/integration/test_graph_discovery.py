@@ -81,4 +81,8 @@ def test_the_ranking_follows_new_events_and_erasure(store: GraphStore) -> None:
         assert store.forget(user)
     assert store.recommend("zed", k=1, weights=ONLY, now=NOW)[0].item_id == "tea"
     later = store.recommend("zed", k=1, weights=ONLY, now=NOW + HL)
-    assert later[0].score == pytest.approx(1.0)  # scaled per user: decay is common to all items
+    # a half-life later every count has halved: against the same evidence prior, tea weighs less
+    tea = decay(15) + decay(17)
+    prior = EVIDENCE_PRIORS["discovery"]
+    assert later[0].item_id == "tea"
+    assert later[0].score == pytest.approx((tea / 2) / (tea / 2 + prior))

@@ -1,5 +1,5 @@
 """Operations against the real services (issue 17): destructive commands refuse what they did not
-make, and each command of docs/readme/80-operations.md does what the docs say."""
+make, and each command of docs/operations.md does what the docs say."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_evaluate_claims_an_empty_graph_and_wipes_only_when_told(
     assert store.owner() == "evaluation"
 
 
-# --- docs/readme/80-operations.md, each command ---------------------------------------------
+# --- docs/operations.md, each command ---------------------------------------------
 T0_MS = 1_700_000_000_000  # record timestamps: T0 + i seconds for record i
 
 

@@ -19,7 +19,7 @@ the Kafka and Neo4j that the settings point at, with topics and a consumer group
 
 The fault tests stop and start the local services of the instance the settings name
 (`services`) and leave them running; they are skipped when KAFKA_BOOTSTRAP_SERVERS or
-NEO4J_URI names external services. The figures of the README's reliability section come from
+NEO4J_URI names external services. The figures of docs/reliability.md come from
 `pytest -m integration tests/integration/test_reliability.py -s` (each test prints a FIGURES line).
 """
 

@@ -501,11 +501,11 @@ def sample_labels(collector: MetricWrapperBase) -> set[str]:
     return {k for f in collector.collect() for s in f.samples for k in s.labels}
 
 
-def test_readme_table_lists_every_metric(metrics: Metrics) -> None:
-    """docs/readme/70-metrics.md has one row per metric, with its type and labels."""
+def test_docs_table_lists_every_metric(metrics: Metrics) -> None:
+    """docs/metrics.md has one row per metric, with its type and labels."""
     import re
 
-    text = (ROOT / "docs" / "readme" / "70-metrics.md").read_text()
+    text = (ROOT / "docs" / "metrics.md").read_text()
     rows = {}
     for line in text.splitlines():
         cells = [c.strip() for c in line.split("|")[1:-1]]

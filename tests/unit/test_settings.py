@@ -566,16 +566,14 @@ def test_the_config_command_reports_a_bad_value_without_a_traceback(tmp_path: Pa
     assert PASSWORD not in done.stdout + done.stderr
 
 
-# --- the configuration table of the README ------------------------------------------------------
+# --- the configuration table of docs/configuration.md ------------------------------------------
 
 
 def test_the_configuration_table_lists_every_setting() -> None:
-    doc = (ROOT / "docs" / "readme" / "15-configuration.md").read_text()
+    doc = (ROOT / "docs" / "configuration.md").read_text()
     rows = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", doc, flags=re.M))
     missing = sorted(set(ENV.values()) - rows)
-    assert not missing, (
-        f"add to docs/readme/15-configuration.md (scripts/config-table.py): {missing}"
-    )
+    assert not missing, f"add to docs/configuration.md (scripts/config-table.py): {missing}"
     files = {ENV[name] + "_FILE" for name in SECRETS}
     assert not rows - set(ENV.values()) - files, "rows of settings that are gone"
 
