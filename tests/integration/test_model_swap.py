@@ -101,8 +101,9 @@ def test_reembedding_after_a_swap_moves_every_node_to_the_new_version(
         return steps
 
     try:
-        # 4 items in steps of 3, then 3 users
-        assert asyncio.run(reembed()) == [3, 1, 3]
+        # 4 items in steps of 3; an item with a new embedding flags its users dirty, so the
+        # refresh between the steps moves the users and nothing is left for a user step
+        assert asyncio.run(reembed()) == [3, 1]
     finally:
         pools.close()
     versions = cypher(
