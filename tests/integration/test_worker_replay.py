@@ -88,11 +88,11 @@ def test_recommendations_never_repeat_purchases_and_follow_taste(
         dave = [s.item_id for s in store.recommend("dave", k=8, strategy="blend", now=now)]
         assert "sleeping-bag" not in dave
         # erin only ever touched the kettle (carted, not bought): her profile (the mean of her
-        # items' embeddings) finds the other kitchen items before the outdoor gear and the books.
+        # items' embeddings) finds the kitchen items before the outdoor gear and the books.
         # (Multi-interest `content` votes only along SIMILAR_TO edges, cosine >= 0.5: the
         # kettle has none in this small catalogue, so it is not asked here.)
-        erin = [s.item_id for s in store.recommend("erin", k=2, strategy="profile", now=now)]
-        assert set(erin) == {"skillet", "knife"}
+        erin = [s.item_id for s in store.recommend("erin", k=3, strategy="profile", now=now)]
+        assert set(erin) == {"kettle", "skillet", "knife"}  # the kettle: carted, not bought
     finally:
         driver.close()
 
