@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.settings import Settings
-from graph.store import GraphStore, InterestParams
+from graph.store import GraphStore
+from stream.runtime import interest_params
 
 from .conftest import run_sync
 
@@ -89,7 +90,7 @@ def graph_differences(got: dict[str, Any], want: dict[str, Any]) -> list[str]:
 
 def converge_derived(settings: Settings, driver: Any) -> None:
     """Runs the refresh until nothing is left to refresh (what a worker does when idle)."""
-    store = GraphStore(driver, settings.neo4j_database, _params(settings))
+    store = GraphStore(driver, settings.neo4j_database, interest_params(settings))
     versions = {
         r["v"]
         for r in driver.execute_query(
@@ -103,17 +104,6 @@ def converge_derived(settings: Settings, driver: Any) -> None:
     version = versions.pop()
     while store.refresh_dirty(version, 500) > 0:
         assert time.monotonic() < deadline, "the refresh does not converge"
-
-
-def _params(settings: Settings) -> InterestParams:
-    return InterestParams(
-        half_life_s=settings.half_life_s,
-        weights=dict(settings.weights),
-        similar_k=settings.similar_k,
-        similar_threshold=settings.similar_threshold,
-        text_weight=settings.text_weight,
-        trend_days=settings.trend_days,
-    )
 
 
 def derived_state(settings: Settings, driver: Any) -> dict[str, Any]:
