@@ -26,8 +26,8 @@ DERIVED_TYPES = frozenset({"SIMILAR_TO"})
 # Bookkeeping that is not data: the random token of the transaction that claimed an event id.
 TOKEN_PROPERTIES = {"AppliedEvent": frozenset({"claim"})}
 DERIVED_PROPERTIES = {
-    "User": frozenset({"embedding", "embedding_version", "dirty", "resimilar"}),
-    "Item": frozenset({"dirty"}),
+    "User": frozenset({"embedding", "embedding_version", "dirty", "resimilar", "relist"}),
+    "Item": frozenset({"dirty", "relist"}),
 }
 
 
@@ -50,7 +50,7 @@ def canonical_dump(
     """``{"nodes": [...], "relationships": [...]}``, each a sorted list of JSON lines.
 
     ``derived=False`` leaves out SIMILAR_TO edges, the User embedding and the refresh flags
-    (``dirty``, ``resimilar``); Item embeddings come from the encoder and stay.
+    (``dirty``, ``resimilar``, ``relist``); Item embeddings come from the encoder and stay.
     ``exclude_labels`` drops whole node kinds (for example ``AppliedEvent``) and the relationships
     touching them.
     """

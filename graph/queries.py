@@ -34,8 +34,10 @@ SCHEMA_CONSTRAINTS = (
 SCHEMA_INDEXES = (
     "CREATE INDEX user_dirty IF NOT EXISTS FOR (u:User) ON (u.dirty)",
     "CREATE INDEX user_resimilar IF NOT EXISTS FOR (u:User) ON (u.resimilar)",
+    "CREATE INDEX user_relist IF NOT EXISTS FOR (u:User) ON (u.relist)",
     "CREATE INDEX user_last_ts IF NOT EXISTS FOR (u:User) ON (u.last_ts)",
     "CREATE INDEX item_dirty IF NOT EXISTS FOR (i:Item) ON (i.dirty)",
+    "CREATE INDEX item_relist IF NOT EXISTS FOR (i:Item) ON (i.relist)",
     "CREATE INDEX item_popularity_rank IF NOT EXISTS FOR (i:Item) ON (i.popularity_rank)",
     "CREATE INDEX item_discovery_rank IF NOT EXISTS FOR (i:Item) ON (i.discovery_rank)",
     "CREATE INDEX applied_event_ts IF NOT EXISTS FOR (e:AppliedEvent) ON (e.ts)",
@@ -130,7 +132,7 @@ OPTIONAL MATCH (u:User)-[:INTERESTED_IN]->(i)
 SET u.dirty = true
 WITH DISTINCT i
 OPTIONAL MATCH (j:Item)-[:SIMILAR_TO]->(i)
-SET j.dirty = true
+SET j.relist = true
 WITH DISTINCT i
 DETACH DELETE i"""
 
@@ -285,27 +287,39 @@ MATCH (u:User {user_id: id})
 SET u.dirty = false"""
 
 # A user with nothing to average: no embedding, no similarity edges either way; the users that
-# pointed at them get their lists refilled (resimilar).
+# pointed at them get their lists refilled (relist).
 CLEAR_USER_EMBEDDINGS = """UNWIND $ids AS id
 MATCH (u:User {user_id: id})
 OPTIONAL MATCH (v:User)-[:SIMILAR_TO]->(u)
-SET v.resimilar = true
+SET v.relist = true
 WITH DISTINCT u
 OPTIONAL MATCH (u)-[s:SIMILAR_TO]-(:User)
 DELETE s
 WITH DISTINCT u
-REMOVE u.embedding, u.embedding_version, u.resimilar
+REMOVE u.embedding, u.embedding_version, u.resimilar, u.relist
 SET u.dirty = false"""
 
-# Similarity lists (graph/similarity.py): the nodes whose list is to be recomputed (users whose
-# embedding changed or whose list lost an entry: `resimilar`; items newly embedded: `dirty`), the
-# candidates of each from the vector index, rescored exactly (Neo4j's cosine functions return
-# (1 + cos) / 2, we store cos in [-1, 1]), and the current lists. The flags are set in the same
-# transaction as what makes them necessary, so a crash loses none.
-RESIMILAR_USERS = """MATCH (u:User)
-WHERE u.resimilar = true
+# Similarity lists (graph/similarity.py): the nodes whose list is to be recomputed (`moved`: users
+# whose embedding changed, `resimilar`, and items newly embedded, `dirty`; or only their own list,
+# because a node left it: `relist`), the candidates of each from the vector index, rescored
+# exactly (Neo4j's cosine functions return (1 + cos) / 2, we store cos in [-1, 1]), and the
+# current lists. The flags are set in the same transaction as what makes them necessary, so a
+# crash loses none.
+PENDING_SIMILAR_USERS = """CALL () {
+  MATCH (u:User) WHERE u.resimilar = true RETURN u
+  UNION
+  MATCH (u:User) WHERE u.relist = true RETURN u
+}
 WITH u ORDER BY u.user_id LIMIT $limit
-RETURN u.user_id AS id"""
+RETURN u.user_id AS id, coalesce(u.resimilar, false) AS moved"""
+
+PENDING_SIMILAR_ITEMS = """CALL () {
+  MATCH (i:Item) WHERE i.dirty = true AND i.embedding_version = $version RETURN i
+  UNION
+  MATCH (i:Item) WHERE i.relist = true RETURN i
+}
+WITH i ORDER BY i.item_id LIMIT $limit
+RETURN i.item_id AS id, coalesce(i.dirty, false) AS moved"""
 
 DIRTY_ITEMS = """MATCH (i:Item)
 WHERE i.dirty = true AND i.embedding_version = $version
@@ -360,6 +374,23 @@ MATCH (i:Item {item_id: id})
 RETURN id, [(i)-[s:SIMILAR_TO]->(j:Item) | [j.item_id, s.score]] AS out,
        [(w:Item)-[:SIMILAR_TO]->(i) | w.item_id] AS pointing"""
 
+# Exact scores of given pairs (a node that moved and one pointing at it that the vector index
+# did not return among its candidates).
+USER_PAIR_SCORES = """UNWIND $pairs AS p
+MATCH (a:User {user_id: p[0]})
+MATCH (b:User {user_id: p[1]})
+WHERE a.embedding IS NOT NULL AND b.embedding_version = a.embedding_version
+RETURN p[0] AS a, p[1] AS b,
+       2.0 * vector.similarity.cosine(a.embedding, b.embedding) - 1.0 AS sim"""
+
+ITEM_PAIR_SCORES = """UNWIND $pairs AS p
+MATCH (a:Item {item_id: p[0]})
+MATCH (b:Item {item_id: p[1]})
+WHERE a.embedding IS NOT NULL AND b.embedding_version = a.embedding_version
+  AND coalesce(b.embedding_stale, false) = false
+RETURN p[0] AS a, p[1] AS b,
+       2.0 * vector.similarity.cosine(a.embedding, b.embedding) - 1.0 AS sim"""
+
 # Write-lock nodes in sorted order before changing their edges (the project's lock order).
 LOCK_USERS = """UNWIND $ids AS id
 MATCH (u:User {user_id: id})
@@ -391,22 +422,33 @@ MATCH (b:Item {item_id: row.b})
 MERGE (a)-[s:SIMILAR_TO]->(b)
 SET s.score = row.score"""
 
-# `done`: the nodes whose list was recomputed; `again`: those that need a recompute of their own.
-USERS_RESIMILAR_DONE = """UNWIND $done AS id
+# `moved`: the nodes that moved and whose lists were updated; `relisted`: those whose own list
+# was recomputed (a `moved` flag set meanwhile stays); `again`: those whose own list is to be
+# recomputed.
+USERS_SIMILAR_DONE = """UNWIND $moved AS id
 MATCH (u:User {user_id: id})
-REMOVE u.resimilar
+REMOVE u.resimilar, u.relist
+WITH count(*) AS _
+UNWIND $relisted AS id
+MATCH (u:User {user_id: id})
+REMOVE u.relist
 WITH count(*) AS _
 UNWIND $again AS id
 MATCH (u:User {user_id: id})
-SET u.resimilar = true"""
+SET u.relist = true"""
 
-ITEMS_RESIMILAR_DONE = """UNWIND $done AS id
+ITEMS_SIMILAR_DONE = """UNWIND $moved AS id
 MATCH (i:Item {item_id: id})
 SET i.dirty = false
+REMOVE i.relist
+WITH count(*) AS _
+UNWIND $relisted AS id
+MATCH (i:Item {item_id: id})
+REMOVE i.relist
 WITH count(*) AS _
 UNWIND $again AS id
 MATCH (i:Item {item_id: id})
-SET i.dirty = true"""
+SET i.relist = true"""
 
 # --- recommendation strategies ---------------------------------------------------------------
 # Tuned by the evaluation engineer (`tastegraph evaluate`, docs/evaluation.md): keep each
@@ -698,7 +740,7 @@ SET i.discovery = discovery,
 
 FORGET_USER = """MATCH (u:User {user_id: $user_id})
 OPTIONAL MATCH (v:User)-[:SIMILAR_TO]->(u)
-SET v.dirty = true, v.resimilar = true
+SET v.relist = true
 WITH DISTINCT u
 DETACH DELETE u
 RETURN count(u) AS deleted"""

@@ -10,6 +10,11 @@ node is flagged for a recompute of its own. So the lists converge to the definit
 order and timing of the refreshes (a crash, another batch split), instead of depending on which
 nodes existed when each list was computed.
 
+A flagged node's own list is recomputed by :func:`relist`, which touches no other list: a node
+whose embedding did not change is seen the same from every other list. So the work a change
+causes is bounded: the node that moved, the lists it is in or enters, and at most one own-list
+recompute for each list it left; nothing flags anything further.
+
 Edges are then written as a difference between the lists before and after (:func:`changes`), and
 the nodes whose edges change are locked first, sorted (the project's lock order).
 """
@@ -36,14 +41,22 @@ def _last(scores: Mapping[str, float]) -> tuple[float, str]:
     return max(_rank(n, s) for n, s in scores.items())
 
 
+def relist(lists: Lists, x: str, candidates: Mapping[str, float], k: int) -> None:
+    """Recompute ``x``'s own list from ``candidates``; ``x``'s embedding did not change, so no
+    other list changes with it."""
+    lists[x] = top_k({n: s for n, s in candidates.items() if n != x}, k)
+
+
 def recompute(
     lists: Lists, x: str, candidates: Mapping[str, float], k: int, others: Iterable[str] = ()
 ) -> set[str]:
-    """Recompute ``x``'s list from ``candidates`` (every node with a similarity of at least the
-    threshold, exact scores) and update the lists of ``candidates`` and ``others`` (the nodes that
-    pointed at ``x``) in place. Returns the nodes whose list needs a full recompute of its own."""
+    """``x``'s embedding changed: recompute its list from ``candidates`` (every node with a
+    similarity of at least the threshold, exact scores; a node of ``others`` that is missing from
+    them is taken to be below the threshold) and update the lists of ``candidates`` and
+    ``others`` (the nodes that pointed at ``x``) in place. Returns the nodes whose own list needs
+    a recompute (:func:`relist`): ``x`` left their full list or fell below its last entry."""
     again: set[str] = set()
-    lists[x] = top_k({n: s for n, s in candidates.items() if n != x}, k)
+    relist(lists, x, candidates, k)
     for y in sorted(set(candidates) | set(others)):
         if y == x:
             continue

@@ -26,7 +26,7 @@ from graph.exceptions import GraphError
 from graph.fold import TextState, embedding_moved, fold_events, user_embedding
 from graph.model import Event, ItemRecord, item_text
 from graph.reads import GraphReads
-from graph.similarity import Lists, changes, recompute
+from graph.similarity import Lists, changes, recompute, relist
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +171,11 @@ class GraphStore(GraphReads):
         and its similarity edges. A node whose embedding changed gets its ``SIMILAR_TO`` list
         recomputed, and the lists it enters or leaves are updated with it (graph/similarity.py),
         so the edges converge to the top-k of the stored embeddings whatever the refresh timing.
-        Each step is one transaction that sets the flags of the next (``resimilar``, ``dirty``),
-        so a crash between them loses nothing. Returns how many users and items were processed
-        (call again while it returns > 0).
+        A list that a node left gets recomputed on its own (``relist``), which changes no other
+        list, so one change causes a bounded amount of work.
+        Each step is one transaction that sets the flags of the next (``resimilar``, ``dirty``,
+        ``relist``), so a crash between them loses nothing. Returns how many users and items were
+        processed (call again while it returns > 0).
         """
         with self._session() as session:
             # items with a new embedding first flag their users (whose embeddings average them)
@@ -182,9 +184,10 @@ class GraphStore(GraphReads):
                 session, "refresh", self._user_embeddings_tx, version, limit
             )
             users |= self._write(session, "refresh", self._similarity_tx, "users", version, limit)
-            if items:
-                self._write(session, "refresh", self._similarity_tx, "items", version, limit, items)
-        return len(users) + len(items)
+            listed: set[str] = self._write(
+                session, "refresh", self._similarity_tx, "items", version, limit, items
+            )
+        return len(users) + len(set(items) | listed)
 
     def _item_users_tx(self, tx: Any, version: str, limit: int) -> list[str]:
         """Flags dirty the users of up to ``limit`` items with a new embedding (``Item.dirty``):
@@ -262,17 +265,22 @@ class GraphStore(GraphReads):
     def _similarity_tx(
         self, tx: Any, kind: str, version: str, limit: int, only: Sequence[str] | None = None
     ) -> set[str]:
-        """Recompute the lists of up to ``limit`` flagged nodes of one kind (``only``: of these);
-        see
-        :mod:`graph.similarity`. Reads first (no locks), then locks every node whose edges
-        change, sorted, then writes the difference."""
+        """Recompute the lists of up to ``limit`` flagged nodes of one kind (``only``: the moved
+        ones among these); see :mod:`graph.similarity`. Reads first (no locks), then locks every
+        node whose edges change, sorted, then writes the difference."""
         p = self._params
-        ids = [r["id"] for r in tx.run(_SIMILARITY[kind, "pending"], version=version, limit=limit)]
+        pending = {
+            r["id"]: bool(r["moved"])
+            for r in tx.run(_SIMILARITY[kind, "pending"], version=version, limit=limit)
+        }
         if only is not None:  # the items whose users were flagged (new ones: the next round)
-            ids = sorted(set(ids) & set(only))
+            allowed = set(only)
+            pending = {n: m for n, m in pending.items() if not m or n in allowed}
+        ids = sorted(pending)
         if not ids:
             return set()
-        stamps = _stamps(tx, ids) if kind == "items" else {}
+        moved = [n for n in ids if pending[n]]
+        stamps = _stamps(tx, moved) if kind == "items" and moved else {}
         fetch = max(4 * p.similar_k, p.similar_k + 10)
         found = tx.run(
             _SIMILARITY[kind, "candidates"],
@@ -287,9 +295,9 @@ class GraphStore(GraphReads):
         for r in tx.run(_SIMILARITY[kind, "lists"], ids=ids):
             lists[r["id"]] = {n: float(s) for n, s in r["out"]}
             pointing[r["id"]] = list(r["pointing"])
-        others = {n for c in candidates.values() for n in c} | {
-            n for v in pointing.values() for n in v
-        }
+        self._score_pointing(tx, kind, moved, candidates, pointing)
+        others = {n for x in moved for n in candidates.get(x, {})}
+        others |= {n for x in moved for n in pointing.get(x, [])}
         others -= set(ids)
         if others:
             for r in tx.run(_SIMILARITY[kind, "lists"], ids=sorted(others)):
@@ -297,21 +305,48 @@ class GraphStore(GraphReads):
         before = {n: dict(ly) for n, ly in lists.items()}
         again: set[str] = set()
         for x in ids:
-            again |= recompute(lists, x, candidates.get(x, {}), p.similar_k, pointing.get(x, []))
+            if pending[x]:
+                again |= recompute(lists, x, candidates.get(x, {}), p.similar_k, pointing[x])
+            else:
+                relist(lists, x, candidates.get(x, {}), p.similar_k)
         edges = changes(before, lists)
         tx.run(_SIMILARITY[kind, "lock"], ids=sorted(set(edges.locks) | set(ids) | again)).consume()
-        if kind == "items":  # a batch may have re-embedded one since it was read: it stays dirty
-            changed = {i for i, stamp in _stamps(tx, ids).items() if stamp != stamps.get(i)}
-            again |= changed
-            ids = [i for i in ids if i not in changed]
+        if kind == "items" and moved:  # a batch may have re-embedded one since it was read
+            changed = {i for i, stamp in _stamps(tx, moved).items() if stamp != stamps.get(i)}
+            moved = [i for i in moved if i not in changed]  # it stays dirty
         if edges.deleted:
             deleted = [{"a": a, "b": b} for a, b in edges.deleted]
             tx.run(_SIMILARITY[kind, "delete"], rows=deleted).consume()
         if edges.written:
             written = [{"a": a, "b": b, "score": s} for a, b, s in edges.written]
             tx.run(_SIMILARITY[kind, "merge"], rows=written).consume()
-        tx.run(_SIMILARITY[kind, "done"], done=ids, again=sorted(again)).consume()
-        return set(ids)
+        relisted = [n for n in ids if not pending[n]]
+        again -= set(moved)
+        tx.run(
+            _SIMILARITY[kind, "done"], moved=moved, relisted=relisted, again=sorted(again)
+        ).consume()
+        return set(moved) | set(relisted)
+
+    def _score_pointing(
+        self,
+        tx: Any,
+        kind: str,
+        moved: Sequence[str],
+        candidates: dict[str, dict[str, float]],
+        pointing: Mapping[str, Sequence[str]],
+    ) -> None:
+        """Adds to ``candidates`` the exact scores of the nodes pointing at a moved node that the
+        vector index did not return (it returns ``fetch`` nodes at most): a node above the
+        threshold stays in the list it is in instead of leaving it and coming back."""
+        pairs = [
+            [x, n] for x in moved for n in pointing.get(x, []) if n not in candidates.get(x, {})
+        ]
+        if not pairs:
+            return
+        threshold = self._params.similar_threshold
+        for r in tx.run(_SIMILARITY[kind, "pairs"], pairs=pairs):
+            if (sim := float(r["sim"])) >= threshold:
+                candidates.setdefault(r["a"], {})[r["b"]] = sim
 
     # --- re-embedding after a model swap --------------------------------------------------
     def stale_items(self, version: str, limit: int = 200) -> list[tuple[str, str]]:
@@ -429,20 +464,22 @@ def change_own_password(driver: Any, old: str, new: str) -> None:
 
 # The queries of each kind of similarity list (labels are fixed in Cypher), by (kind, step).
 _SIMILARITY = {
-    ("users", "pending"): q.RESIMILAR_USERS,
+    ("users", "pending"): q.PENDING_SIMILAR_USERS,
+    ("users", "pairs"): q.USER_PAIR_SCORES,
     ("users", "candidates"): q.USER_SIMILARITY_CANDIDATES,
     ("users", "lists"): q.USER_SIMILAR_LISTS,
     ("users", "lock"): q.LOCK_USERS,
     ("users", "delete"): q.DELETE_USER_SIMILAR,
     ("users", "merge"): q.MERGE_USER_SIMILAR,
-    ("users", "done"): q.USERS_RESIMILAR_DONE,
-    ("items", "pending"): q.DIRTY_ITEMS,
+    ("users", "done"): q.USERS_SIMILAR_DONE,
+    ("items", "pending"): q.PENDING_SIMILAR_ITEMS,
+    ("items", "pairs"): q.ITEM_PAIR_SCORES,
     ("items", "candidates"): q.ITEM_SIMILARITY_CANDIDATES,
     ("items", "lists"): q.ITEM_SIMILAR_LISTS,
     ("items", "lock"): q.LOCK_ITEMS,
     ("items", "delete"): q.DELETE_ITEM_SIMILAR,
     ("items", "merge"): q.MERGE_ITEM_SIMILAR,
-    ("items", "done"): q.ITEMS_RESIMILAR_DONE,
+    ("items", "done"): q.ITEMS_SIMILAR_DONE,
 }
 
 
