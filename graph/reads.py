@@ -15,7 +15,14 @@ import numpy as np
 
 from graph import queries as q
 from graph.fold import DAY_S, day_of
-from graph.scoring import DEFAULT_BLEND, Scored, blend, blend_scaled, cap_categories
+from graph.scoring import (
+    DEFAULT_BLEND,
+    Scored,
+    blend,
+    blend_scaled,
+    cap_categories,
+    topped_up,
+)
 
 if TYPE_CHECKING:
     from graph.store import InterestParams
@@ -131,6 +138,12 @@ class GraphReads:
             for name in STRATEGY_QUERIES
             if name in needed
         }
+        wanted = k + max(0, exclude_count)
+        if "content" in names and len(parts["content"]) < wanted:
+            profile = parts.get("profile")
+            if profile is None:
+                profile = self._ranked(STRATEGY_QUERIES["profile"], now, **params)
+            parts["content"] = topped_up(parts["content"], profile, wanted)
         out = {}
         for strategy in names:
             if strategy == "blend":

@@ -91,6 +91,23 @@ def blend_scaled(
     return sorted(out.values(), key=lambda s: (-s.score, s.item_id))
 
 
+def topped_up(ranked: list[Scored], fallback: Iterable[Scored], n: int) -> list[Scored]:
+    """``ranked``, then items of ``fallback`` not in it, at score 0, until there are ``n``.
+
+    Content's cold start: a user whose items have no text neighbour above the similarity
+    threshold yet (one odd item, say) gets the nearest items to their profile instead of nothing;
+    at score 0, so a blend gives them no weight."""
+    out = list(ranked)
+    seen = {s.item_id for s in out}
+    for s in fallback:
+        if len(out) >= n:
+            break
+        if s.item_id not in seen:
+            seen.add(s.item_id)
+            out.append(Scored(s.item_id, 0.0, s.category))
+    return out
+
+
 def cap_categories(ranked: Iterable[Scored], k: int, cap: int) -> list[Scored]:
     """The first ``k`` items, at most ``cap`` per category (``cap <= 0``: no cap)."""
     out: list[Scored] = []

@@ -89,10 +89,14 @@ def test_recommendations_never_repeat_purchases_and_follow_taste(
         assert "sleeping-bag" not in dave
         # erin only ever touched the kettle (carted, not bought): her profile (the mean of her
         # items' embeddings) finds the kitchen items before the outdoor gear and the books.
-        # (Multi-interest `content` votes only along SIMILAR_TO edges, cosine >= 0.5: the
-        # kettle has none in this small catalogue, so it is not asked here.)
         erin = [s.item_id for s in store.recommend("erin", k=3, strategy="profile", now=now)]
         assert set(erin) == {"kettle", "skillet", "knife"}  # the kettle: carted, not bought
+        # Multi-interest `content` votes along SIMILAR_TO edges (cosine >= 0.5), and the kettle
+        # has none in this small catalogue: content is topped up from the profile (score 0)
+        # instead of leaving her with nothing.
+        erin_content = store.recommend("erin", k=3, strategy="content", now=now)
+        assert [s.item_id for s in erin_content] == erin
+        assert all(s.score == 0.0 for s in erin_content)
     finally:
         driver.close()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from graph.scoring import Scored, blend, cap_categories, normalise
+from graph.scoring import Scored, blend, cap_categories, normalise, topped_up
 
 
 def test_normalise() -> None:
@@ -47,3 +47,11 @@ def test_category_cap(cap: int, expected: list[str]) -> None:
         Scored("e", 1, None),
     ]
     assert [s.item_id for s in cap_categories(ranked, 3, cap)] == expected
+
+
+def test_content_is_topped_up_from_the_profile_at_score_zero() -> None:
+    content = [Scored("a", 0.4, "x")]
+    profile = [Scored("a", 0.9, "x"), Scored("b", 0.8, "y"), Scored("c", 0.7, "y")]
+    out = topped_up(content, profile, 2)
+    assert [(s.item_id, s.score) for s in out] == [("a", 0.4), ("b", 0.0)]
+    assert topped_up(content, [], 5) == content
