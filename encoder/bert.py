@@ -7,12 +7,9 @@ followed by L2 normalisation (what all-MiniLM-L6-v2 and most sentence-embedding 
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import logging
 import re
-import threading
-import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from encoder.batching import pad_batch, plan_batches, restore_order, truncate_ids
-from encoder.cache import EmbeddingCache, encode_through_cache, normalise_text
+from encoder.base import BatchedEncoder
+from encoder.cache import EmbeddingCache
 from encoder.exceptions import EncoderError
 from encoder.loading import DEFAULT_MODEL, load_pretrained, version_of
-from encoder.stats import EncoderStats
-
-log = logging.getLogger("tastegraph.encoder")
 
 
 def mean_pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -88,19 +82,8 @@ def parse_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.
         raise EncoderError(f"dtype {dtype!r}: expected {expected}") from None
 
 
-def _special_token_layout(tokenizer: Any) -> tuple[int, int]:
-    """How many special ids a single sequence gets before and after its content ([CLS] / [SEP])."""
-    probe = "hello world"
-    bare = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
-    full = list(tokenizer(probe, add_special_tokens=True)["input_ids"])
-    for start in range(len(full) - len(bare) + 1):
-        if full[start : start + len(bare)] == bare:
-            return start, len(full) - start - len(bare)
-    raise EncoderError("cannot tell where the tokenizer puts its special tokens")
-
-
-class BertEncoder:
-    """Batched, cached BERT-family sentence encoder on one device.
+class BertEncoder(BatchedEncoder):
+    """Batched, cached BERT-family sentence encoder on one device (PyTorch).
 
     Takes ownership of ``model``: puts it in eval mode, moves it to the device and casts it to
     ``dtype`` in place (pass a copy if you keep training it). ``encode`` is thread-safe (calls are
@@ -121,66 +104,25 @@ class BertEncoder:
         dtype: torch.dtype | str | None = None,
         cache: EmbeddingCache | None = None,
     ) -> None:
-        if max_tokens_per_batch < 1:
-            raise EncoderError("max_tokens_per_batch must be at least 1")
-        if max_len < 2:
-            raise EncoderError("max_len must be at least 2 (room for the special tokens)")
         if threads < 0:
             raise EncoderError("threads must be >= 0 (0: torch's default)")
-        self._version = version or version_of(model, tokenizer)
         self._device = resolve_device(device)
         self._dtype = parse_dtype(dtype, self._device)
+        super().__init__(
+            tokenizer,
+            version or version_of(model, tokenizer),
+            int(model.config.hidden_size),
+            positions=int(getattr(model.config, "max_position_embeddings", 512) or 512),
+            max_tokens_per_batch=max_tokens_per_batch,
+            max_len=max_len,
+            cache_size=cache_size,
+            cache=cache,
+            pad_multiple=8 if self._device.type == "cuda" else 1,  # tensor-core friendly shapes
+        )
         if self._device.type == "cpu" and threads > 0:
             torch.set_num_threads(threads)  # process-wide: torch has one intra-op pool
-        limit = int(getattr(model.config, "max_position_embeddings", 512) or 512)
-        tokenizer_limit = int(getattr(tokenizer, "model_max_length", 0) or 0)
-        if 0 < tokenizer_limit < limit:  # RoBERTa: 514 positions, 512 usable
-            limit = tokenizer_limit
-        if max_len > limit:
-            log.warning(
-                "max_len %d is over the model's %d positions; using %d", max_len, limit, limit
-            )
-            max_len = limit
-        self.max_len = max_len
-        self.max_tokens_per_batch = max_tokens_per_batch
-        # close a batch early rather than pad short texts to a long one (plan_batches): measured
-        # +53 % texts/s with one CPU thread (padding 32 % -> 8 % at 300 texts); neutral at two
-        self.max_spread: float | None = 1.2
-        self._pad_multiple = 8 if self._device.type == "cuda" else 1  # tensor-core friendly shapes
         self._model = model.eval().to(device=self._device, dtype=self._dtype)
-        self._tokenizer = tokenizer
-        self._dim = int(model.config.hidden_size)
-        self._pad_id = int(tokenizer.pad_token_id or 0)
-        self._prefix, self._suffix = _special_token_layout(tokenizer)
-        self.cache = cache if cache is not None else EmbeddingCache(cache_size)
-        self.stats = EncoderStats()
-        self._lock = threading.Lock()
 
-    # --- TextEncoder ------------------------------------------------------------------------------
-    @property
-    def version(self) -> str:
-        return self._version
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """``(len(texts), dim)`` float32, rows L2-normalised, in input order; cache first."""
-        start = time.perf_counter()
-        with self._lock:
-            out, hits, misses = encode_through_cache(
-                texts, self._version, self.cache, self._dim, self._encode_batches
-            )
-            self.stats.add(
-                cache_hits=hits,
-                cache_misses=misses,
-                encode_calls=1,
-                encode_seconds=time.perf_counter() - start,
-            )
-            return out
-
-    # --- the rest of the API ----------------------------------------------------------------------
     @classmethod
     def from_loaded(
         cls, model: Any, tokenizer: Any, version: str | None = None, **options: Any
@@ -210,59 +152,14 @@ class BertEncoder:
     def model(self) -> Any:
         return self._model
 
-    @property
-    def tokenizer(self) -> Any:
-        return self._tokenizer
+    def _forward_context(self) -> contextlib.AbstractContextManager[Any]:
+        return torch.inference_mode()
 
-    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids with special tokens, not truncated (one fast-tokenizer call for all texts)."""
-        if not texts:
-            return []
-        enc = self._tokenizer(
-            list(texts),
-            add_special_tokens=True,
-            truncation=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-            verbose=False,
-        )
-        return [list(ids) for ids in enc["input_ids"]]
-
-    def encode_uncached(self, texts: Sequence[str]) -> np.ndarray:
-        """Like :meth:`encode` without the cache and without de-duplication (benchmarks)."""
-        start = time.perf_counter()
-        with self._lock:
-            out = self._encode_batches([normalise_text(t) for t in texts])
-            self.stats.add(encode_calls=1, encode_seconds=time.perf_counter() - start)
-            return out
-
-    def _encode_batches(self, texts: Sequence[str]) -> np.ndarray:
-        ids = self.token_ids(texts)
-        plan = plan_batches(
-            [len(x) for x in ids],
-            self.max_tokens_per_batch,
-            self.max_len,
-            self._pad_multiple,
-            max_spread=self.max_spread,
-        )
-        parts: list[tuple[Sequence[int], np.ndarray]] = []
-        with torch.inference_mode():
-            for batch in plan.batches:
-                seqs = [truncate_ids(ids[i], self.max_len, self._suffix) for i in batch.indices]
-                input_ids, mask = pad_batch(seqs, batch.pad_len, self._pad_id)
-                t_ids = torch.from_numpy(input_ids).to(self._device, non_blocking=True)
-                t_mask = torch.from_numpy(mask).to(self._device, non_blocking=True)
-                hidden = self._model(input_ids=t_ids, attention_mask=t_mask).last_hidden_state
-                pooled = mean_pool(hidden, t_mask)
-                parts.append((batch.indices, pooled.cpu().numpy()))  # one copy back per batch
-        self.stats.add(
-            texts_encoded=len(texts),
-            tokens=plan.tokens,
-            padded_tokens=plan.padded_tokens,
-            truncations=plan.truncated,
-            batches=len(plan.batches),
-        )
-        return restore_order(parts, len(texts), self._dim)
+    def _embed_batch(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        t_ids = torch.from_numpy(input_ids).to(self._device, non_blocking=True)
+        t_mask = torch.from_numpy(mask).to(self._device, non_blocking=True)
+        hidden = self._model(input_ids=t_ids, attention_mask=t_mask).last_hidden_state
+        return mean_pool(hidden, t_mask).cpu().numpy()  # one copy back per batch
 
 
 def load_encoder(

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from encoder.batching import pad_batch, plan_batches, restore_order, truncate_ids
-from encoder.cache import EmbeddingCache, encode_through_cache, normalise_text
+from encoder.base import BatchedEncoder
+from encoder.cache import EmbeddingCache
 from encoder.exceptions import EncoderError
 from encoder.loading import DEFAULT_MODEL, load_pretrained, version_of
 from encoder.onnx_export import (
@@ -36,7 +34,6 @@ from encoder.onnx_export import (
     embed_reference,
     read_artefact,
 )
-from encoder.stats import EncoderStats
 
 log = logging.getLogger("tastegraph.encoder")
 
@@ -79,7 +76,7 @@ def open_session(path: Path, threads: int = 0, spinning: bool = False) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-class OnnxEncoder:
+class OnnxEncoder(BatchedEncoder):
     """Batched, cached sentence encoder on an ONNX Runtime CPU session. ``encode`` is thread-safe
     (calls are serialised); run it off the asyncio loop like :class:`encoder.bert.BertEncoder`."""
 
@@ -101,105 +98,26 @@ class OnnxEncoder:
         cache_size: int = 100_000,
         cache: EmbeddingCache | None = None,
     ) -> None:
-        from encoder.bert import _special_token_layout
-
-        if max_tokens_per_batch < 1:
-            raise EncoderError("max_tokens_per_batch must be at least 1")
-        if max_len < 2:
-            raise EncoderError("max_len must be at least 2 (room for the special tokens)")
-        tokenizer_limit = int(getattr(tokenizer, "model_max_length", 0) or 0)
-        limit = min(max_positions, tokenizer_limit) if tokenizer_limit > 0 else max_positions
-        if max_len > limit:
-            log.warning(
-                "max_len %d is over the model's %d positions; using %d", max_len, limit, limit
-            )
-            max_len = limit
-        self.max_len = max_len
-        self.max_tokens_per_batch = max_tokens_per_batch
-        self.max_spread: float | None = 1.2  # as BertEncoder: close a batch rather than pad
+        super().__init__(
+            tokenizer,
+            version,
+            dim,
+            positions=max_positions,
+            max_tokens_per_batch=max_tokens_per_batch,
+            max_len=max_len,
+            cache_size=cache_size,
+            cache=cache,
+        )
         self._session = session
-        self._tokenizer = tokenizer
-        self._version = version
-        self._dim = dim
         self._threads = threads or (os.cpu_count() or 1)
-        self._pad_id = int(tokenizer.pad_token_id or 0)
-        self._prefix, self._suffix = _special_token_layout(tokenizer)
-        self.cache = cache if cache is not None else EmbeddingCache(cache_size)
-        self.stats = EncoderStats()
-        self._lock = threading.Lock()
-
-    @property
-    def version(self) -> str:
-        return self._version
-
-    @property
-    def dim(self) -> int:
-        return self._dim
 
     @property
     def threads(self) -> int:
         return self._threads
 
-    @property
-    def tokenizer(self) -> Any:
-        return self._tokenizer
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """``(len(texts), dim)`` float32, rows L2-normalised, in input order; cache first."""
-        start = time.perf_counter()
-        with self._lock:
-            out, hits, misses = encode_through_cache(
-                texts, self._version, self.cache, self._dim, self._encode_batches
-            )
-            self.stats.add(
-                cache_hits=hits,
-                cache_misses=misses,
-                encode_calls=1,
-                encode_seconds=time.perf_counter() - start,
-            )
-            return out
-
-    def encode_uncached(self, texts: Sequence[str]) -> np.ndarray:
-        """Like :meth:`encode` without the cache and without de-duplication (benchmarks)."""
-        start = time.perf_counter()
-        with self._lock:
-            out = self._encode_batches([normalise_text(t) for t in texts])
-            self.stats.add(encode_calls=1, encode_seconds=time.perf_counter() - start)
-            return out
-
-    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids with special tokens, not truncated (one fast-tokenizer call for all texts)."""
-        if not texts:
-            return []
-        enc = self._tokenizer(
-            list(texts),
-            add_special_tokens=True,
-            truncation=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-            verbose=False,
-        )
-        return [list(ids) for ids in enc["input_ids"]]
-
-    def _encode_batches(self, texts: Sequence[str]) -> np.ndarray:
-        ids = self.token_ids(texts)
-        plan = plan_batches(
-            [len(x) for x in ids], self.max_tokens_per_batch, self.max_len, 1, self.max_spread
-        )
-        parts: list[tuple[Sequence[int], np.ndarray]] = []
-        for batch in plan.batches:
-            seqs = [truncate_ids(ids[i], self.max_len, self._suffix) for i in batch.indices]
-            input_ids, mask = pad_batch(seqs, batch.pad_len, self._pad_id)
-            (hidden,) = self._session.run(None, {"input_ids": input_ids, "attention_mask": mask})
-            parts.append((batch.indices, mean_pool_np(hidden, mask)))
-        self.stats.add(
-            texts_encoded=len(texts),
-            tokens=plan.tokens,
-            padded_tokens=plan.padded_tokens,
-            truncations=plan.truncated,
-            batches=len(plan.batches),
-        )
-        return restore_order(parts, len(texts), self._dim)
+    def _embed_batch(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        (hidden,) = self._session.run(None, {"input_ids": input_ids, "attention_mask": mask})
+        return mean_pool_np(hidden, mask)
 
 
 def load_onnx_encoder(
