@@ -26,10 +26,10 @@ from aiokafka.errors import IllegalStateError
 from config.logs import kv
 from config.settings import Settings
 from encoder.examples import ExampleCollector
+from stream.batch_retry import BatchRetry
 from stream.derived import REFRESH_CHUNK
 from stream.kafka_connection import faust_credentials
 from stream.pipeline import RawRecord
-from stream.retry import is_transient, retry_transient
 from stream.runtime import Runtime
 
 log = logging.getLogger("tastegraph.app")
@@ -160,23 +160,10 @@ def add_agents(app: faust.App, runtime: Runtime, until_idle_s: float | None = No
         value_serializer="raw",
     )
 
-    def batch_failed(e: Exception) -> None:
-        log.error("batch failed, retrying it %s", kv(error=repr(e)[:300]))
-        metrics.write_failure("unavailable" if is_transient(e) else "other")
-
-    async def process_until_done(records: list[RawRecord]) -> None:
-        # No error may leave the agent's loop: Faust's take_events acknowledges the batch when the
-        # agent fails (its `finally`), which would commit events that were never written, and the
-        # dead agent would consume nothing more. An unexpected error retries the whole batch (what
-        # was written is dropped as duplicates); poison records are isolated inside `process`.
-        # Shielded: a shutdown waits for the write instead of abandoning it half-way.
-        await retry_transient(
-            lambda: asyncio.shield(processor.process(records)),
-            max_delay=settings.write_retry_max_s,
-            first_delay=1.0,
-            retry_if=lambda e: True,
-            on_retry=batch_failed,
-        )
+    # No error leaves the agent's loop: a batch that fails is retried whole (what was written is
+    # dropped as duplicates), without end only while Neo4j or Kafka is away; after a bounded
+    # number of other failures the records that fail are isolated and dead-lettered
+    retry = BatchRetry(processor, metrics, max_delay=settings.write_retry_max_s)
 
     @app.agent(source, name="tastegraph.batches")
     async def consume(stream: faust.StreamT) -> None:
@@ -195,7 +182,7 @@ def add_agents(app: faust.App, runtime: Runtime, until_idle_s: float | None = No
             ]
             progress.in_flight = len(records)
             metrics.set_in_flight(len(records))
-            await process_until_done(records)
+            await retry.run(records)
             progress.done(records)
             progress.in_flight = 0
             metrics.set_in_flight(0)
