@@ -17,89 +17,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import os
 import resource
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
 
-from config.settings import ENV, SECRETS, Settings
-from graph.model import Event
+from config.settings import Settings
 from stream.kafka_connection import client_options
+from tools.naive_path import naive_path
 from tools.recording import route
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (for a worker's /metrics)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    """The environment that gives a `tastegraph worker` subprocess exactly ``settings``."""
-    env = dict(os.environ)
-    env.update(settings.masked())
-    for name in SECRETS:  # masked() hides them; the subprocess needs the values
-        env[ENV[name]] = getattr(settings, name).get_secret_value()
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "NEO4J_URI"):
-        if not env.get(name):
-            env.pop(name, None)
-    return env
-
-
-def scrape(port: int) -> dict[str, float]:
-    """Sums every sample of the worker's /metrics by `name{labels}` (no labels: by name)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-            text = r.read().decode()
-    except OSError:
-        return {}
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            key = s.name
-            if "le" in s.labels:
-                key += f"|{s.labels['le']}"
-            elif "stage" in s.labels:
-                key += f"|{s.labels['stage']}"
-            out[key] = out.get(key, 0.0) + s.value
-    return out
-
-
-def histogram_quantile(
-    q: float, before: dict[str, float], after: dict[str, float], name: str
-) -> float:
-    """Prometheus' histogram_quantile over the increase of a histogram between two scrapes."""
-    buckets = []
-    for key, value in after.items():
-        if key.startswith(f"{name}_bucket|"):
-            le = float(key.split("|", 1)[1])
-            buckets.append((le, value - before.get(key, 0.0)))
-    buckets.sort()
-    total = buckets[-1][1] if buckets else 0.0
-    if total <= 0:
-        return float("nan")
-    rank = q * total
-    prev_le, prev_count = 0.0, 0.0
-    for le, count in buckets:
-        if count >= rank:
-            if le == float("inf"):
-                return prev_le
-            width = count - prev_count
-            return prev_le + (le - prev_le) * ((rank - prev_count) / width if width else 1.0)
-        prev_le, prev_count = le, count
-    return prev_le
+from tools.worker_metrics import histogram_quantile, scrape
+from tools.worker_process import WorkerProcess, free_port
 
 
 async def produce(
@@ -130,38 +62,6 @@ async def produce(
     return n
 
 
-class WorkerProcess:
-    def __init__(self, settings: Settings, until_idle: float | None) -> None:
-        args = [sys.executable, "-m", "cli.main", "worker"]
-        if until_idle is not None:
-            args += ["--until-idle", str(until_idle)]
-        self.port = settings.metrics_port
-        self.proc = subprocess.Popen(
-            args, env=worker_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-
-    def counted(self) -> float:
-        return scrape(self.port).get("tastegraph_events_consumed_total", 0.0)
-
-    def wait_exit(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stderr:
-            self.proc.stderr.close()
-
-
 def _events(gen: Sequence[dict[str, Any]], run: str, live: bool) -> list[tuple[str, dict]]:
     out = []
     for e in gen:
@@ -186,48 +86,6 @@ async def _wait(cond: Any, deadline_s: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"benchmark: timed out waiting for {what}")
         await asyncio.sleep(0.2)
-
-
-def naive_path(settings: Settings, events: list[tuple[str, dict]], items: dict[str, dict]) -> float:
-    """The design article's path: one encoder call and one write transaction per event."""
-    from graph.model import item_text
-    from graph.store import GraphBatch
-    from stream.runtime import open_runtime
-
-    # no embedding cache: the article's path encodes every event's text
-    rt = open_runtime(dataclasses.replace(settings, encoder_cache_size=0), serve_metrics=False)
-    try:
-        start = time.perf_counter()
-        for i, (_, e) in enumerate(events):
-            # a catalogue item's text, else the text a new item's event carries
-            it = items.get(e["item_id"]) or e
-            text = item_text(it.get("title"), it.get("category"), it.get("description"))
-            vec = rt.encoder.encoder.encode([text])[0]
-            ev = Event(
-                event_id=e["event_id"],
-                user_id=e["user_id"],
-                item_id=e["item_id"],
-                type=e["type"],
-                ts=time.time(),
-                title=e.get("title"),
-                category=e.get("category"),
-                description=e.get("description"),
-                topic="naive",
-                partition=0,
-                offset=i,
-            )
-            rt.store.apply_batch(
-                GraphBatch(
-                    events=[ev],
-                    items=[],
-                    item_embeddings={ev.item_id: vec},
-                    text_embeddings={},
-                    model_version=rt.encoder.version,
-                )
-            )
-        return len(events) / (time.perf_counter() - start)
-    finally:
-        rt.close()
 
 
 def cleanup(settings: Settings, run: str, topics: Sequence[str]) -> None:

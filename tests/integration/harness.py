@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
-from tools.pipeline_bench import free_port, worker_env
+from tools.worker_process import free_port, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDING = ROOT / "tests" / "data" / "recording.jsonl"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from config.settings import Settings
-from tools.pipeline_bench import worker_env
+from tools.worker_process import worker_env
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from services.tools import find_java
 from tools.recording import replay
 
 from .conftest import run_sync
-from .harness import RECORDING, ROOT, isolated, topic_map
+from .harness import RECORDING, ROOT, free_port, isolated, topic_map
 
 pytestmark = pytest.mark.integration
 USER = "tastegraph-worker"
@@ -51,18 +50,10 @@ class SecureBroker:
 def _free_pair() -> int:
     """A port p with p + 1 free too (the broker's controller listens next to it)."""
     for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
+        port = free_port()
         if port < 65534 and not processes.port_open(port + 1):
             return port
     raise AssertionError("no two adjacent free ports")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_pki(d: Path) -> tuple[Path, Path]:
@@ -112,7 +103,7 @@ def secure_broker(
     pki = tmp_path_factory.mktemp("pki")
     cafile, keystore = make_pki(pki)
     password = secrets.token_urlsafe(18)
-    secure_port, mtls_port = _free_port(), _free_port()
+    secure_port, mtls_port = free_port(), free_port()
     broker_settings = Settings(home=home, local_kafka_port=_free_pair())
     listeners = SecureListeners(
         secure_port, keystore, {USER: password}, ssl_port=mtls_port, truststore=cafile
