@@ -178,7 +178,8 @@ def _build_from_events(
     import sys
     from datetime import UTC, datetime
 
-    from encoder.examples import ExampleStore, build_examples, write_examples
+    from encoder.example_store import ExampleStore, write_examples
+    from encoder.examples import build_examples
     from finetuning.job import example_builder_for
 
     texts = read_item_texts(items)

@@ -38,14 +38,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from encoder.examples import (
-    ExampleBuilder,
-    ExampleCollector,
-    ExampleStore,
-    read_examples,
-    split_examples,
-    write_examples,
-)
+from encoder.example_store import ExampleStore, read_examples, write_examples
+from encoder.examples import ExampleBuilder, ExampleCollector, split_examples
 from encoder.registry import ModelRegistry, atomic_write_json, default_registry_root
 
 log = logging.getLogger("tastegraph.finetune")

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from config.settings import DEFAULT_WEIGHTS, Settings
-from encoder.examples import read_examples
+from encoder.example_store import read_examples
 from encoder.protocol import HashingEncoder
 from finetuning.job import default_examples_path, registry_for
 from graph.model import Event, ItemRecord, item_text

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from encoder.example_store import ExampleStore, read_examples
 from encoder.examples import (
     CONTEXT_SEP,
     Example,
     ExampleBuilder,
     ExampleCollector,
-    ExampleStore,
     build_examples,
-    read_examples,
     split_examples,
 )
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from config.settings import Settings
-from encoder.examples import write_examples
+from encoder.example_store import write_examples
 from encoder.registry import BASE_VERSION, ModelRegistry
 
 pytestmark = pytest.mark.slow

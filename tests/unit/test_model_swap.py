@@ -14,7 +14,8 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from config.settings import Settings
-from encoder.examples import ExampleBuilder, ExampleCollector, ExampleStore, read_examples
+from encoder.example_store import ExampleStore, read_examples
+from encoder.examples import ExampleBuilder, ExampleCollector
 from encoder.protocol import HashingEncoder, TextEncoder
 from encoder.registry import ModelRegistry, serving_reports
 from finetuning.job import FinetuneResult
