@@ -14,7 +14,7 @@ import pytest
 from cli.finetune import evaluation_test_start, events_before, read_events
 from config.exceptions import ConfigError
 from config.settings import Settings
-from encoder.examples import read_examples
+from encoder.example_store import read_examples
 from encoder.registry import BASE_VERSION, ModelRegistry, RegistryError, resolve_model_ref
 from evaluation.protocol import Interaction, day_start, split_days
 
