@@ -172,13 +172,22 @@ class Sent:
     offset: int
     value: bytes | None
     label: str = ""
+    timestamp_ms: int | None = None  # the record's timestamp, as the broker stored it
 
 
-async def _produce(servers: str, records: Sequence[tuple[str, bytes | None, bytes | None, str]]):
+async def _produce(
+    servers: str,
+    records: Sequence[tuple[str, bytes | None, bytes | None, str]],
+    max_request_size: int,
+):
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(
-        bootstrap_servers=servers, acks="all", enable_idempotence=True, linger_ms=10
+        bootstrap_servers=servers,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=10,
+        max_request_size=max_request_size,
     )
     await producer.start()
     try:
@@ -187,16 +196,37 @@ async def _produce(servers: str, records: Sequence[tuple[str, bytes | None, byte
     finally:
         await producer.stop()
     return [
-        Sent(m.topic, m.partition, m.offset, v, label)
+        Sent(m.topic, m.partition, m.offset, v, label, m.timestamp)
         for m, (_, _, v, label) in zip(metas, records, strict=True)
     ]
 
 
 def produce(
-    settings: Settings, records: Sequence[tuple[str, bytes | None, bytes | None, str]]
+    settings: Settings,
+    records: Sequence[tuple[str, bytes | None, bytes | None, str]],
+    max_request_size: int = 1024 * 1024,
 ) -> list[Sent]:
     """Produces ``(topic, key, value, label)`` records; returns where each one landed."""
-    return run_sync(_produce(settings.kafka_servers, records))
+    return run_sync(_produce(settings.kafka_servers, records, max_request_size))
+
+
+def metric_samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A running worker's /metrics: (sample name, sorted labels) -> value."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def metric_sum(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> float:
+    return sum(v for (n, _), v in samples.items() if n == name)
 
 
 async def _partitions(servers: str, topics: Sequence[str]) -> list[tuple[str, int]]:
