@@ -39,8 +39,8 @@ def _fmt_ci(ci: object) -> str:
 
 
 def _print_serving(registry: ModelRegistry, current: str) -> None:
-    """What each worker really runs, from its last report (`encoder.registry.report_serving`)."""
-    from encoder.registry import serving_reports
+    """What each worker really runs, from its last report (`encoder.serving.report_serving`)."""
+    from encoder.serving import serving_reports
 
     for r in serving_reports(registry):
         if r.in_step and r.wanted == current:

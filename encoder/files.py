@@ -1,18 +1,19 @@
 """The atomic file write: a temporary file in the same folder, fsync, then ``os.replace``.
 
 A reader sees the old file or the new one, never a half-written one; a crash leaves at most a
-``.<name>.*.tmp`` file behind. Used by the model registry (`encoder.registry`) and the example store
-(`encoder.examples`).
+``.<name>.*.tmp`` file behind. Used by the model registry (`encoder.registry`), the serving reports
+(`encoder.serving`), the example store (`encoder.example_store`) and the fine-tuning job.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 T = TypeVar("T")
 
@@ -33,3 +34,13 @@ def atomic_write(path: Path, write: Callable[[TextIO], T]) -> T:
             os.unlink(tmp)
         raise
     return result
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """Writes ``data`` as JSON to ``path`` atomically (`atomic_write`), indented, keys sorted."""
+
+    def write(f: TextIO) -> None:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+    atomic_write(path, write)

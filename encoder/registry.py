@@ -12,7 +12,7 @@ Layout under the registry root (by default ``settings.home / "models"``)::
                                 created_at, status, ...}
       events.jsonl             one line per registry change (created, promoted, rejected, ...)
       serving/<worker>.json    what each worker actually runs: {worker, wanted, serving,
-                                error, failures, updated_at} (`report_serving`)
+                                error, failures, updated_at} (`encoder.serving.report_serving`)
 
 ``status`` is one of ``training`` (being written), ``candidate`` (weights saved, not yet judged),
 ``promoted``, ``rejected`` (weights deleted, metadata kept) or ``failed`` (the run crashed; weights,
@@ -21,10 +21,8 @@ current. Every metadata and pointer write goes to a temporary file first and the
 so a reader sees either the old or the new content, never a torn one. A crash never moves the
 pointer: only `promote` and `rollback` do.
 
-Workers notice a new current version cheaply with `CurrentWatcher` (one ``stat`` per call).
-``current`` is the version workers are asked to run; what each worker runs is in its serving
-report, which differs while a version fails to load (the worker keeps its previous encoder and
-retries), so `tastegraph models current` can tell the two apart.
+``current`` is the version workers are asked to run; how a worker notices it changed and reports
+what it really runs is in `encoder.serving`.
 """
 
 from __future__ import annotations
@@ -33,17 +31,16 @@ import builtins
 import contextlib
 import fcntl
 import json
-import os
 import re
 import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from encoder.exceptions import EncoderError
-from encoder.files import atomic_write
+from encoder.files import atomic_write_json
 
 BASE_VERSION = "base"
 STATUSES = ("training", "candidate", "promoted", "rejected", "failed")
@@ -55,18 +52,9 @@ class RegistryError(EncoderError):
     """A registry operation is not possible (unknown version, version without weights, ...)."""
 
 
-def _now() -> str:
+def timestamp() -> str:
+    """The registry's time stamps: UTC, ISO 8601 to the second."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Writes ``data`` as JSON to ``path`` atomically (`encoder.files.atomic_write`)."""
-
-    def write(f: TextIO) -> None:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-
-    atomic_write(path, write)
 
 
 @dataclass(frozen=True)
@@ -125,7 +113,7 @@ class ModelRegistry:
             "examples": 0,
             "metrics_before": None,
             "metrics_after": None,
-            "created_at": _now(),
+            "created_at": timestamp(),
             "status": "promoted",
         }
         atomic_write_json(meta_path, meta)
@@ -214,7 +202,7 @@ class ModelRegistry:
             "examples": examples,
             "metrics_before": None,
             "metrics_after": None,
-            "created_at": _now(),
+            "created_at": timestamp(),
             "status": "training",
             **extra,
         }
@@ -246,7 +234,7 @@ class ModelRegistry:
         if keep_weights and status != "rejected":
             raise RegistryError("only a rejected candidate can keep its weights")
         info = self.update(
-            version, status=status, discarded_at=_now(), weights_kept=keep_weights, **fields
+            version, status=status, discarded_at=timestamp(), weights_kept=keep_weights, **fields
         )
         if keep_weights:
             self._log(status, version, reason=fields.get("reason"), weights_kept=True)
@@ -266,7 +254,7 @@ class ModelRegistry:
         previous = self.current_version()
         atomic_write_json(
             self.pointer_path,
-            {"version": version, "previous": previous, "updated_at": _now(), "action": action},
+            {"version": version, "previous": previous, "updated_at": timestamp(), "action": action},
         )
         self._log(action, version, previous=previous)
 
@@ -278,7 +266,7 @@ class ModelRegistry:
         if info.status in ("training", "failed", "rejected"):
             raise RegistryError(f"{version} cannot be promoted from status {info.status}")
         if version != BASE_VERSION:
-            info = self.update(version, status="promoted", promoted_at=_now())
+            info = self.update(version, status="promoted", promoted_at=timestamp())
         self._set_current(version, "promoted")
         return info
 
@@ -302,7 +290,7 @@ class ModelRegistry:
         return info
 
     def _log(self, action: str, version: str, **fields: Any) -> None:
-        line = {"at": _now(), "action": action, "version": version, **fields}
+        line = {"at": timestamp(), "action": action, "version": version, **fields}
         with open(self.root / "events.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(line, sort_keys=True) + "\n")
 
@@ -319,88 +307,9 @@ class ModelRegistry:
         return out
 
 
-@dataclass(frozen=True)
-class ServingReport:
-    """What one worker runs: ``serving`` (a registry version, or None: a model outside the
-    registry, such as the base model after the wanted version failed to load) against ``wanted``
-    (the current version when it last looked); ``error`` the last load failure, if any."""
-
-    worker: str
-    wanted: str
-    serving: str | None
-    error: str = ""
-    failures: int = 0
-    updated_at: str = ""
-
-    @property
-    def in_step(self) -> bool:
-        return self.serving == self.wanted
-
-
-def report_serving(registry: ModelRegistry, report: ServingReport) -> None:
-    """Writes ``report`` as ``serving/<worker>.json`` (atomically)."""
-    directory = registry.root / "serving"
-    directory.mkdir(parents=True, exist_ok=True)
-    data = {**report.__dict__, "updated_at": report.updated_at or _now()}
-    atomic_write_json(directory / f"{_safe_name(report.worker)}.json", data)
-
-
-def withdraw_serving(registry: ModelRegistry, worker: str) -> None:
-    """Removes ``worker``'s report (it stopped cleanly; a crashed one's report stays, dated)."""
-    with contextlib.suppress(FileNotFoundError):
-        (registry.root / "serving" / f"{_safe_name(worker)}.json").unlink()
-
-
-def serving_reports(registry: ModelRegistry) -> builtins.list[ServingReport]:
-    """Every worker's last serving report, by worker name (unreadable ones skipped)."""
-    directory = registry.root / "serving"
-    if not directory.is_dir():
-        return []
-    out = []
-    for path in sorted(directory.glob("*.json")):
-        with contextlib.suppress(ValueError, OSError, TypeError):
-            out.append(ServingReport(**json.loads(path.read_text(encoding="utf-8"))))
-    return out
-
-
-def _safe_name(worker: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", worker)[:100] or "worker"
-
-
 def _version_number(name: str) -> int:
     m = _VERSION_RE.match(name)
     return int(m.group(1)) if m else 0
-
-
-class CurrentWatcher:
-    """Tells a worker, with one ``stat`` per call, when the current pointer was replaced.
-
-    ``changed()`` returns the new current version name the first time it differs from the last one
-    seen (the constructor's reading counts as seen), else None.
-    """
-
-    def __init__(self, registry: ModelRegistry) -> None:
-        self.registry = registry
-        self._stamp = self._stat()
-        self.version = registry.current_version()
-
-    def _stat(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self.registry.pointer_path)
-        except FileNotFoundError:
-            return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-    def changed(self) -> str | None:
-        stamp = self._stat()
-        if stamp == self._stamp:
-            return None
-        self._stamp = stamp
-        version = self.registry.current_version()
-        if version == self.version:
-            return None
-        self.version = version
-        return version
 
 
 def default_registry_root(home: Path | str) -> Path:

@@ -40,7 +40,8 @@ from typing import Any
 
 from encoder.example_store import ExampleStore, read_examples, write_examples
 from encoder.examples import ExampleBuilder, ExampleCollector, split_examples
-from encoder.registry import ModelRegistry, atomic_write_json, default_registry_root
+from encoder.files import atomic_write_json
+from encoder.registry import ModelRegistry, default_registry_root
 
 log = logging.getLogger("tastegraph.finetune")
 

@@ -1,7 +1,7 @@
 """Hot swap: the worker picks up a newly promoted (or rolled back) encoder without a restart.
 
 `ModelSwapper.poll()` runs on a timer (``TASTEGRAPH_MODEL_POLL_S``): one ``stat`` of the registry's
-current pointer (`encoder.registry.CurrentWatcher`); when it changed, the new version is loaded in
+current pointer (`encoder.serving.CurrentWatcher`); when it changed, the new version is loaded in
 a thread (the stream keeps running on the old one meanwhile) and `DerivedWork.swap_encoder`
 installs it between two batches. Then, at ``TASTEGRAPH_REEMBED_LIMIT`` nodes per poll, items
 embedded by older versions get a current embedding and users of older versions are marked dirty,
@@ -11,7 +11,7 @@ usable throughout.
 
 A version that fails to load (at start-up or on a swap) leaves the worker on the encoder it has:
 the failure is logged, counted (``tastegraph_model_load_failures_total``) and reported in the
-registry (`encoder.registry.report_serving`: `tastegraph models current` shows what each worker
+registry (`encoder.serving.report_serving`: `tastegraph models current` shows what each worker
 really serves), and the load is retried after 1, 2, 4, ... polls (at most ``MAX_BACKOFF_POLLS``).
 Meanwhile nothing is re-embedded: re-embedding moves the graph onto the encoder that serves, and
 that is only done with the version the registry asks for, never with a fallback.
@@ -28,13 +28,8 @@ from typing import Any
 
 from config.logs import kv
 from encoder.protocol import TextEncoder
-from encoder.registry import (
-    CurrentWatcher,
-    ModelRegistry,
-    ServingReport,
-    report_serving,
-    withdraw_serving,
-)
+from encoder.registry import ModelRegistry
+from encoder.serving import CurrentWatcher, ServingReport, report_serving, withdraw_serving
 from stream.derived import DerivedWork
 
 log = logging.getLogger("tastegraph.model_swap")

@@ -17,7 +17,8 @@ from config.settings import Settings
 from encoder.example_store import ExampleStore, read_examples
 from encoder.examples import ExampleBuilder, ExampleCollector
 from encoder.protocol import HashingEncoder, TextEncoder
-from encoder.registry import ModelRegistry, serving_reports
+from encoder.registry import ModelRegistry
+from encoder.serving import serving_reports
 from finetuning.job import FinetuneResult
 from graph.store import ApplyResult, GraphBatch
 from stream.app import PeriodicFinetune

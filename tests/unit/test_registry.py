@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from encoder.registry import BASE_VERSION, CurrentWatcher, ModelRegistry, RegistryError
+from encoder.registry import BASE_VERSION, ModelRegistry, RegistryError
+from encoder.serving import CurrentWatcher
 
 
 def fake_weights(path: Path) -> None:
@@ -118,7 +119,7 @@ def test_the_lock_is_exclusive(tmp_path: Path) -> None:
 
 
 def test_serving_reports_tell_what_each_worker_really_runs(tmp_path: Path) -> None:
-    from encoder.registry import (
+    from encoder.serving import (
         ServingReport,
         report_serving,
         serving_reports,
