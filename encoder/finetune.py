@@ -16,6 +16,8 @@ Full fine-tuning updates every weight; with ``lora=True`` a LoRA adapter (peft) 
 projections is trained instead and merged into the weights before the model is returned, so a saved
 version is always a plain Hugging Face model directory. Training stops at ``steps`` or when the time
 budget is spent, whichever comes first. torch is imported lazily by the functions that need it.
+The losses are in `encoder.contrastive_loss`, the batches in `encoder.train_batches`; the trained
+model is scored and saved with `encoder.trained_model`.
 """
 
 from __future__ import annotations
@@ -23,29 +25,18 @@ from __future__ import annotations
 import logging
 import math
 import random
-import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from encoder.contrastive_loss import embed_mean_contexts, embed_texts, mnr_loss, pair_step_loss
 from encoder.examples import Example
 from encoder.pairs import ItemPair, co_engagement_pairs, with_hard_negatives
-from encoder.protocol import TextEncoder
+from encoder.train_batches import distinct_item_batches, distinct_pair_batches
 
 log = logging.getLogger("tastegraph.finetune")
-
-T = TypeVar("T")
-
-# sentence-transformers files copied next to the weights, so a version also loads there
-_ST_FILES = (
-    "modules.json",
-    "sentence_bert_config.json",
-    "config_sentence_transformers.json",
-    "1_Pooling",
-)
 
 
 @dataclass(frozen=True)
@@ -85,126 +76,6 @@ class TrainStats:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _embed(model: Any, tokenizer: Any, texts: Sequence[str], max_len: int, device: str) -> Any:
-    from encoder.bert import mean_pool  # the pooling of inference, so training matches it
-
-    enc = tokenizer(
-        list(texts), padding=True, truncation=True, max_length=max_len, return_tensors="pt"
-    )
-    enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-    out = model(**enc)
-    return mean_pool(out.last_hidden_state, enc["attention_mask"])
-
-
-def _embed_mean_contexts(
-    model: Any, tokenizer: Any, batch: Sequence[Example], max_len: int, device: str
-) -> Any:
-    """Each context as the normalised mean of its items' embeddings (``query_mode="mean"``)."""
-    import torch
-
-    from encoder.gate import context_texts
-
-    texts: list[str] = []
-    owner: list[int] = []
-    for row, ex in enumerate(batch):
-        parts = context_texts(ex) or [ex.context]
-        texts.extend(parts)
-        owner.extend([row] * len(parts))
-    vecs = _embed(model, tokenizer, texts, max_len, device)
-    rows = torch.tensor(owner, device=vecs.device)
-    sums = torch.zeros(len(batch), vecs.shape[1], device=vecs.device, dtype=vecs.dtype)
-    sums = sums.index_add(0, rows, vecs)
-    return torch.nn.functional.normalize(sums, dim=-1)
-
-
-def mnr_loss(q: Any, d: Any, scale: float) -> Any:
-    """Multiple-negatives ranking loss: row ``i`` of ``q`` must score ``d[i]`` above the rest."""
-    import torch
-
-    scores = scale * (q @ d.T)
-    labels = torch.arange(q.shape[0], device=q.device)
-    return torch.nn.functional.cross_entropy(scores, labels)
-
-
-def pair_loss(q: Any, d: Any, scale: float, negatives: Any | None = None) -> Any:
-    """Symmetric multiple-negatives loss for item pairs: anchor ``q[i]`` must pick ``d[i]`` among
-    the batch's items and the hard ``negatives`` (extra columns), and ``d[i]`` must pick
-    ``q[i]`` among the batch's anchors."""
-    import torch
-
-    candidates = d if negatives is None or len(negatives) == 0 else torch.cat([d, negatives])
-    labels = torch.arange(q.shape[0], device=q.device)
-    forward = torch.nn.functional.cross_entropy(scale * (q @ candidates.T), labels)
-    backward = torch.nn.functional.cross_entropy(scale * (d @ q.T), labels)
-    return (forward + backward) / 2
-
-
-def distinct_batches(
-    elements: Sequence[T],
-    batch_size: int,
-    rng: random.Random,
-    keys: Callable[[T], Iterable[str]],
-) -> Iterator[list[T]]:
-    """Endless shuffled batches in which no key (``keys(element)``) appears twice.
-
-    Elements that clash with a batch wait for a later one of the same epoch; reshuffled each epoch.
-    """
-    if batch_size < 2:
-        raise ValueError("batch_size must be at least 2 (in-batch negatives)")
-    order = list(elements)
-    while True:
-        rng.shuffle(order)
-        remaining = order
-        yielded = False
-        while len(remaining) >= 2:
-            leftovers: list[T] = []
-            batch: list[T] = []
-            seen: set[str] = set()
-            progressed = False
-            for el in remaining:
-                ks = tuple(keys(el))
-                if any(k in seen for k in ks) or len(set(ks)) < len(ks):
-                    leftovers.append(el)
-                    continue
-                batch.append(el)
-                seen.update(ks)
-                if len(batch) == batch_size:
-                    yield batch
-                    progressed = True
-                    batch, seen = [], set()
-            if len(batch) >= 2:
-                yield batch
-                progressed = True
-            if not progressed:
-                break
-            yielded = True
-            remaining = leftovers
-        if not yielded:
-            raise ValueError("fewer than 2 elements with distinct keys")
-
-
-def distinct_item_batches(
-    examples: Sequence[Example], batch_size: int, rng: random.Random
-) -> Iterator[list[Example]]:
-    """Endless shuffled batches in which no item and no context appears twice.
-
-    A repeated item would be its own negative; a repeated context (the lines of one basket share
-    it) would be asked to pick two different items at once, which pulls every score together.
-    """
-    return distinct_batches(
-        examples, batch_size, rng, lambda ex: ("i:" + ex.item_id, "c:" + ex.context)
-    )
-
-
-def distinct_pair_batches(
-    pairs: Sequence[ItemPair], batch_size: int, rng: random.Random
-) -> Iterator[list[ItemPair]]:
-    """Endless shuffled batches of item pairs in which no item appears twice, on either side or
-    as a negative: an anchor that is another row's positive would be a false negative at cosine 1,
-    and an anchor asked twice would have to pick two items at once."""
-    return distinct_batches(pairs, batch_size, rng, ItemPair.ids)
 
 
 def train(
@@ -295,17 +166,19 @@ def train(
                 break
             t0 = clock()
             if pair_batches is not None:
-                loss, n_batch = _pair_step_loss(model, tokenizer, next(pair_batches), config)
+                loss, n_batch = pair_step_loss(
+                    model, tokenizer, next(pair_batches), config.max_len, device, config.scale
+                )
             else:
                 batch = next(batches)  # type: ignore[arg-type]
                 n_batch = len(batch)
                 if config.query_mode == "mean":
-                    q = _embed_mean_contexts(model, tokenizer, batch, config.max_len, device)
+                    q = embed_mean_contexts(model, tokenizer, batch, config.max_len, device)
                 else:
                     ctx = [ex.context for ex in batch]
-                    q = _embed(model, tokenizer, ctx, config.max_len, device)
+                    q = embed_texts(model, tokenizer, ctx, config.max_len, device)
                 items = [ex.item_text for ex in batch]
-                d = _embed(model, tokenizer, items, config.max_len, device)
+                d = embed_texts(model, tokenizer, items, config.max_len, device)
                 loss = mnr_loss(q, d, config.scale)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -364,57 +237,3 @@ def freeze_below(model: Any, top_layers: int) -> int:
         for p in layer.parameters():
             p.requires_grad_(True)
     return keep
-
-
-def _pair_step_loss(
-    model: Any, tokenizer: Any, batch: Sequence[ItemPair], config: TrainConfig
-) -> tuple[Any, int]:
-    """One forward pass over a batch of item pairs (anchors, positives and hard negatives in a
-    single call, so padding and pooling match inference) and its `pair_loss`."""
-    negatives = [p.negative_text for p in batch if p.negative_id]
-    texts = [p.anchor_text for p in batch] + [p.item_text for p in batch] + negatives
-    vecs = _embed(model, tokenizer, texts, config.max_len, config.device)
-    n = len(batch)
-    neg = vecs[2 * n :] if negatives else None
-    return pair_loss(vecs[:n], vecs[n : 2 * n], config.scale, neg), n
-
-
-def eval_encoder(
-    model: Any, tokenizer: Any, version: str, *, max_len: int = 128, device: str = "cpu"
-) -> TextEncoder:
-    """The inference encoder (`encoder.bert.BertEncoder`) over an in-memory model, in float32 and
-    without a cache, so a candidate is scored exactly as the worker would embed with it, before
-    it is saved, and the model can still be trained afterwards."""
-    import torch
-
-    from encoder.bert import BertEncoder
-
-    return BertEncoder.from_loaded(
-        model,
-        tokenizer,
-        version,
-        device=device,
-        max_len=max_len,
-        cache_size=0,
-        dtype=torch.float32,
-    )
-
-
-def save_model(model: Any, tokenizer: Any, dest: Path | str, source_dir: Path | str | None) -> None:
-    """Writes ``model`` and ``tokenizer`` to ``dest`` as a plain Hugging Face directory.
-
-    The sentence-transformers files of ``source_dir`` (pooling config, modules.json) are copied too,
-    so the directory also loads with ``SentenceTransformer(dest)``.
-    """
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(dest), safe_serialization=True)
-    tokenizer.save_pretrained(str(dest))
-    if source_dir is not None:
-        src = Path(source_dir)
-        for name in _ST_FILES:
-            p = src / name
-            if p.is_dir():
-                shutil.copytree(p, dest / name, dirs_exist_ok=True)
-            elif p.is_file():
-                shutil.copy2(p, dest / name)

@@ -371,9 +371,10 @@ def child_main(job_path: str) -> int:
     import torch
 
     from encoder.examples import catalog_of
-    from encoder.finetune import TrainConfig, eval_encoder, save_model, train
+    from encoder.finetune import TrainConfig, train
     from encoder.gate import paired_bootstrap, retrieval_scores
     from encoder.loading import fingerprint, load_pretrained
+    from encoder.trained_model import eval_encoder, save_model
 
     if job.get("threads"):
         torch.set_num_threads(int(job["threads"]))

@@ -130,8 +130,8 @@ def test_a_running_worker_swaps_to_a_promoted_version_mid_stream(
     without a restart, loses no event, and ends with every node on the new version."""
     import torch
 
-    from encoder.finetune import save_model
     from encoder.loading import load_pretrained
+    from encoder.trained_model import save_model
 
     s = isolated(
         settings,

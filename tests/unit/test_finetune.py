@@ -72,7 +72,7 @@ def test_planted_examples_have_context_and_held_out_is_newest() -> None:
 
 
 def test_distinct_item_batches_never_repeat_an_item() -> None:
-    from encoder.finetune import distinct_item_batches
+    from encoder.train_batches import distinct_item_batches
 
     examples, _ = planted_examples(n_users=40)
     batches = distinct_item_batches(examples, 16, random.Random(0))
@@ -84,7 +84,7 @@ def test_distinct_item_batches_never_repeat_an_item() -> None:
 
 
 def test_batches_never_pair_one_basket_context_with_two_items() -> None:
-    from encoder.finetune import distinct_item_batches
+    from encoder.train_batches import distinct_item_batches
 
     # a basket: one context, ten chosen items; plus ten ordinary examples
     basket = [Example("u", "same ctx", f"b{i}", f"B {i}", 1.0) for i in range(10)]
@@ -102,7 +102,7 @@ def test_batches_never_pair_one_basket_context_with_two_items() -> None:
 
 def test_mnr_loss_prefers_aligned_pairs() -> None:
     torch = pytest.importorskip("torch")
-    from encoder.finetune import mnr_loss
+    from encoder.contrastive_loss import mnr_loss
 
     q = torch.nn.functional.normalize(torch.randn(8, 16), dim=-1)
     aligned = float(mnr_loss(q, q, 20.0))
@@ -112,8 +112,9 @@ def test_mnr_loss_prefers_aligned_pairs() -> None:
 
 @pytest.mark.slow
 def test_finetuning_raises_held_out_hr_above_the_untuned_encoder() -> None:
-    from encoder.finetune import TrainConfig, eval_encoder, train
+    from encoder.finetune import TrainConfig, train
     from encoder.loading import load_pretrained
+    from encoder.trained_model import eval_encoder
 
     # short contexts and small batches: a few steps must do on a busy 2-core machine
     examples, texts = planted_examples(context_n=3)
@@ -157,8 +158,9 @@ def test_lora_training_returns_a_plain_model_that_saves_and_loads(
     torch = pytest.importorskip("torch")
     from transformers import BertModel
 
-    from encoder.finetune import TrainConfig, save_model, train
+    from encoder.finetune import TrainConfig, train
     from encoder.loading import load_pretrained
+    from encoder.trained_model import save_model
 
     model, tokenizer, src = tiny_bert(64)
     before = {k: v.clone() for k, v in model.state_dict().items()}

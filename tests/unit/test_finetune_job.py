@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_bert: Any) -> Path:
     pytest.importorskip("torch")
-    from encoder.finetune import save_model
+    from encoder.trained_model import save_model
 
     model, tokenizer, src = tiny_bert(128)
     out = tmp_path_factory.mktemp("tiny") / "model"
@@ -116,8 +116,8 @@ def test_a_crashed_training_process_leaves_current_and_is_recorded_failed(
     registry = registry_for(settings)
     # a promoted version is current before the crash
     v1 = registry.create_version(BASE_VERSION, 1)
-    from encoder.finetune import save_model
     from encoder.loading import load_pretrained
+    from encoder.trained_model import save_model
 
     model, tokenizer, loc = load_pretrained(str(tiny_model))
     save_model(model, tokenizer, v1.path, loc.path)

@@ -52,7 +52,7 @@ def test_hard_negatives_come_from_the_positives_category_only() -> None:
 
 
 def test_pair_batches_never_repeat_an_item_on_any_side() -> None:
-    from encoder.finetune import distinct_pair_batches
+    from encoder.train_batches import distinct_pair_batches
 
     rng = random.Random(1)
     ids = [f"i{n}" for n in range(30)]
