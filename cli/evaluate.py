@@ -163,7 +163,7 @@ def with_model(settings: Settings, name: str) -> Settings:
 
     from config.exceptions import ConfigError
     from encoder.registry import RegistryError, resolve_model_ref
-    from finetuning.job import registry_for
+    from finetuning.stores import registry_for
 
     try:
         ref = resolve_model_ref(name, registry_for(settings))

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     import orjson
 
-    from finetuning.job import default_examples_path, run_finetune
+    from finetuning.job import run_finetune
+    from finetuning.stores import default_examples_path
 
     examples_path: Path | None = args.examples
     catalog_path = None
@@ -180,7 +181,7 @@ def _build_from_events(
 
     from encoder.example_store import ExampleStore, write_examples
     from encoder.examples import build_examples
-    from finetuning.job import example_builder_for
+    from finetuning.stores import example_builder_for
 
     texts = read_item_texts(items)
     categories = read_item_categories(items)

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     import orjson
 
     from encoder.registry import RegistryError
-    from finetuning.job import registry_for
+    from finetuning.stores import registry_for
 
     registry = registry_for(settings)
     current = registry.current_version()

@@ -206,7 +206,7 @@ def _query(args: argparse.Namespace, settings: Settings, store: Any) -> Any:
 
 def _forget_examples(settings: Settings, user_id: str) -> int:
     """Drop the user's fine-tuning examples from the worker's durable example store."""
-    from finetuning.job import default_examples_path, example_collector_for
+    from finetuning.stores import default_examples_path, example_collector_for
 
     if not default_examples_path(settings).exists():
         return 0

@@ -8,7 +8,7 @@ loop never stalls). It:
 2. reads the examples file, splits off the newest slice for evaluation (held out) and writes the
    two parts into a work folder, so the run sees a fixed snapshot while the stream keeps appending;
 3. reserves the next version (``ft-NNNN``, status ``training``) and starts
-   ``python -m finetuning.job <job.json>``: a fresh interpreter that loads the current
+   ``python -m finetuning.trainer <job.json>``: a fresh interpreter that loads the current
    version, scores it on the held-out slice, trains from it within the time and step budgets,
    scores the candidate the same way, saves it into the version directory, and writes its result;
 4. promotes the candidate only when the gate says it is better (the lower bound of the paired
@@ -18,9 +18,7 @@ loop never stalls). It:
    result, the weights are deleted, the metadata says ``failed`` with the reason and the end of
    the child's log, and the current pointer is not touched.
 
-Test hook: the child reads ``TASTEGRAPH_FINETUNE_FAULT`` (``crash_at_step:N``,
-``crash_before_save``, ``crash_after_save``) and then dies with ``os._exit(70)``, like a process
-killed mid-run.
+Where the examples and the registry live follows the settings (`finetuning.stores`).
 """
 
 from __future__ import annotations
@@ -38,14 +36,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from encoder.example_store import ExampleStore, read_examples, write_examples
-from encoder.examples import ExampleBuilder, ExampleCollector, split_examples
+from encoder.example_store import read_examples, write_examples
+from encoder.examples import split_examples
 from encoder.files import atomic_write_json
-from encoder.registry import ModelRegistry, default_registry_root
+from encoder.registry import ModelRegistry
+from finetuning.stores import default_examples_path, registry_for
 
 log = logging.getLogger("tastegraph.finetune")
 
-FAULT_ENV = "TASTEGRAPH_FINETUNE_FAULT"
 MIN_HELD_OUT = 10
 START_GRACE_S = 180.0  # interpreter start, model load and evaluation on top of the training budget
 
@@ -66,38 +64,6 @@ class FinetuneResult:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def default_examples_path(settings: Any) -> Path:
-    return Path(settings.home) / "finetune" / "examples.jsonl"
-
-
-def registry_for(settings: Any) -> ModelRegistry:
-    """The registry under ``settings.home / "models"``, with ``settings.model`` as its base."""
-    root = default_registry_root(settings.home)
-    return ModelRegistry(root, base_source=str(settings.model))
-
-
-def example_collector_for(settings: Any, path: Path | str | None = None) -> ExampleCollector:
-    """The worker's example collector: the durable store at `default_examples_path` (or ``path``)
-    bounded by ``finetune_max_examples``, built by `example_builder_for`."""
-    store = ExampleStore(
-        int(settings.finetune_max_examples),
-        path=Path(path) if path else default_examples_path(settings),
-    )
-    return ExampleCollector(store, example_builder_for(settings))
-
-
-def example_builder_for(settings: Any) -> ExampleBuilder:
-    """Contexts of ``finetune_context_n`` items, each weighted as the graph weighs a user's
-    interest (``weights`` per event type, halved every ``half_life_days``)."""
-    weights = settings.weights
-    half_life = settings.half_life_days
-    return ExampleBuilder(
-        int(settings.finetune_context_n),
-        type_weights=dict(weights) if weights else None,
-        half_life_s=float(half_life) * 86400.0 if half_life else None,
-    )
 
 
 def run_finetune(
@@ -254,7 +220,7 @@ def _run_child(
     atomic_write_json(work / "job.json", job)
     log_path = work / "child.log"
     deadline = float(config["budget_s"]) + START_GRACE_S
-    cmd = [sys.executable, "-m", "finetuning.job", str(work / "job.json")]
+    cmd = [sys.executable, "-m", "finetuning.trainer", str(work / "job.json")]
     env = dict(os.environ)
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -343,141 +309,3 @@ def _tail(path: Path, limit: int = 1500) -> str:
     except OSError:
         return ""
     return data.decode("utf-8", "replace").strip()
-
-
-# --- the child process -------------------------------------------------------------------------
-
-
-def _fault() -> tuple[str, int]:
-    raw = os.environ.get(FAULT_ENV, "")
-    name, _, arg = raw.partition(":")
-    return name, int(arg) if arg.isdigit() else 0
-
-
-def _die() -> None:
-    sys.stderr.flush()
-    os._exit(70)
-
-
-def child_main(job_path: str) -> int:
-    """Entry point of the training process: everything heavy happens here."""
-    from config.logs import setup_logging
-
-    setup_logging(os.environ.get("TASTEGRAPH_LOG_LEVEL", "INFO"))
-    with open(job_path, encoding="utf-8") as f:
-        job = json.load(f)
-    fault, fault_arg = _fault()
-    parent_pid = os.getppid()
-    import torch
-
-    from encoder.examples import catalog_of
-    from encoder.finetune import TrainConfig, train
-    from encoder.gate import paired_bootstrap, retrieval_scores
-    from encoder.loading import fingerprint, load_pretrained
-    from encoder.trained_model import eval_encoder, save_model
-
-    if job.get("threads"):
-        torch.set_num_threads(int(job["threads"]))
-    device = job.get("device", "auto")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    t0 = time.monotonic()
-    model, tokenizer, location = load_pretrained(job["parent_ref"])
-    train_ex = list(read_examples(job["train"]))
-    held = list(read_examples(job["held_out"]))
-    categories: dict[str, str] = {}
-    if job.get("catalog"):
-        with open(job["catalog"], encoding="utf-8") as f:
-            catalog = {str(k): str(v) for k, v in json.load(f).items()}
-        cat_path = Path(job["catalog"]).with_name("categories.json")
-        if cat_path.exists():
-            categories = {str(k): str(v) for k, v in json.loads(cat_path.read_text()).items()}
-    else:
-        catalog = catalog_of([*train_ex, *held])
-    cfg = job["config"]
-    eval_len = int(cfg["max_len"])
-    query_mode = str(cfg.get("query_mode", "vote"))
-    power = float(cfg.get("vote_power", 3.0))
-    before = retrieval_scores(
-        eval_encoder(model, tokenizer, job["parent_version"], max_len=eval_len, device=device),
-        held,
-        catalog,
-        query_mode=query_mode,
-        power=power,
-    )
-    eval_s = time.monotonic() - t0
-    # the candidate's evaluation costs about as much again; leave room for it and for saving
-    train_budget = max(1.0, float(cfg["budget_s"]) - 2.0 * eval_s)
-    config = TrainConfig(
-        steps=int(cfg["steps"]),
-        budget_s=train_budget,
-        batch_size=int(cfg["batch_size"]),
-        lr=float(cfg["lr"]),
-        max_len=int(cfg["max_len"]),
-        lora=bool(cfg["lora"]),
-        device=device,
-        query_mode=query_mode,
-        scale=float(cfg.get("scale", 20.0)),
-        together=bool(cfg.get("together", True)),
-        train_layers=int(cfg.get("train_layers", 0)),
-    )
-
-    def on_step(step: int, loss: float) -> None:
-        if fault == "crash_at_step" and step >= fault_arg:
-            _die()
-        if os.getppid() != parent_pid:  # orphaned: the run that started us is gone
-            _die()
-
-    model, stats = train(
-        model,
-        tokenizer,
-        train_ex,
-        config,
-        progress=job.get("progress"),
-        on_step=on_step,
-        texts=catalog,
-        categories=categories,
-    )
-    after = retrieval_scores(
-        eval_encoder(model, tokenizer, job["version"], max_len=eval_len, device=device),
-        held,
-        catalog,
-        query_mode=query_mode,
-        power=power,
-    )
-    gain_ci = paired_bootstrap(
-        before.users,
-        before.ndcg,
-        after.ndcg,
-        resamples=int(cfg.get("gate_resamples", 2000)),
-        confidence=float(cfg.get("gate_confidence", 0.95)),
-    )
-    if os.getppid() != parent_pid:
-        _die()
-    if fault == "crash_before_save":
-        # a torn write: part of a weights file, then death
-        Path(job["out_dir"], "model.safetensors").write_bytes(b"\0" * 1024)
-        _die()
-    model.to("cpu")
-    save_model(model, tokenizer, job["out_dir"], location.path)
-    if fault == "crash_after_save":
-        _die()
-    atomic_write_json(
-        Path(job["result"]),
-        {
-            "metrics_before": before.metrics().to_json(),
-            "metrics_after": after.metrics().to_json(),
-            "gain_ci": gain_ci.to_json(),
-            "train": stats.to_json(),
-            "fingerprint": fingerprint(model, tokenizer),
-            "seconds": time.monotonic() - t0,
-        },
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print("usage: python -m finetuning.job JOB.json", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(child_main(sys.argv[1]))

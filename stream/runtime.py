@@ -103,7 +103,7 @@ def open_runtime(
     around ``dead_letter`` (the Faust app's dead-letter topic; tools that never process batches
     leave the default, which refuses)."""
     from encoder.registry import BASE_VERSION
-    from finetuning.job import example_collector_for, registry_for
+    from finetuning.stores import example_collector_for, registry_for
 
     # a wrong password or no Neo4j is said at once, not after loading the model
     driver = open_driver(settings)

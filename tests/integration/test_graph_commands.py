@@ -14,7 +14,7 @@ from cli import queries
 from config.settings import DEFAULT_WEIGHTS, Settings
 from encoder.example_store import ExampleStore
 from encoder.examples import Example
-from finetuning.job import default_examples_path
+from finetuning.stores import default_examples_path
 from graph.model import Event, ItemRecord
 from graph.store import GraphBatch, GraphStore, InterestParams
 

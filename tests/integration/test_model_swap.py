@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from config.settings import DEFAULT_WEIGHTS, Settings
 from encoder.example_store import read_examples
 from encoder.protocol import HashingEncoder
-from finetuning.job import default_examples_path, registry_for
+from finetuning.stores import default_examples_path, registry_for
 from graph.model import Event, ItemRecord, item_text
 from graph.store import GraphBatch, GraphStore, InterestParams
 from stream.derived import DerivedWork

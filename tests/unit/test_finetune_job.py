@@ -60,7 +60,8 @@ def test_a_better_candidate_is_promoted_and_loadable(
     tmp_path: Path, tiny_model: Path, examples_file: Path
 ) -> None:
     from encoder.loading import load_pretrained
-    from finetuning.job import registry_for, run_finetune
+    from finetuning.job import run_finetune
+    from finetuning.stores import registry_for
 
     settings = settings_for(tmp_path, tiny_model)
     result = run_finetune(settings, examples_file)
@@ -86,7 +87,8 @@ def test_a_better_candidate_is_promoted_and_loadable(
 def test_a_candidate_that_is_not_better_leaves_current_unchanged(
     tmp_path: Path, tiny_model: Path, examples_file: Path
 ) -> None:
-    from finetuning.job import registry_for, run_finetune
+    from finetuning.job import run_finetune
+    from finetuning.stores import registry_for
 
     settings = settings_for(tmp_path, tiny_model)
     pointer = registry_for(settings).pointer_path
@@ -110,7 +112,9 @@ def test_a_crashed_training_process_leaves_current_and_is_recorded_failed(
     monkeypatch: pytest.MonkeyPatch,
     fault: str,
 ) -> None:
-    from finetuning.job import FAULT_ENV, registry_for, run_finetune
+    from finetuning.job import run_finetune
+    from finetuning.stores import registry_for
+    from finetuning.trainer import FAULT_ENV
 
     settings = settings_for(tmp_path, tiny_model)
     registry = registry_for(settings)
@@ -140,7 +144,8 @@ def test_a_crashed_training_process_leaves_current_and_is_recorded_failed(
 def test_a_second_concurrent_run_is_skipped(
     tmp_path: Path, tiny_model: Path, examples_file: Path
 ) -> None:
-    from finetuning.job import registry_for, run_finetune
+    from finetuning.job import run_finetune
+    from finetuning.stores import registry_for
 
     settings = settings_for(tmp_path, tiny_model)
     registry = registry_for(settings)
@@ -223,7 +228,8 @@ def test_a_run_left_training_by_a_dead_process_is_recorded_failed(
     tmp_path: Path, tiny_model: Path
 ) -> None:
     from encoder.examples import Example
-    from finetuning.job import registry_for, run_finetune
+    from finetuning.job import run_finetune
+    from finetuning.stores import registry_for
 
     settings = settings_for(tmp_path, tiny_model)
     registry = registry_for(settings)

@@ -388,7 +388,7 @@ def test_periodic_finetune_with_the_real_job_reads_what_the_worker_collected(
     tmp_path: Path,
 ) -> None:
     # too few examples for a held-out slice: the real run_finetune skips without a child process
-    from finetuning.job import example_collector_for
+    from finetuning.stores import example_collector_for
 
     settings = Settings(home=tmp_path, finetune_min_examples=1, finetune_enabled=1)
     coll = example_collector_for(settings)
