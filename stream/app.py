@@ -141,8 +141,15 @@ class DeadLetterTopic:
         )
 
     async def __call__(self, values: Sequence[bytes]) -> None:
-        futures = [await self.topic.send(value=v) for v in values]
-        await asyncio.gather(*futures)
+        # wait on Faust's own message futures: a refused dead letter fails them too, and one
+        # nobody awaited would be logged with a traceback when collected
+        messages = [self.topic.as_future_message(value=v) for v in values]
+        for message in messages:
+            await self.topic.publish_message(message)
+        results = await asyncio.gather(*messages, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
 
 def add_agents(app: faust.App, runtime: Runtime, until_idle_s: float | None = None) -> Progress:
@@ -182,7 +189,7 @@ def add_agents(app: faust.App, runtime: Runtime, until_idle_s: float | None = No
             ]
             progress.in_flight = len(records)
             metrics.set_in_flight(len(records))
-            await retry.run(records)
+            await retry.settle(records)
             progress.done(records)
             progress.in_flight = 0
             metrics.set_in_flight(0)

@@ -35,7 +35,7 @@ FIRST_DELAY_S = 1.0
 
 
 class BatchRetry:
-    """Processes a batch until each of its records is applied or dead-lettered (`run`).
+    """Processes a batch until each of its records is applied or dead-lettered (`settle`).
 
     Built by the agent (`stream.app.add_agents`) around the runtime's processor and metrics.
     """
@@ -55,7 +55,8 @@ class BatchRetry:
         self.first_delay = first_delay
         self.attempts = attempts
 
-    async def run(self, records: Sequence[RawRecord]) -> None:
+    async def settle(self, records: Sequence[RawRecord]) -> None:
+        """Processes ``records`` until each one is applied or dead-lettered."""
         try:
             await self._try(records, self.attempts)
         except Exception as e:
@@ -92,6 +93,8 @@ class BatchRetry:
     async def _dead_letter(self, r: RawRecord, error: Exception) -> None:
         detail = f"{type(error).__name__}: {error}"
         invalid = Invalid(r.value, PROCESS_FAILED, detail, r.topic, r.partition, r.offset)
+        if self.processor.dead_letters.first_count(invalid):  # not counted under another reason
+            self.metrics.invalid(PROCESS_FAILED)
         log.error(
             "record keeps failing, dead-lettering it %s",
             kv(topic=r.topic, partition=r.partition, offset=r.offset, error=repr(error)[:300]),
@@ -99,7 +102,7 @@ class BatchRetry:
         try:
             # an unreachable Kafka is waited for; a dead letter Kafka refuses for good is not
             await retry_transient(
-                lambda: self.processor.send_dead_letters([r], [invalid]),
+                lambda: self.processor.dead_letters.send([r], [invalid]),
                 max_delay=self.max_delay,
                 first_delay=self.first_delay,
                 retry_if=lambda e: True,
@@ -110,7 +113,6 @@ class BatchRetry:
                 "dead letter refused, record skipped %s",
                 kv(topic=r.topic, partition=r.partition, offset=r.offset, error=repr(e)[:300]),
             )
-        self.metrics.invalid(PROCESS_FAILED)
 
     def _retried(self, error: Exception) -> None:
         log.error("batch failed, retrying it %s", kv(error=repr(error)[:300]))

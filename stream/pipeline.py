@@ -16,8 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -28,11 +27,12 @@ from encoder.examples import ExampleCollector
 from encoder.protocol import TextEncoder
 from graph.model import Event, ItemRecord, item_text
 from graph.store import ApplyResult, GraphBatch, GraphStore, Vector
+from stream.dead_letters import DeadLetters, DeadLetterSink
 from stream.isolation import EncodingFailed, encode_failures, isolate_texts, split_batch
 from stream.lifecycle import CurrentEncoder
 from stream.metrics import Metrics
 from stream.retry import retry_transient
-from stream.validation import Invalid, classify, classify_items, dead_letter_value
+from stream.validation import Invalid, classify, classify_items
 
 log = logging.getLogger("tastegraph.pipeline")
 T = TypeVar("T")
@@ -68,12 +68,6 @@ class BatchOutcome:
     )  # item ids and event ids the encoder refused
 
 
-HANDLED_MAX = 100_000  # dead-lettered records remembered, so a retried batch does not resend them
-
-
-DeadLetterSink = Callable[[Sequence[bytes]], Awaitable[None]]
-
-
 class BatchProcessor:
     """Processes one micro-batch at a time, from raw records to a committed graph write.
 
@@ -99,7 +93,8 @@ class BatchProcessor:
         self.settings = settings
         self.store = store
         self.encoder = encoder
-        self.dead_letter = dead_letter
+        # each record dead-lettered and counted once, also when its batch is retried whole
+        self.dead_letters = DeadLetters(dead_letter)
         self.metrics = metrics
         self.executor = executor
         self.encode_executor = encode_executor
@@ -107,9 +102,6 @@ class BatchProcessor:
         self.examples = examples
         # one 'invalid record' line per reason and interval, with how many were held back
         self.invalid_log = RateLimiter(interval_s=INVALID_LOG_INTERVAL_S)
-        # records already dead-lettered and counted (topic, partition, offset): a batch retried
-        # whole (`batch failed, retrying it`) neither sends nor counts them again
-        self._handled: OrderedDict[tuple[str, int, int], None] = OrderedDict()
 
     # -- the batch ---------------------------------------------------------------------------------
     async def process(self, records: Sequence[RawRecord]) -> BatchOutcome:
@@ -144,7 +136,7 @@ class BatchProcessor:
         if stats is not None and out.encoded:
             self.metrics.observe_encoder(stats)
         if dead:
-            await self.send_dead_letters(records, dead)
+            await self.dead_letters.send(records, dead)
             out.dead_lettered = len(dead)
         # a batch whose every event was a duplicate (a replay, a batch re-read after a crash)
         # already fed the collector when it was first written
@@ -198,7 +190,7 @@ class BatchProcessor:
         bad += bad_items
         for b in bad:
             out.invalid += 1
-            if (b.topic, b.partition, b.offset) in self._handled:
+            if not self.dead_letters.first_count(b):
                 continue  # counted when its batch was first processed
             self.metrics.invalid(b.reason)
             emit, held = self.invalid_log.hit(b.reason)
@@ -299,44 +291,20 @@ class BatchProcessor:
         records: list[Event | ItemRecord] = [*batch.items, *batch.events]
         if len(records) == 1:
             r = records[0]
-            self.metrics.write_failure("client_error")  # once per record the graph refuses
-            log.error("poison record %s", kv(topic=r.topic, partition=r.partition, offset=r.offset))
             detail = f"{type(error).__name__}: {error}"[:500]
-            return [Invalid(None, "write_failed", detail, r.topic, r.partition, r.offset)]
+            refused = Invalid(None, "write_failed", detail, r.topic, r.partition, r.offset)
+            if self.dead_letters.first_count(refused):  # once per record the graph refuses
+                self.metrics.write_failure("client_error")
+                log.error(
+                    "poison record %s", kv(topic=r.topic, partition=r.partition, offset=r.offset)
+                )
+            return [refused]
         half_items, half_events = split_batch(batch)
         dead = []
         for part in (half_items, half_events):
             if part.events or part.items:
                 dead += await self.write(part, out)
         return dead
-
-    async def send_dead_letters(
-        self, records: Sequence[RawRecord], dead: Sequence[Invalid]
-    ) -> None:
-        """Sends the records that cannot be applied, with their original bytes, key and
-        timestamp, to the sink; each record once (a retried batch skips those already sent)."""
-        source = {(r.topic, r.partition, r.offset): r for r in records}
-        values, sent = [], []
-        for d in dead:
-            where = (d.topic, d.partition, d.offset)
-            if where in self._handled or where in sent:
-                continue
-            r = source.get(where)
-            ts = None if r is None or r.timestamp is None else round(r.timestamp * 1000)
-            values.append(
-                dead_letter_value(
-                    d._replace(raw=None if r is None else r.value),
-                    source_timestamp_ms=ts,
-                    key=None if r is None else r.key,
-                )
-            )
-            sent.append(where)
-        if values:
-            await self.dead_letter(values)
-        for where in sent:
-            self._handled[where] = None
-        while len(self._handled) > HANDLED_MAX:
-            self._handled.popitem(last=False)
 
     async def _collect_examples(
         self, events: Sequence[Event], items: Sequence[ItemRecord], dead: Sequence[Invalid]

@@ -285,3 +285,49 @@ def test_dead_letters_once_per_consumer_group_and_again_when_a_partition_is_read
     assert sorted(Counter(keys).values()) == [2, 2, 2]
     assert applied(neo4j_driver, db) == 5
     figures(dead_letters_after_runs=runs)
+
+
+def test_a_dead_letter_kafka_refuses_for_good_is_bounded_and_the_partition_moves_on(
+    settings: Settings, neo4j_driver: Any, kafka_admin: Any, tmp_path: Path
+) -> None:
+    """A failure outside the graph write that is not an outage: the dead-letter topic refuses the
+    dead letter (its max.message.bytes is smaller). The batch is retried a bounded number of
+    times, the failing record isolated and skipped with an error line; the rest is applied."""
+    s = isolated(settings, write_retry_max_s=2.0)
+    db = s.neo4j_database
+    wipe(neo4j_driver, db)
+    kafka_admin.create_topics(*s.event_topics, partitions=s.topic_partitions)
+    kafka_admin.create_topics(
+        s.topic_dead_letter, partitions=1, configs={"max.message.bytes": "1024"}
+    )
+    bad = b"{not json " + b"x" * 2000  # its dead letter is over 1 KiB
+    records = [
+        (s.topic_clicks, b"u1", orjson.dumps(click(n, "u1", f"i{n % 3}")), "ok") for n in range(5)
+    ]
+    records.append((s.topic_clicks, b"u1", bad, "bad"))
+    records += [
+        (s.topic_clicks, b"u1", orjson.dumps(click(n, "u1", f"i{n % 3}")), "ok")
+        for n in range(6, 11)
+    ]
+    sent = produce(s, records)
+    (refused,) = [m for m in sent if m.label == "bad"]
+    worker = Worker(s, tmp_path / "worker.log")
+    try:
+        wait_for(lambda: applied(neo4j_driver, db) >= 10, WORKER_START_S, "10 applied")
+        t0 = time.monotonic()
+        wait_for(lambda: _acknowledged(s), 180, "every offset committed")
+        acked_s = time.monotonic() - t0
+        samples = metric_samples(s.metrics_port)
+        log = stop(worker)
+    finally:
+        worker.kill()
+    skipped = [line for line in log.splitlines() if "dead letter refused, record skipped" in line]
+    assert len(skipped) == 1 and f"offset={refused.offset}" in skipped[0], skipped
+    assert "MessageSizeTooLarge" in skipped[0]
+    assert "Traceback" not in log and "rashed" not in log, log[-4000:]
+    # counted once, under its own reason; no Neo4j write failed
+    assert metric_sum(samples, "tastegraph_invalid_events_total") == 1
+    assert samples[("tastegraph_invalid_events_total", (("reason", "not_json"),))] == 1
+    assert metric_sum(samples, NO_WRITE_FAILURES) == 0
+    assert applied(neo4j_driver, db) == 10
+    figures(refused_dead_letter_acked_after_s=round(acked_s, 1))

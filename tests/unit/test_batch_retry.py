@@ -34,7 +34,7 @@ class RefusedLookup(MemoryStore):
 
 
 def _run(retry: BatchRetry, records: Sequence[object]) -> None:
-    asyncio.run(asyncio.wait_for(retry.run(records), DEADLINE_S))  # type: ignore[arg-type]
+    asyncio.run(asyncio.wait_for(retry.settle(records), DEADLINE_S))  # type: ignore[arg-type]
 
 
 def test_a_batch_failing_outside_the_write_for_good_is_bounded_and_isolated() -> None:
@@ -70,7 +70,6 @@ def test_a_batchs_only_text_that_the_encoder_refuses_is_isolated() -> None:
 
 def test_an_unreachable_kafka_or_neo4j_is_waited_for_and_nothing_is_dead_lettered() -> None:
     store = MemoryStore()
-    proc, dead = make(store)
     sent: list[bytes] = []
     failures = 3 * MAX_OTHER_ATTEMPTS
 
@@ -81,11 +80,13 @@ def test_an_unreachable_kafka_or_neo4j_is_waited_for_and_nothing_is_dead_lettere
             raise KafkaConnectionError("no broker")
         sent.extend(values)
 
-    proc.dead_letter = kafka_away_then_back
+    proc, dead = make(store, sink=kafka_away_then_back)
     retry = BatchRetry(proc, proc.metrics, max_delay=0.001, first_delay=0.001)
     _run(retry, [record(event(1), 0), record(b"{oops", 1)])
     assert set(store.applied_ids) == {"e1"}  # written again by each retry (the graph dedupes)
     assert [read_dead_letter(v)[1]["reason"] for v in sent] == ["not_json"]
     assert dead == []
+    # counted once, though its batch was decoded once per retry
+    assert _sample(proc.metrics, "tastegraph_invalid_events_total", reason="not_json") == 1
     assert is_outage(ServiceUnavailable("down")) and not is_outage(ClientError("refused"))
     assert not is_outage(ValueError("a bug")) and not is_outage(OSError(28, "disk full"))

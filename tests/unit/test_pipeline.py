@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from config.settings import Settings
 from encoder.protocol import HashingEncoder
 from graph.store import ApplyResult, GraphBatch
+from stream.dead_letters import DeadLetterSink
 from stream.derived import DerivedWork
 from stream.lifecycle import CurrentEncoder, StopSignal, WorkerPools
 from stream.metrics import Metrics
@@ -72,11 +73,14 @@ def record(value: object, offset: int, topic: str = "clicks") -> RawRecord:
 
 
 def make(
-    store: MemoryStore, encoder: CurrentEncoder | None = None
+    store: MemoryStore,
+    encoder: CurrentEncoder | None = None,
+    sink: DeadLetterSink | None = None,
 ) -> tuple[BatchProcessor, list[bytes]]:
+    """A processor and the dead letters it sent (to ``sink`` instead, when given)."""
     dead: list[bytes] = []
 
-    async def sink(values: Sequence[bytes]) -> None:
+    async def collect(values: Sequence[bytes]) -> None:
         dead.extend(values)
 
     settings = Settings(write_retry_max_s=0.01)
@@ -85,7 +89,7 @@ def make(
         settings,
         store,  # type: ignore[arg-type]
         encoder or CurrentEncoder(HashingEncoder()),
-        sink,
+        sink or collect,
         Metrics.create(CollectorRegistry()),
         executor=pools.graph,
         encode_executor=pools.encode,
