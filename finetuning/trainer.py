@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from encoder.example_store import read_examples
 from encoder.files import atomic_write_json
@@ -74,13 +75,13 @@ def child_main(job_path: str) -> int:
     eval_len = int(cfg["max_len"])
     query_mode = str(cfg.get("query_mode", "vote"))
     power = float(cfg.get("vote_power", 3.0))
-    before = retrieval_scores(
-        eval_encoder(model, tokenizer, job["parent_version"], max_len=eval_len, device=device),
-        held,
-        catalog,
-        query_mode=query_mode,
-        power=power,
-    )
+
+    def score(net: Any, version: str) -> Any:
+        """``net``'s retrieval scores on the held-out slice, embedded as the worker would."""
+        encoder = eval_encoder(net, tokenizer, version, max_len=eval_len, device=device)
+        return retrieval_scores(encoder, held, catalog, query_mode=query_mode, power=power)
+
+    before = score(model, job["parent_version"])
     eval_s = time.monotonic() - t0
     # the candidate's evaluation costs about as much again; leave room for it and for saving
     train_budget = max(1.0, float(cfg["budget_s"]) - 2.0 * eval_s)
@@ -114,13 +115,7 @@ def child_main(job_path: str) -> int:
         texts=catalog,
         categories=categories,
     )
-    after = retrieval_scores(
-        eval_encoder(model, tokenizer, job["version"], max_len=eval_len, device=device),
-        held,
-        catalog,
-        query_mode=query_mode,
-        power=power,
-    )
+    after = score(model, job["version"])
     gain_ci = paired_bootstrap(
         before.users,
         before.ndcg,
