@@ -20,7 +20,7 @@ def _iso_day(value: str) -> float:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from tools.datagen import DatasetConfig
+    from tools.shop import DatasetConfig
 
     d = DatasetConfig()
     parser.add_argument("--out", type=Path, required=True, help="directory to write into")
@@ -69,8 +69,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from tools.datagen import DatasetConfig, iter_dataset, write_dataset, write_jsonl_gz
+    from tools.datagen import iter_dataset, write_dataset, write_jsonl_gz
     from tools.fuzz import invalid_records
+    from tools.shop import DatasetConfig
 
     cfg = DatasetConfig(
         users=args.users,

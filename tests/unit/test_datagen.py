@@ -14,19 +14,11 @@ import pytest
 
 from config.settings import Settings
 from stream.validation import event_from_mapping, item_from_mapping
-from tools.datagen import (
-    CATEGORIES,
-    DAY,
-    DatasetConfig,
-    generate_dataset,
-    generate_events,
-    generate_items,
-    generate_users,
-    iter_dataset,
-    write_dataset,
-)
+from tools.datagen import generate_dataset, iter_dataset, write_dataset
 from tools.fuzz import MUTATIONS, invalid_records, mutated_messages
 from tools.recording import route
+from tools.sessions import generate_events
+from tools.shop import CATEGORIES, DAY, DatasetConfig, generate_items, generate_users
 
 S = Settings()
 CFG = DatasetConfig(users=200, items=400, days=30, events=20_000, seed=3)
