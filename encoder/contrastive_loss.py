@@ -32,7 +32,7 @@ def embed_mean_contexts(
     """Each context as the normalised mean of its items' embeddings (``query_mode="mean"``)."""
     import torch
 
-    from encoder.gate import context_texts
+    from encoder.retrieval import context_texts
 
     texts: list[str] = []
     owner: list[int] = []

@@ -271,7 +271,8 @@ def _run_child(
 def _judge(
     registry: ModelRegistry, result: FinetuneResult, margin: float, *, keep_rejected: bool = False
 ) -> FinetuneResult:
-    from encoder.gate import GainInterval, RetrievalMetrics, gate
+    from encoder.gate import GainInterval, gate
+    from encoder.retrieval import RetrievalMetrics
 
     assert result.version is not None and result.metrics_before and result.metrics_after
     before = RetrievalMetrics.from_json(result.metrics_before)

@@ -49,8 +49,9 @@ def child_main(job_path: str) -> int:
 
     from encoder.examples import catalog_of
     from encoder.finetune import TrainConfig, train
-    from encoder.gate import paired_bootstrap, retrieval_scores
+    from encoder.gate import paired_bootstrap
     from encoder.loading import fingerprint, load_pretrained
+    from encoder.retrieval import retrieval_scores
     from encoder.trained_model import eval_encoder, save_model
 
     if job.get("threads"):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from encoder.examples import Example, ExampleBuilder, build_examples, catalog_of, split_examples
-from encoder.gate import evaluate_retrieval
+from encoder.retrieval import evaluate_retrieval
 
 BRANDS = ["zorvik", "quellan", "brimsa", "tovado", "praxel", "munder", "feliqa", "dastro"]
 NOUNS = [
@@ -182,8 +182,8 @@ def test_lora_training_returns_a_plain_model_that_saves_and_loads(
 
 def test_mean_queries_average_the_context_items_embeddings() -> None:
     from encoder.examples import CONTEXT_SEP
-    from encoder.gate import mean_queries
     from encoder.protocol import HashingEncoder
+    from encoder.retrieval import mean_queries
 
     enc = HashingEncoder(64)
     catalog = {"a": "apple pie", "b": "banana bread", "c": "cherry tart"}

@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 
 from encoder.examples import Example
-from encoder.gate import (
-    GainInterval,
+from encoder.gate import GainInterval, gate, paired_bootstrap
+from encoder.retrieval import (
     RetrievalMetrics,
-    gate,
-    paired_bootstrap,
     rank_metrics,
     retrieval_scores,
     vote_queries,
