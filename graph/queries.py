@@ -243,10 +243,8 @@ MATCH (p:PartitionOffset {key: row.key})
 SET p.offset = CASE WHEN row.offset > p.offset THEN row.offset ELSE p.offset END"""
 
 # --- refresh: user embeddings and similarity edges -------------------------------------------
-DIRTY_USERS = """MATCH (u:User)
-WHERE u.dirty = true
-WITH u ORDER BY u.user_id LIMIT $limit
-OPTIONAL MATCH (u)-[r:INTERESTED_IN]->(i:Item)
+# What a dirty user's embedding is computed from: their positive interests in current items.
+_USER_EMBEDDING_INPUTS = """OPTIONAL MATCH (u)-[r:INTERESTED_IN]->(i:Item)
 WHERE i.embedding_version = $version AND coalesce(i.embedding_stale, false) = false
   AND r.strength > 0
 RETURN u.user_id AS user_id, u.text_vec AS text_vec, u.text_ts AS text_ts,
@@ -254,17 +252,16 @@ RETURN u.user_id AS user_id, u.text_vec AS text_vec, u.text_ts AS text_ts,
        u.embedding_version AS embedding_version, coalesce(u.resimilar, false) AS resimilar,
        collect([r.strength, r.last_ts, i.item_id]) AS edges"""
 
-# The same for given users (read again once they are locked: a batch may have changed them).
-DIRTY_USERS_BY_ID = """UNWIND $ids AS id
-MATCH (u:User {user_id: id})
+DIRTY_USERS = f"""MATCH (u:User)
 WHERE u.dirty = true
-OPTIONAL MATCH (u)-[r:INTERESTED_IN]->(i:Item)
-WHERE i.embedding_version = $version AND coalesce(i.embedding_stale, false) = false
-  AND r.strength > 0
-RETURN u.user_id AS user_id, u.text_vec AS text_vec, u.text_ts AS text_ts,
-       u.text_version AS text_version, u.embedding AS embedding,
-       u.embedding_version AS embedding_version, coalesce(u.resimilar, false) AS resimilar,
-       collect([r.strength, r.last_ts, i.item_id]) AS edges"""
+WITH u ORDER BY u.user_id LIMIT $limit
+{_USER_EMBEDDING_INPUTS}"""
+
+# The same for given users (read again once they are locked: a batch may have changed them).
+DIRTY_USERS_BY_ID = f"""UNWIND $ids AS id
+MATCH (u:User {{user_id: id}})
+WHERE u.dirty = true
+{_USER_EMBEDDING_INPUTS}"""
 
 # The embeddings of items, to tell whether one changed between a read and its lock.
 ITEM_EMBEDDING_STAMPS = """UNWIND $ids AS id
