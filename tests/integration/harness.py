@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
+from services.processes import port_open
 from tools.worker_process import free_port, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +37,18 @@ def isolated(settings: Settings, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return dataclasses.replace(settings, **values)
+
+
+def free_ports(*offsets: int) -> int:
+    """A base port ``p`` with ``p + offset`` free for every offset (a Kafka broker and its
+    controller next to it: ``0, 1``), below the kernel's ephemeral range (where a client socket
+    could take them) and away from the team's defaults."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 32000, 10)
+        if not any(port_open(base + offset) for offset in offsets):
+            return base
+    raise AssertionError("no free ports")
 
 
 def topic_map(settings: Settings) -> dict[str, str]:

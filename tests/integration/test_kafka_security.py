@@ -30,7 +30,7 @@ from services.tools import find_java
 from tools.recording import replay
 
 from .conftest import run_sync
-from .harness import RECORDING, ROOT, free_port, isolated, topic_map
+from .harness import RECORDING, ROOT, free_port, free_ports, isolated, topic_map
 
 pytestmark = pytest.mark.integration
 USER = "tastegraph-worker"
@@ -45,15 +45,6 @@ class SecureBroker:
     mtls_bootstrap: str  # the SSL listener that requires a client certificate
     client_cert: Path
     client_key: Path
-
-
-def _free_pair() -> int:
-    """A port p with p + 1 free too (the broker's controller listens next to it)."""
-    for _ in range(50):
-        port = free_port()
-        if port < 65534 and not processes.port_open(port + 1):
-            return port
-    raise AssertionError("no two adjacent free ports")
 
 
 def make_pki(d: Path) -> tuple[Path, Path]:
@@ -104,7 +95,7 @@ def secure_broker(
     cafile, keystore = make_pki(pki)
     password = secrets.token_urlsafe(18)
     secure_port, mtls_port = free_port(), free_port()
-    broker_settings = Settings(home=home, local_kafka_port=_free_pair())
+    broker_settings = Settings(home=home, local_kafka_port=free_ports(0, 1))
     listeners = SecureListeners(
         secure_port, keystore, {USER: password}, ssl_port=mtls_port, truststore=cafile
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ import pytest
 import services
 from config.settings import Settings
 from services.processes import port_open
+
+from .harness import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -114,25 +115,14 @@ def test_neo4j_creates_and_queries_a_vector_index(clean_graph: Any, settings: Se
         clean_graph.execute_query(f"DROP INDEX {index} IF EXISTS", database_=db)
 
 
-def _free_ports() -> tuple[int, int]:
-    """A Kafka port whose +1 is also free, and a Neo4j port: below the kernel's ephemeral range
-    (where a client socket could take them) and away from the team's defaults."""
-    rng = random.Random()
-    for _ in range(200):
-        kafka = rng.randrange(20000, 32000, 10)
-        neo4j = kafka + 5
-        if not any(port_open(p) for p in (kafka, kafka + 1, neo4j)):
-            return kafka, neo4j
-    raise AssertionError("no free ports")
-
-
 @pytest.mark.slow
 def test_private_instance_comes_up_on_its_own_ports_and_goes_down(
     settings: Settings, tmp_path: Path
 ) -> None:
     if not settings.use_local_services:
         pytest.skip("external services configured")
-    kafka_port, neo4j_port = _free_ports()
+    kafka_port = free_ports(0, 1, 5)  # Kafka, its controller, Neo4j
+    neo4j_port = kafka_port + 5
     private = dataclasses.replace(
         settings, home=tmp_path / "home", local_kafka_port=kafka_port, local_neo4j_port=neo4j_port
     )
