@@ -483,7 +483,7 @@ WITHIN = "($within IS NULL OR i.item_id IN $within)"
 # The list itself is ordered by the raw votes, so a user without evidence yet (one item, say)
 # still gets their content neighbours, at score 0: `--strategy content` serves them, the blend
 # gives them no weight. A user whose items have no text neighbour above the threshold at all gets
-# the list topped up from RECOMMEND_PROFILE, also at score 0 (graph/reads.py).
+# RECOMMEND_PROFILE's list instead, also at score 0 (graph/reads.py).
 # Bounded: at most $history x k edges per user, whatever the history; incremental: the edges
 # follow every refresh.
 RECOMMEND_CONTENT = f"""MATCH (u:User {{user_id: $user_id}})-[r:INTERESTED_IN]->(j:Item)

@@ -138,12 +138,11 @@ class GraphReads:
             for name in STRATEGY_QUERIES
             if name in needed
         }
-        wanted = k + max(0, exclude_count)
-        if "content" in names and len(parts["content"]) < wanted:
+        if "content" in names and not parts["content"]:  # no text neighbour yet: cold start
             profile = parts.get("profile")
             if profile is None:
                 profile = self._ranked(STRATEGY_QUERIES["profile"], now, **params)
-            parts["content"] = topped_up(parts["content"], profile, wanted)
+            parts["content"] = topped_up([], profile, k + max(0, exclude_count))
         out = {}
         for strategy in names:
             if strategy == "blend":
