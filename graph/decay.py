@@ -9,7 +9,7 @@ stored pair is a function of the *set* of events, not of their arrival order or 
 cut into batches (up to float rounding). Because decay is a positive factor,
 ``max(0, raw) * decay == max(0, raw * decay)``: storing the floored strength as of ``last_ts`` and
 decaying it when read (:func:`strength_at`, and the same expression in the Cypher of
-``graph/queries.py``) gives the same as flooring the decayed sum when read.
+``graph/queries/``) gives the same as flooring the decayed sum when read.
 
 A sum within :data:`ZERO_EPS` of zero (a purchase and its return: 5 - 5 in another rounding)
 counts as zero, so float noise never turns into a tiny positive strength.

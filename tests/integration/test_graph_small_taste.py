@@ -1,6 +1,6 @@
 """On a tiny, young graph one purchase must not make an item "most popular" and outrank what a
 user's own fresh taste points to (issue 15, item 5): popularity and discovery are scaled by their
-evidence (graph/scoring.py EVIDENCE_PRIORS), content by the user's (graph/queries.py)."""
+evidence (graph/scoring.py EVIDENCE_PRIORS), content by the user's (graph/queries/)."""
 
 from __future__ import annotations
 

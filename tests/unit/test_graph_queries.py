@@ -1,4 +1,4 @@
-"""The Cypher of graph/queries.py: exact text of the write queries, parameters only."""
+"""The Cypher of graph/queries/: exact text of the write queries, parameters only."""
 
 from __future__ import annotations
 

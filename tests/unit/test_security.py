@@ -35,7 +35,9 @@ CYPHER_PACKAGES = (
 QUERY_METHODS = {"run", "execute_query"}
 # `.run(` calls that are not Cypher: processes, event loops, command modules
 NOT_CYPHER_OWNERS = {"subprocess", "asyncio", "module", "command"}
-# literal Cypher outside graph/queries.py, where the importing rule keeps graph out: the local
+# the home of Cypher: every module of the package (its constants are re-exported by the package)
+QUERIES_HOME = "graph/queries/"
+# literal Cypher outside graph/queries/, where the importing rule keeps graph out: the local
 # services' readiness probe (services may import only config)
 LITERAL_ALLOWED = {("services/neo4j.py", "RETURN 1 AS ok")}
 
@@ -59,7 +61,8 @@ def _cypher_calls(tree: ast.AST) -> list[tuple[ast.Call, ast.expr]]:
 
 
 def _query_constants() -> set[str]:
-    """The names of graph/queries.py whose values are query texts (or tuples of them)."""
+    """The names in the graph.queries package's namespace whose values are query texts (or tuples
+    of them): whatever a module of graph/queries/ defines, the package re-exports."""
     from graph import queries
 
     return {
@@ -74,10 +77,10 @@ def _query_constants() -> set[str]:
 
 
 class _QueryResolver:
-    """Decides whether an expression can only be a constant of graph/queries.py: ``q.NAME``, a
-    name imported from graph.queries, a loop variable over such a tuple, a subscript of a
-    module-level dict/tuple of them, a local assigned only such values, or a parameter that every
-    call of its function in the module passes such a value."""
+    """Decides whether an expression can only be a constant of graph/queries/: ``q.NAME``, a
+    name imported from graph.queries (or one of its modules), a loop variable over such a tuple,
+    a subscript of a module-level dict/tuple of them, a local assigned only such values, or a
+    parameter that every call of its function in the module passes such a value."""
 
     def __init__(self, tree: ast.Module, constants: set[str]) -> None:
         self.tree = tree
@@ -87,7 +90,7 @@ class _QueryResolver:
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module == "graph":
                 self.aliases |= {a.asname or a.name for a in node.names if a.name == "queries"}
-            elif isinstance(node, ast.ImportFrom) and node.module == "graph.queries":
+            elif isinstance(node, ast.ImportFrom) and _is_queries_module(node.module):
                 self.imported |= {a.asname or a.name for a in node.names if a.name in constants}
             elif isinstance(node, ast.Import):
                 self.aliases |= {
@@ -193,6 +196,11 @@ class _QueryResolver:
         return bool(passed) and all(self.resolves(p, seen) for p in passed)
 
 
+def _is_queries_module(module: str | None) -> bool:
+    """``graph.queries`` or one of its modules (``graph.queries.refresh``)."""
+    return module is not None and (module == "graph.queries" or module.startswith("graph.queries."))
+
+
 def _binds(target: ast.expr, name: str) -> bool:
     return any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(target))
 
@@ -216,7 +224,7 @@ def _unresolved_queries(path: Path, rel: str, constants: set[str]) -> tuple[int,
 
 def test_every_query_reaching_the_driver_is_a_constant_of_graph_queries() -> None:
     """Not only the text written inside ``.run(...)``: whatever reaches the driver (through a
-    variable, a parameter, a helper) must be a constant of graph/queries.py; values travel as
+    variable, a parameter, a helper) must be a constant of graph/queries/; values travel as
     parameters (``$name``)."""
     constants = _query_constants()
     checked = 0
@@ -224,19 +232,18 @@ def test_every_query_reaching_the_driver_is_a_constant_of_graph_queries() -> Non
     for package in CYPHER_PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
-            if rel == "graph/queries.py":
+            if rel.startswith(QUERIES_HOME):
                 continue
             n, found = _unresolved_queries(path, rel, constants)
             checked += n
             problems += found
     assert checked >= 20, "the scan found few Cypher calls: has the code moved?"
-    assert not problems, "queries that are not constants of graph/queries.py:\n" + "\n".join(
-        problems
-    )
+    assert not problems, "queries that are not constants of graph/queries/:\n" + "\n".join(problems)
 
 
 BAD = """
 from graph import queries as q
+from graph.queries.operations import FORGET_LOCKS
 
 def lookup(tx, user_id):
     query = f"MATCH (u:User) WHERE u.user_id = '{user_id}' RETURN u"
@@ -250,6 +257,9 @@ def through_a_helper(tx, user_id):
 
 def good(tx, user_id):
     return tx.run(q.FORGET_USER, user_id=user_id)
+
+def good_from_a_module(tx, user_id):
+    return tx.run(FORGET_LOCKS, user_id=user_id)
 """
 
 
@@ -258,8 +268,23 @@ def test_the_guard_catches_a_query_built_before_the_call(tmp_path: Path) -> None
     path = tmp_path / "bad.py"
     path.write_text(BAD)
     checked, problems = _unresolved_queries(path, "bad.py", _query_constants())
-    assert checked == 3
+    assert checked == 4
     assert [p.split(": ", 1)[1] for p in problems] == ["query", "text"]
+
+
+def test_the_package_re_exports_every_query_of_its_modules() -> None:
+    """``q.NAME`` reaches every constant of every module of graph/queries/, with the same value."""
+    import importlib
+
+    from graph import queries
+
+    modules = sorted(p.stem for p in (ROOT / QUERIES_HOME).glob("*.py") if p.stem != "__init__")
+    assert len(modules) >= 5
+    for name in modules:
+        module = importlib.import_module(f"graph.queries.{name}")
+        for constant, value in vars(module).items():
+            if constant.isupper() and not constant.startswith("_"):
+                assert getattr(queries, constant, None) is value, f"{name}.{constant}"
 
 
 def test_the_query_constants_are_plain_strings() -> None:
