@@ -9,10 +9,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from encoder.bert import load_encoder, resolve_device
 from encoder.exceptions import EncoderError
 from encoder.loading import DEFAULT_MODEL, load_pretrained, version_of
-from encoder.onnx_encoder import OnnxRejected, load_onnx_encoder
+from encoder.onnx_encoder import (
+    CheckpointFiles,
+    OnnxRejected,
+    indexed_onnx_encoder,
+    load_onnx_encoder,
+)
 from encoder.onnx_export import MIN_MEDIAN_COSINE, MIN_P1_COSINE
 
 log = logging.getLogger("tastegraph.encoder")
@@ -28,11 +32,17 @@ def choose_backend(backend: str, device: str) -> str:
     """``torch`` or ``onnx`` for a requested ``backend`` on ``device``.
 
     ``auto``: ONNX Runtime when the device resolves to the CPU and onnxruntime is installed, else
-    PyTorch. ``onnx`` runs on the CPU only, so it refuses a CUDA device.
+    PyTorch. ``onnx`` runs on the CPU only, so it refuses a CUDA device; with it, device ``auto``
+    means the CPU, decided without importing torch (the ONNX path may start without it).
     """
     if backend not in BACKENDS:
         raise EncoderError(f"encoder backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    on_cpu = resolve_device(device).type == "cpu"
+    if backend == "onnx" and device in ("auto", "cpu"):
+        on_cpu = True
+    else:
+        from encoder.bert import resolve_device
+
+        on_cpu = resolve_device(device).type == "cpu"
     if backend == "onnx":
         if not on_cpu:
             raise EncoderError(f"the onnx backend runs on the CPU; device is {device!r}")
@@ -63,12 +73,23 @@ def load_text_encoder(
     With ONNX Runtime, a model whose int8 embeddings fail the cosine check against float32
     PyTorch falls back to PyTorch on the CPU (one warning says why); the weights are loaded once
     either way. ``min_median``/``min_p1``: the check's bars (:mod:`encoder.onnx_export`).
+    A checkpoint whose int8 file is made and indexed starts on ONNX Runtime without torch or the
+    float32 weights (:func:`encoder.onnx_encoder.indexed_onnx_encoder`).
     """
     chosen = choose_backend(backend, device)
     if chosen == "torch":
+        from encoder.bert import load_encoder
+
         return load_encoder(
             model, device, threads, max_tokens_per_batch, max_len, cache_size, dtype=dtype
         )
+    files = CheckpointFiles.of(model)
+    served = indexed_onnx_encoder(
+        files, threads, max_tokens_per_batch, max_len, cache_size,
+        cache_dir=onnx_cache_dir, min_median=min_median, min_p1=min_p1,
+    )  # fmt: skip
+    if served is not None:
+        return served
     net, tokenizer, _ = load_pretrained(model)
     version = version_of(net, tokenizer)
     try:
@@ -81,6 +102,7 @@ def load_text_encoder(
             cache_dir=onnx_cache_dir,
             version=version,
             loaded=(net, tokenizer),
+            files=files,
             min_median=min_median,
             min_p1=min_p1,
         )
