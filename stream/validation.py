@@ -18,13 +18,15 @@ Decisions (documented in docs/events.md):
 - Optional text fields (``title``, ``category``, ``description``, ``text``) are strings or null;
   an empty string counts as absent. Lengths are counted in characters.
 - Fields beyond the contract (``quantity``, ``price`` ...) are ignored.
+
+The rules of single fields (ids, texts, the timestamp) are in stream/fields.py; this module decodes
+whole records with them, checks the type-to-topic rule, and writes and reads dead-letter records.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import math
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -34,6 +36,7 @@ import orjson
 
 from graph.model import Event, ItemRecord
 from stream.exceptions import InvalidEvent
+from stream.fields import clip, id_field, json_type, text_field, timestamp_field
 
 REASONS: tuple[str, ...] = (
     "empty",
@@ -140,19 +143,19 @@ def event_from_mapping(
 ) -> Event:
     """Validate an already decoded event (a line of an events file, say)."""
     max_id = limits.max_id_len
-    event_id = _id(obj, "event_id", max_id)
-    user_id = _id(obj, "user_id", max_id)
-    item_id = _id(obj, "item_id", max_id)
+    event_id = id_field(obj, "event_id", max_id)
+    user_id = id_field(obj, "user_id", max_id)
+    item_id = id_field(obj, "item_id", max_id)
     etype = obj.get("type")
     if etype is None:
         raise InvalidEvent("missing_field", "type")
     if not isinstance(etype, str):
-        raise InvalidEvent("bad_type", f"type is {_json_type(etype)}, expected string")
+        raise InvalidEvent("bad_type", f"type is {json_type(etype)}, expected string")
     if etype not in _TYPE_TOPIC_ATTR and etype not in limits.extra_event_types:
-        raise InvalidEvent("unknown_event_type", _clip(etype))
+        raise InvalidEvent("unknown_event_type", clip(etype))
     if topic:
         _check_topic(etype, topic, limits)
-    ts = _timestamp(obj, limits, time.time() if now is None else now)
+    ts = timestamp_field(obj, limits, time.time() if now is None else now)
     max_text = limits.max_text_len
     return Event(
         event_id,
@@ -160,10 +163,10 @@ def event_from_mapping(
         item_id,
         etype,
         ts,
-        title=_text(obj, "title", max_text),
-        category=_text(obj, "category", max_text),
-        description=_text(obj, "description", max_text),
-        text=_text(obj, "text", max_text),
+        title=text_field(obj, "title", max_text),
+        category=text_field(obj, "category", max_text),
+        description=text_field(obj, "description", max_text),
+        text=text_field(obj, "text", max_text),
         topic=topic,
         partition=partition,
         offset=offset,
@@ -191,9 +194,9 @@ def item_from_mapping(
     partition: int = -1,
     offset: int = -1,
 ) -> ItemRecord:
-    item_id = _id(obj, "item_id", limits.max_id_len)
+    item_id = id_field(obj, "item_id", limits.max_id_len)
     title, category, description = (
-        _text(obj, name, limits.max_text_len) for name in ("title", "category", "description")
+        text_field(obj, name, limits.max_text_len) for name in ("title", "category", "description")
     )
     return ItemRecord(item_id, title, category, description, topic, partition, offset)
 
@@ -332,34 +335,7 @@ def decode_bytes(name: str, record: Mapping[str, Any]) -> bytes | None:
     return orjson.dumps(value)
 
 
-# --- field checks ---------------------------------------------------------------------------------
-
-
-def _id(obj: Mapping[str, Any], name: str, max_len: int) -> str:
-    value = obj.get(name)
-    if type(value) is str and 0 < len(value) <= max_len and not value.isspace():
-        return value  # the common case, in one test
-    if value is None:
-        raise InvalidEvent("missing_field", name)
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise InvalidEvent("bad_type", f"{name} is {_json_type(value)}, expected string")
-    text = value if isinstance(value, str) else str(value)
-    if len(text) > max_len:
-        raise InvalidEvent("id_too_long", f"{name} has {len(text)} chars > {max_len}")
-    if not text.strip():
-        raise InvalidEvent("empty_id", name)
-    return text
-
-
-def _text(obj: Mapping[str, Any], name: str, max_len: int) -> str | None:
-    value = obj.get(name)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise InvalidEvent("bad_type", f"{name} is {_json_type(value)}, expected string")
-    if len(value) > max_len:
-        raise InvalidEvent("text_too_long", f"{name} has {len(value)} chars > {max_len}")
-    return value
+# --- the type-to-topic rule -----------------------------------------------------------------------
 
 
 def event_topic(limits: Limits, event_type: object) -> str | None:
@@ -373,71 +349,7 @@ def event_topic(limits: Limits, event_type: object) -> str | None:
 def _check_topic(etype: str, topic: str, limits: Limits) -> None:
     event_topics = (limits.topic_clicks, limits.topic_browses, limits.topic_purchases)
     if topic not in event_topics:
-        raise InvalidEvent("wrong_topic", f"{_clip(topic)} is not an event topic")
+        raise InvalidEvent("wrong_topic", f"{clip(topic)} is not an event topic")
     expected = event_topic(limits, etype)
     if expected is not None and expected != topic:
-        raise InvalidEvent(
-            "wrong_topic", f"{etype} events belong on {expected}, not {_clip(topic)}"
-        )
-
-
-def _timestamp(obj: Mapping[str, Any], limits: Limits, now: float) -> float:
-    value = obj.get("ts")
-    if value is None:
-        raise InvalidEvent("missing_field", "ts")
-    if isinstance(value, bool):
-        raise InvalidEvent("bad_type", "ts is boolean, expected ISO-8601 string or epoch seconds")
-    if isinstance(value, int | float):
-        ts = float(value)
-    elif isinstance(value, str):
-        ts = parse_iso_ts(value)
-    else:
-        raise InvalidEvent(
-            "bad_type", f"ts is {_json_type(value)}, expected ISO-8601 string or epoch seconds"
-        )
-    if not math.isfinite(ts):
-        raise InvalidEvent("bad_timestamp", f"ts={_clip(str(value))} is not finite")
-    if ts < limits.min_event_ts:
-        raise InvalidEvent("bad_timestamp", f"ts={_clip(str(value))} is before min_event_ts")
-    if ts > now + limits.max_clock_skew_s:
-        hint = " (milliseconds? ts is in seconds)" if ts > now * 100 else ""
-        raise InvalidEvent(
-            "bad_timestamp",
-            f"ts={_clip(str(value))} is more than {limits.max_clock_skew_s:g} s"
-            f" in the future{hint}",
-        )
-    return ts
-
-
-def parse_iso_ts(value: str) -> float:
-    """ISO-8601 -> epoch seconds; a naive time is UTC. Raises ``InvalidEvent("bad_timestamp")``."""
-    if len(value) > 64 or not value[:1].isdigit():
-        raise InvalidEvent("bad_timestamp", f"ts={_clip(value)} is not ISO-8601")
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidEvent("bad_timestamp", f"ts={_clip(value)} is not ISO-8601") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    try:
-        return dt.timestamp()
-    except (OverflowError, ValueError, OSError):
-        raise InvalidEvent("bad_timestamp", f"ts={_clip(value)} is out of range") from None
-
-
-def _json_type(value: object) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def _clip(text: str, n: int = 80) -> str:
-    return text if len(text) <= n else text[:n] + "..."
+        raise InvalidEvent("wrong_topic", f"{etype} events belong on {expected}, not {clip(topic)}")
