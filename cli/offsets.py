@@ -46,7 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.offsets import EARLIEST, LATEST, describe_offsets, reset_offsets, run_blocking
+    from tools.offsets import EARLIEST, LATEST, describe_offsets, reset_offsets, run_blocking
 
     topics = args.topic or [*settings.event_topics, settings.topic_items]
     if args.action == "show":

@@ -88,7 +88,7 @@ async def _produce(bootstrap: str, topic: str, n: int) -> None:
 
 
 def _committed(settings: Settings, topic: str) -> dict[int, int | None]:
-    from stream.offsets import describe_offsets, run_blocking
+    from tools.offsets import describe_offsets, run_blocking
 
     return {o.partition: o.committed for o in run_blocking(describe_offsets(settings, [topic]))}
 
