@@ -55,8 +55,9 @@ class Progress:
 
 class PeriodicFinetune:
     """The periodic fine-tuning agent: a run when ``finetune_min_examples`` new examples arrived
-    since the last run. Training happens in a child process (`finetuning.job`), waited on in
-    a thread, so batches keep flowing; a promoted version reaches the worker via the hot swap."""
+    since the last run. Training happens in a child process (`finetuning.trainer`, started by
+    `finetuning.job`), waited on in a thread, so batches keep flowing; a promoted version reaches
+    the worker via the hot swap."""
 
     def __init__(
         self,
