@@ -51,6 +51,11 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=10.0)
     ap.add_argument("--reg", type=float, default=0.1)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument(
+        "--logq",
+        action="store_true",
+        help="popularity correction: logits minus log(item frequency)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(2)
     examples = list(read_examples(args.built / "examples.jsonl"))[-300_000:]
@@ -74,6 +79,8 @@ def main() -> None:
             if p.anchor_id in index and p.item_id in index
         ]
     )
+    counts = np.bincount(pairs[:, 1], minlength=len(ids)).astype(np.float64)
+    log_q = torch.tensor(np.log(np.maximum(counts, 1.0) / counts.sum()), dtype=torch.float32)
     x = torch.tensor(base)
     dim = x.shape[1]
     eye = torch.eye(dim)
@@ -86,6 +93,8 @@ def main() -> None:
         a = torch.nn.functional.normalize(x[b[:, 0]] @ w.T, dim=1)
         p = torch.nn.functional.normalize(x[b[:, 1]] @ w.T, dim=1)
         logits = args.scale * a @ p.T
+        if args.logq:  # in-batch negatives are drawn by popularity: correct for it (Yi et al. 2019)
+            logits = logits - log_q[b[:, 1]][None, :]
         clash = torch.tensor(b[:, 1][None, :] == b[:, 1][:, None]) & ~torch.eye(
             args.batch, dtype=torch.bool
         )  # the same positive twice in a batch is not a negative, nor an anchor's own item
