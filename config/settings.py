@@ -181,6 +181,9 @@ class Settings:
     finetune_holdout_per_user: NonNegativeInt = 5  # most held-out examples per user (0: no cap)
     # vote: item-to-item pairs; text: a context's texts; mean: of its items' embeddings
     finetune_query_mode: Literal["vote", "text", "mean"] = "vote"
+    # full: the encoder's weights; head: a linear head on the frozen encoder, logQ-corrected
+    # (encoder/head.py: seconds on a CPU; scored with vote queries whatever the query mode)
+    finetune_mode: Literal["full", "head"] = "full"
     finetune_scale: PositiveFloat = 20.0  # inverse temperature of the in-batch softmax
     finetune_vote_power: PositiveFloat = 3.0
     finetune_gate_resamples: PositiveInt = 2000  # bootstrap resamples of the gate's interval

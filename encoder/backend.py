@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from encoder.exceptions import EncoderError
-from encoder.loading import DEFAULT_MODEL, load_pretrained, version_of
+from encoder.head import HeadEncoder, load_head
+from encoder.loading import DEFAULT_MODEL, load_pretrained, resolve_model, version_of
 from encoder.onnx_encoder import (
     CheckpointFiles,
     OnnxRejected,
@@ -54,7 +55,15 @@ def choose_backend(backend: str, device: str) -> str:
     return "torch"
 
 
-def load_text_encoder(
+def load_text_encoder(model: str = DEFAULT_MODEL, **options: Any) -> Any:
+    """The encoder for ``model`` (:func:`_load_base_encoder`, same options), through the
+    model folder's linear head when it has one (:mod:`encoder.head`: a fine-tuned version)."""
+    encoder = _load_base_encoder(model, **options)
+    head = load_head(resolve_model(model).path)
+    return encoder if head is None else HeadEncoder(encoder, head)
+
+
+def _load_base_encoder(
     model: str = DEFAULT_MODEL,
     *,
     backend: str = "auto",

@@ -124,6 +124,7 @@ def run_finetune(
             "max_len": int(settings.finetune_max_len),
             "lora": bool(lora if lora is not None else int(settings.finetune_lora)),
             "query_mode": str(settings.finetune_query_mode),
+            "mode": str(settings.finetune_mode),
             "scale": float(settings.finetune_scale),
             "vote_power": float(settings.finetune_vote_power),
             "gate_resamples": int(settings.finetune_gate_resamples),

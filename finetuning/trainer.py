@@ -48,8 +48,8 @@ def child_main(job_path: str) -> int:
     import torch
 
     from encoder.examples import catalog_of
-    from encoder.finetune import TrainConfig, train
     from encoder.gate import paired_bootstrap
+    from encoder.head import HeadEncoder, head_digest, load_head, save_head, train_catalog_head
     from encoder.loading import fingerprint, load_pretrained
     from encoder.retrieval import retrieval_scores
     from encoder.trained_model import eval_encoder, save_model
@@ -77,28 +77,14 @@ def child_main(job_path: str) -> int:
     query_mode = str(cfg.get("query_mode", "vote"))
     power = float(cfg.get("vote_power", 3.0))
 
-    def score(net: Any, version: str) -> Any:
-        """``net``'s retrieval scores on the held-out slice, embedded as the worker would."""
-        encoder = eval_encoder(net, tokenizer, version, max_len=eval_len, device=device)
-        return retrieval_scores(encoder, held, catalog, query_mode=query_mode, power=power)
+    parent_head = load_head(location.path)
 
-    before = score(model, job["parent_version"])
-    eval_s = time.monotonic() - t0
-    # the candidate's evaluation costs about as much again; leave room for it and for saving
-    train_budget = max(1.0, float(cfg["budget_s"]) - 2.0 * eval_s)
-    config = TrainConfig(
-        steps=int(cfg["steps"]),
-        budget_s=train_budget,
-        batch_size=int(cfg["batch_size"]),
-        lr=float(cfg["lr"]),
-        max_len=int(cfg["max_len"]),
-        lora=bool(cfg["lora"]),
-        device=device,
-        query_mode=query_mode,
-        scale=float(cfg.get("scale", 20.0)),
-        together=bool(cfg.get("together", True)),
-        train_layers=int(cfg.get("train_layers", 0)),
-    )
+    def score(net: Any, version: str, head: Any = None) -> Any:
+        """``net``'s retrieval scores on the held-out slice, embedded as the worker would."""
+        encoder: Any = eval_encoder(net, tokenizer, version, max_len=eval_len, device=device)
+        if head is not None:
+            encoder = HeadEncoder(encoder, head)
+        return retrieval_scores(encoder, held, catalog, query_mode=query_mode, power=power)
 
     def on_step(step: int, loss: float) -> None:
         if fault == "crash_at_step" and step >= fault_arg:
@@ -106,17 +92,31 @@ def child_main(job_path: str) -> int:
         if os.getppid() != parent_pid:  # orphaned: the run that started us is gone
             _die()
 
-    model, stats = train(
-        model,
-        tokenizer,
-        train_ex,
-        config,
-        progress=job.get("progress"),
-        on_step=on_step,
-        texts=catalog,
-        categories=categories,
-    )
-    after = score(model, job["version"])
+    if str(cfg.get("mode", "full")) == "head":  # scored with vote queries (catalogue texts)
+        base = eval_encoder(
+            model, tokenizer, job["parent_version"], max_len=eval_len, device=device
+        )
+        trained = train_catalog_head(
+            base, train_ex, catalog, float(cfg["budget_s"]), parent_head, on_step
+        )
+        before = retrieval_scores(
+            trained.lookup(parent_head), held, catalog, query_mode="vote", power=power
+        )
+        after = retrieval_scores(
+            trained.lookup(trained.head), held, catalog, query_mode="vote", power=power
+        )
+        head, stats = trained.head, trained.stats
+    else:
+        before = score(model, job["parent_version"], parent_head)
+        eval_s = time.monotonic() - t0
+        # the candidate's evaluation costs about as much again; leave room for it and saving
+        train_budget = max(1.0, float(cfg["budget_s"]) - 2.0 * eval_s)
+        model, stats = _train_full(
+            model, tokenizer, train_ex, cfg, train_budget, device, query_mode, job, on_step,
+            catalog, categories,
+        )  # fmt: skip
+        after = score(model, job["version"])
+        head = None
     gain_ci = paired_bootstrap(
         before.users,
         before.ndcg,
@@ -132,6 +132,8 @@ def child_main(job_path: str) -> int:
         _die()
     model.to("cpu")
     save_model(model, tokenizer, job["out_dir"], location.path)
+    if head is not None:
+        save_head(job["out_dir"], head)
     if fault == "crash_after_save":
         _die()
     atomic_write_json(
@@ -141,11 +143,53 @@ def child_main(job_path: str) -> int:
             "metrics_after": after.metrics().to_json(),
             "gain_ci": gain_ci.to_json(),
             "train": stats.to_json(),
-            "fingerprint": fingerprint(model, tokenizer),
+            "fingerprint": fingerprint(model, tokenizer)
+            + ("" if head is None else f"+head@{head_digest(head)}"),
             "seconds": time.monotonic() - t0,
         },
     )
     return 0
+
+
+def _train_full(
+    model: Any,
+    tokenizer: Any,
+    train_ex: list[Any],
+    cfg: dict[str, Any],
+    budget_s: float,
+    device: str,
+    query_mode: str,
+    job: dict[str, Any],
+    on_step: Any,
+    catalog: dict[str, str],
+    categories: dict[str, str],
+) -> tuple[Any, Any]:
+    """Full (or LoRA, or top-layers) fine-tuning of the encoder's weights."""
+    from encoder.finetune import TrainConfig, train
+
+    config = TrainConfig(
+        steps=int(cfg["steps"]),
+        budget_s=budget_s,
+        batch_size=int(cfg["batch_size"]),
+        lr=float(cfg["lr"]),
+        max_len=int(cfg["max_len"]),
+        lora=bool(cfg["lora"]),
+        device=device,
+        query_mode=query_mode,
+        scale=float(cfg.get("scale", 20.0)),
+        together=bool(cfg.get("together", True)),
+        train_layers=int(cfg.get("train_layers", 0)),
+    )
+    return train(
+        model,
+        tokenizer,
+        train_ex,
+        config,
+        progress=job.get("progress"),
+        on_step=on_step,
+        texts=catalog,
+        categories=categories,
+    )
 
 
 if __name__ == "__main__":

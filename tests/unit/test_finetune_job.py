@@ -240,3 +240,34 @@ def test_a_run_left_training_by_a_dead_process_is_recorded_failed(
     info = registry.get(stale)
     assert info.status == "failed" and "interrupted" in info.metadata["reason"]
     assert registry.current_version() == BASE_VERSION
+
+
+def test_a_head_run_is_promoted_saved_as_a_dense_module_and_served_through_it(
+    tmp_path: Path, tiny_model: Path, examples_file: Path
+) -> None:
+    """`TASTEGRAPH_FINETUNE_MODE=head`: a linear head on the frozen encoder (encoder/head.py),
+    judged by the same gate, saved in the version's folder and applied by the loader."""
+    import numpy as np
+
+    from encoder.backend import load_text_encoder
+    from encoder.head import HEAD_DIR, HeadEncoder, apply_head, load_head
+    from finetuning.job import run_finetune
+    from finetuning.stores import registry_for
+
+    settings = settings_for(tmp_path, tiny_model, finetune_mode="head")
+    result = run_finetune(settings, examples_file)
+    assert result.result == "promoted", result
+    assert result.metrics_after["ndcg_at_10"] > result.metrics_before["ndcg_at_10"]
+    registry = registry_for(settings)
+    meta = registry.get(result.version).metadata
+    assert meta["train"]["mode"] == "head" and meta["train"]["steps"] > 0
+    folder = Path(registry.current().model_ref)
+    head = load_head(folder)
+    assert head is not None and (folder / HEAD_DIR / "config.json").exists()
+    assert not np.allclose(head, np.eye(head.shape[0]))
+    served = load_text_encoder(str(folder), backend="torch", threads=1)
+    base = load_text_encoder(str(tiny_model), backend="torch", threads=1)
+    assert isinstance(served, HeadEncoder) and served.version != base.version
+    assert served.version.startswith(base.version + "+head@")
+    texts = ["a red mug", "garden chair"]
+    assert np.allclose(served.encode(texts), apply_head(base.encode(texts), head), atol=1e-5)

@@ -210,6 +210,7 @@ BAD: dict[str, str] = {
     "reembed_limit": "0",
     "finetune_holdout_per_user": "-1",
     "finetune_query_mode": "median",
+    "finetune_mode": "half",
     "finetune_scale": "0",
     "finetune_vote_power": "0",
     "finetune_gate_resamples": "0",
