@@ -10,7 +10,7 @@ the gate's vote retrieval (NDCG@10 on the held-out examples, paired bootstrap ov
 and after. Results in docs/finetuning.md.
 
     python scripts/probe-linear-head.py BUILT_DIR [--steps 1500] [--batch 256] [--scale 10]
-        [--reg 0.1] [--lr 1e-3]
+        [--reg 0.1] [--lr 1e-3] [--logq]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 from encoder.example_store import read_examples
 from encoder.examples import split_examples
 from encoder.gate import paired_bootstrap
+from encoder.head import HeadConfig, apply_head, train_head
 from encoder.loading import load_pretrained
 from encoder.pairs import co_engagement_pairs
 from encoder.retrieval import retrieval_scores
@@ -79,38 +80,23 @@ def main() -> None:
             if p.anchor_id in index and p.item_id in index
         ]
     )
-    counts = np.bincount(pairs[:, 1], minlength=len(ids)).astype(np.float64)
-    log_q = torch.tensor(np.log(np.maximum(counts, 1.0) / counts.sum()), dtype=torch.float32)
-    x = torch.tensor(base)
-    dim = x.shape[1]
-    eye = torch.eye(dim)
-    w = torch.nn.Parameter(eye.clone())
-    opt = torch.optim.Adam([w], lr=args.lr)
-    rng = np.random.default_rng(0)
-    t0 = time.monotonic()
-    for step in range(args.steps):
-        b = pairs[rng.integers(0, len(pairs), args.batch)]
-        a = torch.nn.functional.normalize(x[b[:, 0]] @ w.T, dim=1)
-        p = torch.nn.functional.normalize(x[b[:, 1]] @ w.T, dim=1)
-        logits = args.scale * a @ p.T
-        if args.logq:  # in-batch negatives are drawn by popularity: correct for it (Yi et al. 2019)
-            logits = logits - log_q[b[:, 1]][None, :]
-        clash = torch.tensor(b[:, 1][None, :] == b[:, 1][:, None]) & ~torch.eye(
-            args.batch, dtype=torch.bool
-        )  # the same positive twice in a batch is not a negative, nor an anchor's own item
-        clash |= torch.tensor(b[:, 1][None, :] == b[:, 0][:, None])
-        logits = logits.masked_fill(clash, -1e4)
-        target = torch.arange(args.batch)
-        loss = (
-            torch.nn.functional.cross_entropy(logits, target)
-            + torch.nn.functional.cross_entropy(logits.T, target)
-        ) / 2 + args.reg * ((w - eye) ** 2).sum() / dim
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    config = HeadConfig(
+        steps=args.steps,
+        batch_size=args.batch,
+        scale=args.scale,
+        lr=args.lr,
+        reg=args.reg,
+        logq=args.logq,
+        budget_s=float("inf"),
+    )
+
+    def report(step: int, loss: float) -> None:
         if step % 250 == 0:
-            print(f"step {step} loss {loss.item():.4f}", flush=True)
-    trained = torch.nn.functional.normalize(x @ w.detach().T, dim=1).numpy()
+            print(f"step {step} loss {loss:.4f}", flush=True)
+
+    t0 = time.monotonic()
+    w, _ = train_head(base, pairs, config, on_step=report)  # the product's trainer
+    trained = apply_head(base, w)
     after = retrieval_scores(FixedVectors(by_text, trained), held, catalog, query_mode="vote")
     gain = paired_bootstrap(before.users, before.ndcg, after.ndcg, resamples=2000, confidence=0.95)
     print(
