@@ -7,6 +7,7 @@ through Kafka) and asks the users' Cypher queries; see docs/evaluation.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -67,6 +68,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="no progress bars (there are none when stderr is not a terminal)",
     )
     parser.add_argument(
+        "--similar-search",
+        choices=("exact", "index"),
+        default="exact",
+        help="candidates of the SIMILAR_TO lists: exact (default; every stored embedding, so two "
+        "runs give the same figures) or index (Neo4j's approximate vector index, as the worker "
+        "uses by default: TASTEGRAPH_SIMILAR_SEARCH)",
+    )
+    parser.add_argument(
         "--model",
         metavar="VERSION_OR_DIR",
         help="encoder: a model registry version ($TASTEGRAPH_HOME/models, e.g. ft-0001 or base) "
@@ -96,6 +105,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError("--new-items must be a share between 0 and 1")
     if args.model:
         settings = with_model(settings, args.model)
+    settings = dataclasses.replace(settings, similar_search=args.similar_search)
     t0 = time.perf_counter()
     events = read_events(args.events)
     items = read_items(args.items)
@@ -128,6 +138,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if driver is not None:
             driver.close()
     figures = result.figures()
+    figures["similar_search"] = settings.similar_search
     wall = time.perf_counter() - t0
     if args.report:
         from evaluation.report import write_report

@@ -141,6 +141,7 @@ class Settings:
     weights: Weights = dataclasses.field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     similar_k: PositiveInt = 20
     similar_threshold: Annotated[float, Field(ge=-1, le=1)] = 0.5
+    similar_search: Literal["index", "exact"] = "index"
     text_weight: NonNegativeFloat = 1.0
     trend_days: PositiveInt = 56
     blend_weights: Weights = dataclasses.field(default_factory=lambda: dict(DEFAULT_BLEND))

@@ -16,7 +16,7 @@ import numpy as np
 
 from graph import queries as q
 from graph.fold import TextState, embedding_moved, user_embedding
-from graph.similarity import Lists, changes, recompute, relist
+from graph.similarity import Lists, changes, nearest, recompute, relist
 
 if TYPE_CHECKING:
     from graph.store import InterestParams
@@ -135,20 +135,33 @@ class Refresh:
         moved = [n for n in ids if pending[n]]
         stamps = _stamps(tx, moved) if kind == "items" and moved else {}
         fetch = max(4 * p.similar_k, p.similar_k + 10)
-        found = tx.run(
-            _SIMILARITY[kind, "candidates"],
-            ids=ids,
-            version=version,
-            fetch=fetch,
-            threshold=p.similar_threshold,
-        )
-        candidates = {r["id"]: {n: float(s) for n, s in r["candidates"]} for r in found}
         lists: Lists = {}
         pointing: dict[str, list[str]] = {}
         for r in tx.run(_SIMILARITY[kind, "lists"], ids=ids):
             lists[r["id"]] = {n: float(s) for n, s in r["out"]}
             pointing[r["id"]] = list(r["pointing"])
-        self._score_pointing(tx, kind, moved, candidates, pointing)
+        if p.similar_search == "exact":
+            rows = list(tx.run(_SIMILARITY[kind, "all"], version=version))
+            vectors = np.asarray([r["embedding"] for r in rows], dtype=np.float64)
+            also = {x: pointing.get(x, []) for x in moved}
+            candidates = nearest(
+                [r["id"] for r in rows],
+                vectors.reshape(len(rows), -1),
+                ids,
+                fetch,
+                p.similar_threshold,
+                also,
+            )
+        else:
+            found = tx.run(
+                _SIMILARITY[kind, "candidates"],
+                ids=ids,
+                version=version,
+                fetch=fetch,
+                threshold=p.similar_threshold,
+            )
+            candidates = {r["id"]: {n: float(s) for n, s in r["candidates"]} for r in found}
+            self._score_pointing(tx, kind, moved, candidates, pointing)
         others = {n for x in moved for n in candidates.get(x, {})}
         others |= {n for x in moved for n in pointing.get(x, [])}
         others -= set(ids)
@@ -207,6 +220,7 @@ _SIMILARITY = {
     ("users", "pending"): q.PENDING_SIMILAR_USERS,
     ("users", "pairs"): q.USER_PAIR_SCORES,
     ("users", "candidates"): q.USER_SIMILARITY_CANDIDATES,
+    ("users", "all"): q.USER_EMBEDDINGS_ALL,
     ("users", "lists"): q.USER_SIMILAR_LISTS,
     ("users", "lock"): q.LOCK_USERS,
     ("users", "delete"): q.DELETE_USER_SIMILAR,
@@ -215,6 +229,7 @@ _SIMILARITY = {
     ("items", "pending"): q.PENDING_SIMILAR_ITEMS,
     ("items", "pairs"): q.ITEM_PAIR_SCORES,
     ("items", "candidates"): q.ITEM_SIMILARITY_CANDIDATES,
+    ("items", "all"): q.ITEM_EMBEDDINGS_ALL,
     ("items", "lists"): q.ITEM_SIMILAR_LISTS,
     ("items", "lock"): q.LOCK_ITEMS,
     ("items", "delete"): q.DELETE_ITEM_SIMILAR,

@@ -21,8 +21,10 @@ the nodes whose edges change are locked first, sorted (the project's lock order)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 Lists = dict[str, dict[str, float]]  # node id -> {neighbour id: score}
 
@@ -80,6 +82,47 @@ def recompute(
                 del ly[last[1]]
                 ly[x] = s
     return again
+
+
+def nearest(
+    ids: Sequence[str],
+    vectors: np.ndarray,
+    wanted: Sequence[str],
+    fetch: int,
+    threshold: float,
+    also: Mapping[str, Iterable[str]] | None = None,
+    chunk: int = 256,
+) -> Lists:
+    """Exact candidates, as the vector index would give them without its approximation: for each
+    node of ``wanted``, its ``fetch`` most similar other nodes by cosine (at least ``threshold``,
+    ties by id), plus the scores of its ``also`` nodes (those pointing at it) that reach the
+    threshold. ``vectors``' rows are the nodes ``ids``. A function of the inputs alone, whatever
+    their order: two runs on the same embeddings give the same lists."""
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    names = [ids[n] for n in order]
+    m = np.asarray(vectors, dtype=np.float64)[order]
+    norms = np.linalg.norm(m, axis=1)
+    m = m / np.where(norms > 0, norms, 1.0)[:, None]
+    row = {n: r for r, n in enumerate(names)}
+    present = [x for x in wanted if x in row]
+    out: Lists = {x: {} for x in wanted}
+    for start in range(0, len(present), chunk):
+        part = present[start : start + chunk]
+        # rounded: cosines equal but for the arithmetic's last bits tie, and break by id
+        sims = np.round(m[[row[x] for x in part]] @ m.T, 12)
+        for x, sim in zip(part, sims, strict=True):
+            sim[row[x]] = -np.inf  # never its own candidate
+            idx = np.flatnonzero(sim >= threshold)
+            if len(idx) > fetch:  # keep every node tied with the fetch-th, then order by id
+                kth = np.partition(-sim[idx], fetch - 1)[fetch - 1]
+                idx = idx[-sim[idx] <= kth]
+            idx = idx[np.lexsort((idx, -sim[idx]))][:fetch]
+            found = {names[i]: float(sim[i]) for i in idx}
+            for n in (also or {}).get(x, ()):
+                if n in row and n != x and n not in found and sim[row[n]] >= threshold:
+                    found[n] = float(sim[row[n]])
+            out[x] = found
+    return out
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,9 @@ class InterestParams:
     weights: Mapping[str, float]
     similar_k: int = 20
     similar_threshold: float = 0.5  # cosine similarity in [-1, 1]
+    # Where a similarity list's candidates come from: "index", Neo4j's approximate (HNSW) vector
+    # index; "exact", every node's stored embedding (deterministic; for evaluation and small graphs)
+    similar_search: str = "index"
     text_weight: float = 1.0  # weight of one free-text embedding in the user embedding
     trend_days: int = 56  # day buckets kept on user->category edges for interest_trends
     embedding_tolerance: float = 1e-4  # 1 - cosine below which a user embedding is kept

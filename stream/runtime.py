@@ -61,6 +61,7 @@ def interest_params(settings: Settings) -> InterestParams:
         weights=dict(settings.weights),
         similar_k=settings.similar_k,
         similar_threshold=settings.similar_threshold,
+        similar_search=settings.similar_search,
         text_weight=settings.text_weight,
         trend_days=settings.trend_days,
     )

@@ -122,6 +122,17 @@ CALL (i) {
 }
 RETURN id, candidates"""
 
+# Exact search (TASTEGRAPH_SIMILAR_SEARCH=exact): every current embedding of the kind, the same
+# nodes the vector index's candidates are filtered to; graph/similarity.py `nearest` ranks them.
+USER_EMBEDDINGS_ALL = """MATCH (n:User)
+WHERE n.embedding IS NOT NULL AND n.embedding_version = $version
+RETURN n.user_id AS id, n.embedding AS embedding"""
+
+ITEM_EMBEDDINGS_ALL = """MATCH (n:Item)
+WHERE n.embedding IS NOT NULL AND n.embedding_version = $version
+  AND coalesce(n.embedding_stale, false) = false
+RETURN n.item_id AS id, n.embedding AS embedding"""
+
 USER_SIMILAR_LISTS = """UNWIND $ids AS id
 MATCH (u:User {user_id: id})
 RETURN id, [(u)-[s:SIMILAR_TO]->(v:User) | [v.user_id, s.score]] AS out,

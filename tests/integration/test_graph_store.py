@@ -245,6 +245,67 @@ def test_similarity_degree_stays_bounded_and_versions_do_not_mix(store: GraphSto
     assert rows == [{"n": 0}]
 
 
+def _lists_by_definition(rows: list[dict[str, Any]], k: int, threshold: float) -> dict:
+    ids = [r["id"] for r in rows]
+    m = np.array([r["e"] for r in rows], dtype=float)
+    m /= np.linalg.norm(m, axis=1, keepdims=True)
+    sims = m @ m.T
+    out = {}
+    for a, x in enumerate(ids):
+        scored = [(-round(float(sims[a, b]), 9), y) for b, y in enumerate(ids) if y != x]
+        out[x] = [y for s, y in sorted(scored) if -s >= threshold][:k]
+    return out
+
+
+def test_exact_search_keeps_the_lists_equal_to_their_definition(
+    clean_graph: Any, settings: Settings
+) -> None:
+    """TASTEGRAPH_SIMILAR_SEARCH=exact (what `evaluate` uses): after batches that move users
+    between tastes, every user's and item's SIMILAR_TO list is exactly its top k by cosine over
+    the stored embeddings, at least the threshold, ties by id (no approximation of the index)."""
+    params = InterestParams(
+        half_life_s=HL,
+        weights=DEFAULT_WEIGHTS,
+        similar_k=3,
+        similar_threshold=0.1,
+        similar_search="exact",
+    )
+    store = GraphStore(clean_graph, settings.neo4j_database, params)
+    store.ensure_schema(DIM)
+    words = ["shoe", "pasta", "garden", "lamp", "kettle", "sock"]
+    catalogue = [
+        ItemRecord(f"x{n}", f"{words[n % 6]} {words[(n * 5) % 6]} {n % 4}", words[n % 3])
+        for n in range(18)
+    ]
+    rng = np.random.default_rng(7)
+    n = 0
+    for day in range(4):
+        events = []
+        for u in range(24):
+            for item in rng.choice(18, size=2, replace=False):
+                events.append(ev(n, f"u{u:02d}", f"x{item}", "click", day))
+                n += 1
+        store.apply_batch(
+            GraphBatch(events, catalogue if day == 0 else [], embed(catalogue), {}, ENC.version)
+        )
+        while store.refresh_dirty(ENC.version, limit=7) > 0:  # several rounds per day
+            pass
+    for label, key in (("User", "user_id"), ("Item", "item_id")):
+        rows = cypher(
+            store,
+            f"MATCH (n:{label}) WHERE n.embedding IS NOT NULL "
+            f"RETURN n.{key} AS id, n.embedding AS e ORDER BY id",
+        )
+        stored = cypher(
+            store,
+            f"MATCH (a:{label}) OPTIONAL MATCH (a)-[s:SIMILAR_TO]->(b:{label}) "
+            f"WITH a, b, s ORDER BY s.score DESC, b.{key} "
+            f"RETURN a.{key} AS id, [x IN collect(b) | x.{key}] AS out",
+        )
+        assert len(rows) >= 18
+        assert {r["id"]: r["out"] for r in stored} == _lists_by_definition(rows, 3, 0.1)
+
+
 def test_a_changed_catalogue_text_marks_the_embedding_stale(store: GraphStore) -> None:
     store.apply_batch(recording())
     changed = ItemRecord("i1", "red trail running shoe v2", "shoes", "grippy")

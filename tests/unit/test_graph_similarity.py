@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from graph.similarity import Lists, changes, recompute, relist, top_k
+from graph.similarity import Lists, changes, nearest, recompute, relist, top_k
 
 K, THRESHOLD = 3, 0.2
 
@@ -98,3 +98,45 @@ def test_edge_changes_and_their_locks() -> None:
     assert ch.deleted == [("a", "c")]
     assert ch.written == [("a", "b", 0.7), ("a", "d", 0.6)]
     assert ch.locks == ["a", "b", "c", "d"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(vector, min_size=2, max_size=9),
+    st.integers(1, 4),
+    st.randoms(use_true_random=False),
+)
+def test_exact_candidates_are_the_top_fetch_by_cosine_whatever_the_row_order(
+    vecs: list[list[int]], fetch: int, rnd: Any
+) -> None:
+    """The exact search (TASTEGRAPH_SIMILAR_SEARCH=exact) gives every node the ``fetch`` best
+    others at or above the threshold, ties by id, and the same lists whatever order the database
+    returned the embeddings in."""
+    vectors = {f"n{i}": np.array(v, dtype=float) for i, v in enumerate(vecs)}
+    names = sorted(vectors)
+    shuffled = names[:]
+    rnd.shuffle(shuffled)
+    matrix = np.array([vectors[n] for n in shuffled])
+    found = nearest(shuffled, matrix, names, fetch, THRESHOLD)
+    again = nearest(names, np.array([vectors[n] for n in names]), names, fetch, THRESHOLD)
+    assert found == again
+    for x in names:
+        expected = top_k(candidates(vectors, x), fetch)
+        assert list(found[x]) == list(expected)
+        assert all(abs(found[x][n] - s) < 1e-9 for n, s in expected.items())
+
+
+def test_exact_candidates_add_the_pointing_nodes_above_the_threshold() -> None:
+    """A node pointing at ``x`` outside ``x``'s fetch best is scored exactly (it stays in the
+    list it is in), unless it is below the threshold; an unknown node gets nothing."""
+    vectors = {
+        "a": np.array([1.0, 0.0]),
+        "b": np.array([1.0, 0.1]),
+        "c": np.array([1.0, 0.5]),
+        "d": np.array([0.0, 1.0]),
+    }
+    names = sorted(vectors)
+    matrix = np.array([vectors[n] for n in names])
+    found = nearest(names, matrix, ["a", "zz"], 1, 0.5, {"a": ["c", "d", "a"]})
+    assert list(found["a"]) == ["b", "c"]  # b is the best; c points at a and is above 0.5
+    assert found["zz"] == {}

@@ -211,6 +211,7 @@ BAD: dict[str, str] = {
     "finetune_holdout_per_user": "-1",
     "finetune_query_mode": "median",
     "finetune_mode": "half",
+    "similar_search": "approximate",
     "finetune_scale": "0",
     "finetune_vote_power": "0",
     "finetune_gate_resamples": "0",
