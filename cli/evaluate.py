@@ -138,7 +138,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if driver is not None:
             driver.close()
     figures = result.figures()
-    figures["similar_search"] = settings.similar_search
     wall = time.perf_counter() - t0
     if args.report:
         from evaluation.report import write_report
