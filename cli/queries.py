@@ -46,13 +46,14 @@ def configure_command(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("-k", type=int, default=10, help="how many items (default 10)")
         parser.add_argument(
             "--strategy",
-            choices=("content", "profile", "collaborative", "blend"),
+            choices=("content", "profile", "collaborative", "co_engaged", "blend"),
             default="blend",
             help="content: multi-interest, each of the user's strongest items votes for its "
             "content neighbours; profile: vector search from the user's mean embedding; "
-            "collaborative: items liked by similar users; blend (default): co-interest (users "
-            "sharing items), decayed popularity, discovery popularity (new buyers), content and "
-            "collaborative, weighted by TASTEGRAPH_BLEND_WEIGHTS",
+            "collaborative: items liked by similar users; co_engaged: the items most engaged "
+            "together with the user's strongest items (item-kNN); blend (default): co-interest "
+            "(users sharing items), co-engaged, decayed popularity, discovery popularity (new "
+            "buyers), content and collaborative, weighted by TASTEGRAPH_BLEND_WEIGHTS",
         )
         parser.add_argument(
             "--exclude",

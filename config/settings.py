@@ -69,8 +69,9 @@ DEFAULT_BLEND: dict[str, float] = {
     "content": 3.0,
     "collaborative": 0.3,
     "co_interest": 4.0,
-    "popular": 0.5,
-    "discovery": 1.0,
+    "co_engaged": 32.0,
+    "popular": 0.1,
+    "discovery": 2.0,
 }
 
 

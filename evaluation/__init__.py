@@ -8,5 +8,5 @@ renders HTML.
 
 PROTOCOL_VERSION = "v1"
 BASELINES = ("popular", "cooccurrence", "ease")
-GRAPH_STRATEGIES = ("content", "profile", "collaborative", "blend")
+GRAPH_STRATEGIES = ("content", "profile", "collaborative", "co_engaged", "blend")
 ALL_STRATEGIES = BASELINES + GRAPH_STRATEGIES

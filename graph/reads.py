@@ -27,12 +27,13 @@ from graph.scoring import (
 if TYPE_CHECKING:
     from graph.store import InterestParams
 
-STRATEGIES = ("content", "profile", "collaborative", "blend")
+STRATEGIES = ("content", "profile", "collaborative", "co_engaged", "blend")
 STRATEGY_QUERIES = {
     "content": q.RECOMMEND_CONTENT,
     "profile": q.RECOMMEND_PROFILE,
     "collaborative": q.RECOMMEND_COLLABORATIVE,
     "co_interest": q.RECOMMEND_CO_INTEREST,
+    "co_engaged": q.RECOMMEND_CO_ENGAGED,
     "popular": q.RECOMMEND_POPULAR,
     "discovery": q.RECOMMEND_DISCOVERY,
 }

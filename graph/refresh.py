@@ -21,6 +21,12 @@ from graph.similarity import Lists, changes, nearest, recompute, relist
 if TYPE_CHECKING:
     from graph.store import InterestParams
 
+# Co-engagement lists (graph/queries/refresh.py CO_ENGAGED_ROWS), chosen in issue 15 on Online
+# Retail and Complete Journey (docs/evaluation.md).
+CO_ENGAGED_K = 10  # neighbours kept per item
+CO_ENGAGED_ALPHA = 0.35  # exponent of the source's users; the target's get 1 - alpha
+CO_ENGAGED_SHRINKAGE = 10.0  # co-engaged users at which the similarity gets half its weight
+
 # ``write(fn, *args)``: runs ``fn(tx, *args)`` in a managed write transaction, returns its result.
 Write = Callable[..., Any]
 
@@ -40,7 +46,30 @@ class Refresh:
         users: set[str] = write(self._user_embeddings_tx, version, limit)
         users |= write(self._similarity_tx, "users", version, limit)
         listed: set[str] = write(self._similarity_tx, "items", version, limit, items)
+        listed |= write(self._co_engaged_tx, limit)
         return len(users) + len(set(items) | listed)
+
+    def _co_engaged_tx(self, tx: Any, limit: int) -> set[str]:
+        """Recomputes the CO_ENGAGED lists of up to ``limit`` items whose engagers changed
+        (``Item.co_dirty``): reads them (no locks), locks every item whose edges change, sorted,
+        then replaces each list and clears its flag. Returns those items."""
+        ids = [r["id"] for r in tx.run(q.PENDING_CO_ENGAGED, limit=limit)]
+        if not ids:
+            return set()
+        rows = [
+            {"id": r["id"], "top": [[n, float(s)] for n, s in r["top"]]}
+            for r in tx.run(
+                q.CO_ENGAGED_ROWS,
+                ids=ids,
+                k=CO_ENGAGED_K,
+                alpha=CO_ENGAGED_ALPHA,
+                shrinkage=CO_ENGAGED_SHRINKAGE,
+            )
+        ]
+        targets = {n for row in rows for n, _ in row["top"]}
+        tx.run(q.LOCK_ITEMS, ids=sorted(set(ids) | targets)).consume()
+        tx.run(q.WRITE_CO_ENGAGED, rows=rows).consume()
+        return set(ids)
 
     def _item_users_tx(self, tx: Any, version: str, limit: int) -> list[str]:
         """Flags dirty the users of up to ``limit`` items with a new embedding (``Item.dirty``):

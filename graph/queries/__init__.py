@@ -73,6 +73,7 @@ from graph.queries.reads import (
     SIMILAR_USERS,
 )
 from graph.queries.recommend import (
+    RECOMMEND_CO_ENGAGED,
     RECOMMEND_CO_INTEREST,
     RECOMMEND_COLLABORATIVE,
     RECOMMEND_CONTENT,
@@ -82,6 +83,7 @@ from graph.queries.recommend import (
 )
 from graph.queries.refresh import (
     CLEAR_USER_EMBEDDINGS,
+    CO_ENGAGED_ROWS,
     DELETE_ITEM_SIMILAR,
     DELETE_USER_SIMILAR,
     DIRTY_ITEMS,
@@ -101,6 +103,7 @@ from graph.queries.refresh import (
     MARK_USERS_DIRTY,
     MERGE_ITEM_SIMILAR,
     MERGE_USER_SIMILAR,
+    PENDING_CO_ENGAGED,
     PENDING_SIMILAR_ITEMS,
     PENDING_SIMILAR_USERS,
     SET_ITEM_EMBEDDINGS,
@@ -112,6 +115,7 @@ from graph.queries.refresh import (
     USER_SIMILARITY_CANDIDATES,
     USERS_OF_ITEMS,
     USERS_SIMILAR_DONE,
+    WRITE_CO_ENGAGED,
 )
 from graph.queries.schema import (
     AWAIT_INDEXES,
@@ -132,6 +136,7 @@ __all__ = [
     "CHURN_RISK",
     "CLAIM_EVENTS",
     "CLEAR_USER_EMBEDDINGS",
+    "CO_ENGAGED_ROWS",
     "CREATE_ITEM_VECTOR_INDEX",
     "CREATE_USER_VECTOR_INDEX",
     "DELETE_BY_ID_PREFIX",
@@ -182,6 +187,7 @@ __all__ = [
     "MERGE_USER_SIMILAR",
     "NOT_PURCHASED",
     "NOT_SEEN",
+    "PENDING_CO_ENGAGED",
     "PENDING_SIMILAR_ITEMS",
     "PENDING_SIMILAR_USERS",
     "PLAN_CATEGORY_MOVES",
@@ -194,6 +200,7 @@ __all__ = [
     "READ_ITEM_USERS",
     "RECOMMEND_COLLABORATIVE",
     "RECOMMEND_CONTENT",
+    "RECOMMEND_CO_ENGAGED",
     "RECOMMEND_CO_INTEREST",
     "RECOMMEND_DISCOVERY",
     "RECOMMEND_POPULAR",
@@ -217,6 +224,7 @@ __all__ = [
     "WIPE_NODES",
     "WIPE_RELATIONSHIPS",
     "WITHIN",
+    "WRITE_CO_ENGAGED",
     "WRITE_ITEMS",
     "WRITE_USERS",
 ]

@@ -152,10 +152,12 @@ DELETE old
 WITH DISTINCT i, c
 MERGE (i)-[:IN_CATEGORY]->(c)"""
 
+# A new edge changes the item's engagers: its CO_ENGAGED list is recomputed (graph/refresh.py).
 MERGE_ITEM_EDGES = """UNWIND $rows AS row
 MATCH (u:User {user_id: row.user_id})
 MATCH (i:Item {item_id: row.item_id})
 MERGE (u)-[r:INTERESTED_IN]->(i)
+ON CREATE SET i.co_dirty = true
 SET r = row.props"""
 
 MERGE_CATEGORY_EDGES = """UNWIND $rows AS row

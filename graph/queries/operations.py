@@ -43,6 +43,9 @@ FORGET_USER = """MATCH (u:User {user_id: $user_id})
 OPTIONAL MATCH (v:User)-[:SIMILAR_TO]->(u)
 SET v.relist = true
 WITH DISTINCT u
+OPTIONAL MATCH (u)-[:INTERESTED_IN]->(i:Item)
+SET i.co_dirty = true
+WITH DISTINCT u
 DETACH DELETE u
 RETURN count(u) AS deleted"""
 

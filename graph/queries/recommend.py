@@ -82,6 +82,25 @@ RETURN i.item_id AS item_id, i.category AS category, score
 ORDER BY score DESC, item_id
 LIMIT $fetch"""
 
+# Co-engaged (item-kNN): each of the user's $history strongest items j votes, with weight 1, for
+# its CO_ENGAGED neighbours (top 10 by co-engagement, graph/queries/refresh.py); an item's score is
+# the mean over those items of sim(j -> i). Not rescaled: sim already carries its evidence (the
+# co / (co + shrinkage) factor), so a user whose items have few co-buyers gets small scores and
+# the blend leans on the other components. Bounded: at most $history x 10 edges per user.
+RECOMMEND_CO_ENGAGED = f"""MATCH (u:User {{user_id: $user_id}})-[r:INTERESTED_IN]->(j:Item)
+WHERE r.strength > 0
+WITH u, j, {R_NOW} AS w
+ORDER BY w DESC, j.item_id
+LIMIT $history
+WITH u, collect(j) AS top, toFloat(count(*)) AS n
+UNWIND top AS j
+MATCH (j)-[c:CO_ENGAGED]->(i:Item)
+WITH u, n, i, sum(c.score) AS raw
+WHERE {NOT_PURCHASED} AND {NOT_SEEN} AND {WITHIN}
+RETURN i.item_id AS item_id, i.category AS category, raw / n AS score
+ORDER BY score DESC, item_id
+LIMIT $fetch"""
+
 RECOMMEND_COLLABORATIVE = f"""MATCH (u:User {{user_id: $user_id}})-[s:SIMILAR_TO]->(v:User)
 MATCH (v)-[r:INTERESTED_IN]->(i:Item)
 WHERE r.strength > 0

@@ -133,6 +133,44 @@ WHERE n.embedding IS NOT NULL AND n.embedding_version = $version
   AND coalesce(n.embedding_stale, false) = false
 RETURN n.item_id AS id, n.embedding AS embedding"""
 
+# Co-engagement lists (item-kNN on the interest edges): an item whose engagers changed
+# (`co_dirty`, set by a new INTERESTED_IN edge or an erasure) gets its CO_ENGAGED out-list
+# recomputed: its top $k other items i by
+#   sim(j -> i) = co / (n_j ^ $alpha * n_i ^ (1 - $alpha)) * co / (co + $shrinkage),
+# co = users interested in both, n = an item's users (its INTERESTED_IN in-degree); alpha < 0.5
+# discounts popular targets more than popular sources, and the shrinkage distrusts a handful of
+# co-buyers. The walk costs the sum of the degrees of the item's users.
+PENDING_CO_ENGAGED = """MATCH (i:Item)
+WHERE i.co_dirty = true
+WITH i ORDER BY i.item_id LIMIT $limit
+RETURN i.item_id AS id"""
+
+CO_ENGAGED_ROWS = """UNWIND $ids AS id
+MATCH (j:Item {item_id: id})
+WITH id, j, toFloat(COUNT { (j)<-[:INTERESTED_IN]-() }) AS nj
+CALL (j, nj) {
+  MATCH (j)<-[:INTERESTED_IN]-(:User)-[:INTERESTED_IN]->(i:Item)
+  WHERE i <> j
+  WITH i, toFloat(count(*)) AS co
+  WITH i, co * co / (co + $shrinkage)
+          / (nj ^ $alpha * toFloat(COUNT { (i)<-[:INTERESTED_IN]-() }) ^ (1.0 - $alpha)) AS score
+  ORDER BY score DESC, i.item_id
+  LIMIT $k
+  RETURN collect([i.item_id, score]) AS top
+}
+RETURN id, top"""
+
+WRITE_CO_ENGAGED = """UNWIND $rows AS row
+MATCH (j:Item {item_id: row.id})
+OPTIONAL MATCH (j)-[old:CO_ENGAGED]->(:Item)
+DELETE old
+WITH DISTINCT j, row
+REMOVE j.co_dirty
+WITH j, row
+UNWIND row.top AS t
+MATCH (i:Item {item_id: t[0]})
+CREATE (j)-[:CO_ENGAGED {score: t[1]}]->(i)"""
+
 USER_SIMILAR_LISTS = """UNWIND $ids AS id
 MATCH (u:User {user_id: id})
 RETURN id, [(u)-[s:SIMILAR_TO]->(v:User) | [v.user_id, s.score]] AS out,

@@ -18,6 +18,7 @@ SCHEMA_INDEXES = (
     "CREATE INDEX user_last_ts IF NOT EXISTS FOR (u:User) ON (u.last_ts)",
     "CREATE INDEX item_dirty IF NOT EXISTS FOR (i:Item) ON (i.dirty)",
     "CREATE INDEX item_relist IF NOT EXISTS FOR (i:Item) ON (i.relist)",
+    "CREATE INDEX item_co_dirty IF NOT EXISTS FOR (i:Item) ON (i.co_dirty)",
     "CREATE INDEX item_popularity_rank IF NOT EXISTS FOR (i:Item) ON (i.popularity_rank)",
     "CREATE INDEX item_discovery_rank IF NOT EXISTS FOR (i:Item) ON (i.discovery_rank)",
     "CREATE INDEX applied_event_ts IF NOT EXISTS FOR (e:AppliedEvent) ON (e.ts)",

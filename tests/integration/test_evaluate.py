@@ -127,7 +127,16 @@ def test_evaluate_json_shape_and_baselines(
     assert code == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert figures["protocol"] == "v1" and figures["k"] == K
-    names = ["popular", "cooccurrence", "ease", "content", "profile", "collaborative", "blend"]
+    names = [
+        "popular",
+        "cooccurrence",
+        "ease",
+        "content",
+        "profile",
+        "collaborative",
+        "co_engaged",
+        "blend",
+    ]
     assert list(figures["strategies"]) == names
     ndcg = {name: m[f"ndcg@{K}"] for name, m in figures["strategies"].items()}
     assert ndcg[figures["best_baseline"]] == max(ndcg[n] for n in names[:3])

@@ -112,8 +112,39 @@ def test_content_is_the_votes_of_the_users_items_scaled_by_their_evidence(
     assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
 
 
+def co_engaged_by_definition(user: str) -> dict[str, float]:
+    """graph/queries/refresh.py CO_ENGAGED_ROWS and recommend.py RECOMMEND_CO_ENGAGED by hand:
+    sim(j -> i) = co / (n_j^0.35 n_i^0.65) * co / (co + 10), each item's top 10 (all here), the
+    user's items voting with weight 1, averaged; the user's purchases left out."""
+    engaged: dict[str, set[str]] = {}
+    for u, i, _, _ in PLANTED:
+        engaged.setdefault(i, set()).add(u)
+    mine = sorted({i for u, i, _, _ in PLANTED if u == user})
+    bought = {i for u, i, t, _ in PLANTED if u == user and t == "purchase"}
+    scores: dict[str, float] = {}
+    for j in mine:
+        for i in engaged:
+            co = len(engaged[j] & engaged[i])
+            if i == j or co == 0 or i in bought:
+                continue
+            sim = co / (len(engaged[j]) ** 0.35 * len(engaged[i]) ** 0.65) * co / (co + 10)
+            scores[i] = scores.get(i, 0.0) + sim / len(mine)
+    return scores
+
+
+def test_co_engaged_is_the_mean_shrunk_item_similarity(store: GraphStore) -> None:
+    recs = store.recommend("alice", k=10, strategy="co_engaged", now=NOW)
+    expected = co_engaged_by_definition("alice")
+    assert {r.item_id: r.score for r in recs} == pytest.approx(expected)
+    # b1 and b2: engaged together by alice and carol, the strongest pair of the graph
+    assert [r.item_id for r in recs[:2]] == ["b1", "b2"]
+    assert store.recommend("dave", k=5, strategy="co_engaged", now=NOW) == []  # t1: no co-users
+
+
 def test_blend_and_the_category_cap(store: GraphStore) -> None:
-    recs = store.recommend("alice", k=3, strategy="blend", now=NOW)
+    # the component arithmetic, with the weights before co-engagement (issue 15's first step)
+    before = {"content": 3, "collaborative": 0.3, "co_interest": 4, "popular": 0.5, "discovery": 1}
+    recs = store.recommend("alice", k=3, strategy="blend", weights=before, now=NOW)
     # s3: top of collaborative (bob) and of content; b2: the only item someone newly bought that
     # alice has not (carol, who shares her books), but one purchase is little evidence
     assert [r.item_id for r in recs[:2]] == ["s3", "b2"]
@@ -122,6 +153,11 @@ def test_blend_and_the_category_cap(store: GraphStore) -> None:
     assert recs[1].parts["discovery"] == pytest.approx(b2 / (b2 + EVIDENCE_PRIORS["discovery"]))
     assert "collaborative" not in recs[1].parts
     assert "s1" not in [r.item_id for r in recs]
+    # the defaults add co-engagement: b2, engaged together with b1 by alice and carol (and newly
+    # bought by carol), goes first; its part is the co_engaged score as it is (calibrated)
+    default = store.recommend("alice", k=3, now=NOW)
+    assert default[0].item_id == "b2"
+    assert default[0].parts["co_engaged"] == pytest.approx(co_engaged_by_definition("alice")["b2"])
     capped = store.recommend("alice", k=3, strategy="blend", category_cap=1, now=NOW)
     assert len({r.category for r in capped}) == 3
     only_pop = store.recommend("alice", k=2, weights={"popular": 1.0}, now=NOW)

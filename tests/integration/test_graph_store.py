@@ -306,6 +306,54 @@ def test_exact_search_keeps_the_lists_equal_to_their_definition(
         assert {r["id"]: r["out"] for r in stored} == _lists_by_definition(rows, 3, 0.1)
 
 
+def test_co_engaged_lists_follow_new_engagers_and_erasure(store: GraphStore) -> None:
+    """An item's CO_ENGAGED list (top 10 by co / (n_j^0.35 n_i^0.65) * co / (co + 10)) is
+    recomputed when it gains an engager or loses one to an erasure."""
+
+    def stored() -> dict[str, dict[str, float]]:
+        rows = cypher(
+            store,
+            "MATCH (j:Item)-[c:CO_ENGAGED]->(i:Item) "
+            "RETURN j.item_id AS j, collect([i.item_id, c.score]) AS out",
+        )
+        return {r["j"]: dict(r["out"]) for r in rows}
+
+    def sim(co: int, nj: int, ni: int) -> float:
+        return co / (nj**0.35 * ni**0.65) * co / (co + 10)
+
+    store.apply_batch(
+        GraphBatch(
+            [ev(1, "a", "i1", "click", 0), ev(2, "a", "i2", "click", 0)],
+            CATALOGUE,
+            embed(CATALOGUE),
+            {},
+            ENC.version,
+        )
+    )
+    store.refresh_dirty(ENC.version)
+    assert stored() == {
+        "i1": pytest.approx({"i2": sim(1, 1, 1)}),
+        "i2": pytest.approx({"i1": sim(1, 1, 1)}),
+    }
+    # b engages i1 and i3: i1 and i3 gain an engager and are recomputed; i2's list keeps its
+    # entry (its own engagers did not change; it catches up when they do)
+    store.apply_batch(GraphBatch([ev(3, "b", "i1", "click", 1), ev(4, "b", "i3", "click", 1)]))
+    while store.refresh_dirty(ENC.version):
+        pass
+    assert stored() == {
+        "i1": pytest.approx({"i2": sim(1, 2, 1), "i3": sim(1, 2, 1)}),
+        "i2": pytest.approx({"i1": sim(1, 1, 1)}),
+        "i3": pytest.approx({"i1": sim(1, 1, 2)}),
+    }
+    assert store.forget("b")
+    while store.refresh_dirty(ENC.version):
+        pass
+    assert stored() == {
+        "i1": pytest.approx({"i2": sim(1, 1, 1)}),
+        "i2": pytest.approx({"i1": sim(1, 1, 1)}),
+    }
+
+
 def test_a_changed_catalogue_text_marks_the_embedding_stale(store: GraphStore) -> None:
     store.apply_batch(recording())
     changed = ItemRecord("i1", "red trail running shoe v2", "shoes", "grippy")
@@ -417,7 +465,7 @@ def test_a_tiny_change_keeps_the_user_embedding(store: GraphStore) -> None:
     np.testing.assert_allclose(before["e"], embed(CATALOGUE)["i1"], rtol=1e-6)
     # one browse against 100 clicks moves the mean by 1 - cos ~ 1e-5: under the tolerance
     store.apply_batch(GraphBatch([ev(200, "u1", "i2", "browse", 0)]))
-    assert store.refresh_dirty(ENC.version) == 1
+    assert store.refresh_dirty(ENC.version) == 2  # u1, and i2's co-engagement list (new engager)
     (after,) = cypher(store, "MATCH (u:User {user_id: 'u1'}) RETURN u.embedding AS e, u.dirty AS d")
     assert after == {"e": before["e"], "d": False}
 
@@ -442,7 +490,8 @@ def test_forget_refills_the_similarity_lists_that_pointed_at_the_user(
     assert top["user_id"] == "b"  # a and b share i1
     pointing = [u for u in ("b", "c") if any(r["user_id"] == "a" for r in store.similar_users(u))]
     assert store.forget("a")
-    assert store.refresh_dirty(ENC.version) == len(pointing)
+    # the users that pointed at a, and i1, whose engagers changed (its co-engagement list)
+    assert store.refresh_dirty(ENC.version) == len(pointing) + 1
     for user in ("b", "c"):
         assert [r["user_id"] for r in store.similar_users(user, k=5)] == [
             "c" if user == "b" else "b"

@@ -192,6 +192,7 @@ def test_evaluate_asks_before_applying_each_day_and_reports_the_protocol_shape()
         "content",
         "profile",
         "collaborative",
+        "co_engaged",
         "blend",
     }
     assert set(fig["strategies"]["blend"]) == {"hr@3", "recall@3", "ndcg@3"}

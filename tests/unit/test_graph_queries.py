@@ -50,6 +50,7 @@ def test_interest_edges_are_written_as_absolute_values() -> None:
         "MATCH (u:User {user_id: row.user_id})\n"
         "MATCH (i:Item {item_id: row.item_id})\n"
         "MERGE (u)-[r:INTERESTED_IN]->(i)\n"
+        "ON CREATE SET i.co_dirty = true\n"  # a new engager: the item's CO_ENGAGED list is redone
         "SET r = row.props"
     )
     assert q.MERGE_CATEGORY_EDGES == (
