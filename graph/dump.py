@@ -22,12 +22,12 @@ NODE_KEYS = {
 }
 # Derived from the interest state by refresh_dirty; their exact values depend on when refreshes
 # ran, so crash tests may leave them out with ``derived=False``.
-DERIVED_TYPES = frozenset({"SIMILAR_TO"})
+DERIVED_TYPES = frozenset({"SIMILAR_TO", "CO_ENGAGED"})
 # Bookkeeping that is not data: the random token of the transaction that claimed an event id.
 TOKEN_PROPERTIES = {"AppliedEvent": frozenset({"claim"})}
 DERIVED_PROPERTIES = {
     "User": frozenset({"embedding", "embedding_version", "dirty", "resimilar", "relist"}),
-    "Item": frozenset({"dirty", "relist"}),
+    "Item": frozenset({"dirty", "relist", "co_dirty"}),
 }
 
 
@@ -49,8 +49,9 @@ def canonical_dump(
 ) -> dict[str, list[str]]:
     """``{"nodes": [...], "relationships": [...]}``, each a sorted list of JSON lines.
 
-    ``derived=False`` leaves out SIMILAR_TO edges, the User embedding and the refresh flags
-    (``dirty``, ``resimilar``, ``relist``); Item embeddings come from the encoder and stay.
+    ``derived=False`` leaves out SIMILAR_TO and CO_ENGAGED edges, the User embedding and the
+    refresh flags (``dirty``, ``resimilar``, ``relist``, ``co_dirty``); Item embeddings come from
+    the encoder and stay.
     ``exclude_labels`` drops whole node kinds (for example ``AppliedEvent``) and the relationships
     touching them.
     """
