@@ -56,18 +56,18 @@ class Refresh:
         ids = [r["id"] for r in tx.run(q.PENDING_CO_ENGAGED, limit=limit)]
         if not ids:
             return set()
-        rows = [
-            {"id": r["id"], "top": [[n, float(s)] for n, s in r["top"]]}
-            for r in tx.run(
-                q.CO_ENGAGED_ROWS,
-                ids=ids,
-                k=CO_ENGAGED_K,
-                alpha=CO_ENGAGED_ALPHA,
-                shrinkage=CO_ENGAGED_SHRINKAGE,
-            )
-        ]
-        targets = {n for row in rows for n, _ in row["top"]}
-        tx.run(q.LOCK_ITEMS, ids=sorted(set(ids) | targets)).consume()
+        rows = []
+        touched = set(ids)  # the items, their old and their new neighbours
+        for r in tx.run(
+            q.CO_ENGAGED_ROWS,
+            ids=ids,
+            k=CO_ENGAGED_K,
+            alpha=CO_ENGAGED_ALPHA,
+            shrinkage=CO_ENGAGED_SHRINKAGE,
+        ):
+            rows.append({"id": r["id"], "top": [[n, float(s)] for n, s in r["top"]]})
+            touched |= {n for n, _ in r["top"]} | set(r["old"])
+        tx.run(q.LOCK_ITEMS, ids=sorted(touched)).consume()
         tx.run(q.WRITE_CO_ENGAGED, rows=rows).consume()
         return set(ids)
 

@@ -158,7 +158,7 @@ CALL (j, nj) {
   LIMIT $k
   RETURN collect([i.item_id, score]) AS top
 }
-RETURN id, top"""
+RETURN id, top, [(j)-[:CO_ENGAGED]->(o:Item) | o.item_id] AS old"""
 
 WRITE_CO_ENGAGED = """UNWIND $rows AS row
 MATCH (j:Item {item_id: row.id})
