@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 CO_ENGAGED_K = 10  # neighbours kept per item
 CO_ENGAGED_ALPHA = 0.35  # exponent of the source's users; the target's get 1 - alpha
 CO_ENGAGED_SHRINKAGE = 10.0  # co-engaged users at which the similarity gets half its weight
+CO_ENGAGED_ENGAGERS = 2000  # the most recent users of an item that a recompute walks through
 
 # ``write(fn, *args)``: runs ``fn(tx, *args)`` in a managed write transaction, returns its result.
 Write = Callable[..., Any]
@@ -64,6 +65,7 @@ class Refresh:
             k=CO_ENGAGED_K,
             alpha=CO_ENGAGED_ALPHA,
             shrinkage=CO_ENGAGED_SHRINKAGE,
+            engagers=CO_ENGAGED_ENGAGERS,
         ):
             rows.append({"id": r["id"], "top": [[n, float(s)] for n, s in r["top"]]})
             touched |= {n for n, _ in r["top"]} | set(r["old"])

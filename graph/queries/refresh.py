@@ -139,7 +139,9 @@ RETURN n.item_id AS id, n.embedding AS embedding"""
 #   sim(j -> i) = co / (n_j ^ $alpha * n_i ^ (1 - $alpha)) * co / (co + $shrinkage),
 # co = users interested in both, n = an item's users (its INTERESTED_IN in-degree); alpha < 0.5
 # discounts popular targets more than popular sources, and the shrinkage distrusts a handful of
-# co-buyers. The walk costs the sum of the degrees of the item's users.
+# co-buyers. The walk goes through the item's $engagers most recent users (by the edge's last_ts;
+# n_j stays its full count), so one recompute costs at most $engagers x their degrees, however
+# popular the item.
 PENDING_CO_ENGAGED = """MATCH (i:Item)
 WHERE i.co_dirty = true
 WITH i ORDER BY i.item_id LIMIT $limit
@@ -149,7 +151,9 @@ CO_ENGAGED_ROWS = """UNWIND $ids AS id
 MATCH (j:Item {item_id: id})
 WITH id, j, toFloat(COUNT { (j)<-[:INTERESTED_IN]-() }) AS nj
 CALL (j, nj) {
-  MATCH (j)<-[:INTERESTED_IN]-(:User)-[:INTERESTED_IN]->(i:Item)
+  MATCH (j)<-[e:INTERESTED_IN]-(v:User)
+  WITH v ORDER BY e.last_ts DESC, v.user_id LIMIT $engagers
+  MATCH (v)-[:INTERESTED_IN]->(i:Item)
   WHERE i <> j
   WITH i, toFloat(count(*)) AS co
   WITH i, co * co / (co + $shrinkage)

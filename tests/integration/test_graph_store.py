@@ -354,6 +354,30 @@ def test_co_engaged_lists_follow_new_engagers_and_erasure(store: GraphStore) -> 
     }
 
 
+def test_co_engaged_walks_only_the_most_recent_engagers(
+    store: GraphStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A best-seller's recompute is bounded: it walks its CO_ENGAGED_ENGAGERS most recent users
+    (here 1: b, day 2), while n_j stays its full count of users (2)."""
+    monkeypatch.setattr("graph.refresh.CO_ENGAGED_ENGAGERS", 1)
+    events = [
+        ev(1, "a", "i1", "click", 0),
+        ev(2, "a", "i2", "click", 0),
+        ev(3, "b", "i1", "click", 2),
+        ev(4, "b", "i3", "click", 2),
+    ]
+    store.apply_batch(GraphBatch(events, CATALOGUE, embed(CATALOGUE), {}, ENC.version))
+    while store.refresh_dirty(ENC.version):
+        pass
+    rows = cypher(
+        store,
+        "MATCH (:Item {item_id: 'i1'})-[c:CO_ENGAGED]->(i:Item) "
+        "RETURN i.item_id AS i, c.score AS s",
+    )
+    assert [r["i"] for r in rows] == ["i3"]  # a's i2 is not walked
+    assert rows[0]["s"] == pytest.approx(1 / (2**0.35 * 1**0.65) * 1 / 11)
+
+
 def test_a_changed_catalogue_text_marks_the_embedding_stale(store: GraphStore) -> None:
     store.apply_batch(recording())
     changed = ItemRecord("i1", "red trail running shoe v2", "shoes", "grippy")
