@@ -27,6 +27,7 @@ CO_ENGAGED_K = 10  # neighbours kept per item
 CO_ENGAGED_ALPHA = 0.35  # exponent of the source's users; the target's get 1 - alpha
 CO_ENGAGED_SHRINKAGE = 10.0  # co-engaged users at which the similarity gets half its weight
 CO_ENGAGED_ENGAGERS = 2000  # the most recent users of an item that a recompute walks through
+CO_ENGAGED_SHARE = 10  # a refresh round recomputes at most limit / CO_ENGAGED_SHARE lists
 
 # ``write(fn, *args)``: runs ``fn(tx, *args)`` in a managed write transaction, returns its result.
 Write = Callable[..., Any]
@@ -47,7 +48,9 @@ class Refresh:
         users: set[str] = write(self._user_embeddings_tx, version, limit)
         users |= write(self._similarity_tx, "users", version, limit)
         listed: set[str] = write(self._similarity_tx, "items", version, limit, items)
-        listed |= write(self._co_engaged_tx, limit)
+        # co-engagement lists: a tenth of the limit per round, so under a sustained load their
+        # upkeep takes a bounded share of the database and repeated flags on an item coalesce
+        listed |= write(self._co_engaged_tx, max(1, limit // CO_ENGAGED_SHARE))
         return len(users) + len(set(items) | listed)
 
     def _co_engaged_tx(self, tx: Any, limit: int) -> set[str]:
