@@ -264,6 +264,12 @@ def _print_explain(e: dict[str, Any]) -> None:
         print(
             f"  profile similarity (user embedding . item embedding) {e['content_similarity']:.4f}"
         )
+    print(f"  co-engaged score (mean over the user's strongest items) {e['co_engaged_score']:.4f}")
+    for v in e["co_engaged_votes"]:
+        print(
+            f"    engaged together with {v['item_id']}: similarity {v['similarity']:.4f}, "
+            f"share {v['contribution']:.4f}"
+        )
     print(
         f"  collaborative score {e['collaborative_score']:.4f}  popularity {e['popularity']:.4f}"
         f"  discovery {e['discovery']:.4f}"

@@ -158,7 +158,9 @@ class GraphReads:
         score (the votes of the user's strongest items through item similarity; their sum ranks
         ``content``) and the profile's cosine, the similar users' contributions (their sum is the
         collaborative score), the item's decayed popularity and discovery popularity, the
-        category interest and similar items the user likes."""
+        category interest and similar items the user likes; the co-engaged score with each of the
+        user's items engaged together with it (their CO_ENGAGED similarity, its share of the
+        mean)."""
         ids = {"user_id": user_id, "item_id": item_id}
         direct = self._read(q.EXPLAIN_DIRECT, now, **ids)
         emb = self._read(q.EXPLAIN_NODES, now, **ids)[0]
@@ -173,6 +175,7 @@ class GraphReads:
         votes = self._read(
             q.EXPLAIN_CONTENT, now, history=CONTENT_HISTORY, sharpen=CONTENT_SHARPEN, **ids
         )
+        co_engaged = self._read(q.EXPLAIN_CO_ENGAGED, now, history=CONTENT_HISTORY, **ids)
         edge = None
         if direct:
             props = direct[0]["props"]
@@ -194,6 +197,8 @@ class GraphReads:
             "content_score": sum(v["contribution"] for v in votes),
             "content_votes": votes,
             "collaborative_score": sum(u["contribution"] for u in via_users),
+            "co_engaged_score": sum(v["contribution"] for v in co_engaged),
+            "co_engaged_votes": co_engaged,
             "popularity": emb["popularity"],
             "discovery": emb["discovery"],
             "similar_users": via_users,

@@ -21,6 +21,19 @@ RETURN j.item_id AS item_id, s.score AS similarity, w AS strength,
        w * s.score ^ $sharpen AS contribution
 ORDER BY contribution DESC, item_id"""
 
+# The co-engaged score's terms: each of the user's $history strongest items with a CO_ENGAGED
+# edge to the item, its similarity, and its share of the mean (RECOMMEND_CO_ENGAGED).
+EXPLAIN_CO_ENGAGED = f"""MATCH (u:User {{user_id: $user_id}})-[r:INTERESTED_IN]->(j:Item)
+WHERE r.strength > 0
+WITH j, {R_NOW} AS w
+ORDER BY w DESC, j.item_id
+LIMIT $history
+WITH collect(j) AS top, toFloat(count(*)) AS n
+UNWIND top AS j
+MATCH (j)-[c:CO_ENGAGED]->(:Item {{item_id: $item_id}})
+RETURN j.item_id AS item_id, c.score AS similarity, c.score / n AS contribution
+ORDER BY contribution DESC, item_id"""
+
 EXPLAIN_SIMILAR_USERS = f"""MATCH (u:User {{user_id: $user_id}})-[s:SIMILAR_TO]->(v:User)
 MATCH (v)-[r:INTERESTED_IN]->(i:Item {{item_id: $item_id}})
 WITH v, s, {R_NOW} AS strength

@@ -202,6 +202,9 @@ def test_explain_shows_the_paths(store: GraphStore) -> None:
     for v in e["content_votes"]:
         assert v["contribution"] == pytest.approx(v["strength"] * v["similarity"] ** 3)
     assert e["content_score"] == pytest.approx(sum(v["contribution"] for v in e["content_votes"]))
+    # co-engaged: s3 is engaged together with alice's s1 (by bob); its share is the co_engaged score
+    assert [v["item_id"] for v in e["co_engaged_votes"]] == ["s1"]
+    assert e["co_engaged_score"] == pytest.approx(co_engaged_by_definition("alice")["s3"])
     bought = store.explain("alice", "s1", now=NOW)
     assert bought["purchased"] is True
     assert bought["interest"]["counts"] == {"purchase": 1}
