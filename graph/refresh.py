@@ -70,7 +70,8 @@ class Refresh:
             shrinkage=CO_ENGAGED_SHRINKAGE,
             engagers=CO_ENGAGED_ENGAGERS,
         ):
-            rows.append({"id": r["id"], "top": [[n, float(s)] for n, s in r["top"]]})
+            top = [[n, float(s)] for n, s in r["top"]]
+            rows.append({"id": r["id"], "users": r["users"], "top": top})
             touched |= {n for n, _ in r["top"]} | set(r["old"])
         tx.run(q.LOCK_ITEMS, ids=sorted(touched)).consume()
         tx.run(q.WRITE_CO_ENGAGED, rows=rows).consume()
@@ -176,11 +177,10 @@ class Refresh:
             pointing[r["id"]] = list(r["pointing"])
         if p.similar_search == "exact":
             rows = list(tx.run(_SIMILARITY[kind, "all"], version=version))
-            vectors = np.asarray([r["embedding"] for r in rows], dtype=np.float64)
             also = {x: pointing.get(x, []) for x in moved}
             candidates = nearest(
                 [r["id"] for r in rows],
-                vectors.reshape(len(rows), -1),
+                [r["embedding"] for r in rows],
                 ids,
                 fetch,
                 p.similar_threshold,

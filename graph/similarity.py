@@ -86,7 +86,7 @@ def recompute(
 
 def nearest(
     ids: Sequence[str],
-    vectors: np.ndarray,
+    vectors: np.ndarray | Sequence[Sequence[float]],
     wanted: Sequence[str],
     fetch: int,
     threshold: float,
@@ -98,6 +98,9 @@ def nearest(
     ties by id), plus the scores of its ``also`` nodes (those pointing at it) that reach the
     threshold. ``vectors``' rows are the nodes ``ids``. A function of the inputs alone, whatever
     their order: two runs on the same embeddings give the same lists."""
+    out: Lists = {x: {} for x in wanted}
+    if not ids:  # nothing embedded with this version (yet, or any more)
+        return out
     order = sorted(range(len(ids)), key=ids.__getitem__)
     names = [ids[n] for n in order]
     m = np.asarray(vectors, dtype=np.float64)[order]
@@ -105,7 +108,6 @@ def nearest(
     m = m / np.where(norms > 0, norms, 1.0)[:, None]
     row = {n: r for r, n in enumerate(names)}
     present = [x for x in wanted if x in row]
-    out: Lists = {x: {} for x in wanted}
     for start in range(0, len(present), chunk):
         part = present[start : start + chunk]
         # rounded: cosines equal but for the arithmetic's last bits tie, and break by id

@@ -41,6 +41,7 @@ from graph.queries.fragments import (
     POP_NOW,
     POPULARITY_RANK,
     R_NOW,
+    TOP_ITEMS,
     WITHIN,
 )
 from graph.queries.operations import (
@@ -216,6 +217,7 @@ __all__ = [
     "SIMILAR_ITEM_NEIGHBOURS",
     "SIMILAR_USERS",
     "STALE_ITEMS",
+    "TOP_ITEMS",
     "USERS_OF_ITEMS",
     "USERS_SIMILAR_DONE",
     "USER_EMBEDDINGS_ALL",

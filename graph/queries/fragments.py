@@ -14,6 +14,15 @@ def decayed(strength: str, last_ts: str) -> str:
 
 # Interest of an INTERESTED_IN edge `r`, and popularity of an item `i`, as of $now.
 R_NOW = decayed("r.strength", "r.last_ts")
+
+# The user's $history strongest items now (ties by id), one row each: u, j, and n, their count.
+TOP_ITEMS = f"""MATCH (u:User {{user_id: $user_id}})-[r:INTERESTED_IN]->(j:Item)
+WHERE r.strength > 0
+WITH u, j, {R_NOW} AS w
+ORDER BY w DESC, j.item_id
+LIMIT $history
+WITH u, collect(j) AS top, toFloat(count(*)) AS n
+UNWIND top AS j"""
 POP_NOW = decayed("coalesce(i.popularity, 0.0)", "coalesce(i.popularity_ts, $now)")
 DISCOVERY_NOW = decayed("coalesce(i.discovery, 0.0)", "coalesce(i.discovery_ts, $now)")
 

@@ -3,7 +3,7 @@ interest trends and churn risk."""
 
 from __future__ import annotations
 
-from graph.queries.fragments import DISCOVERY_NOW, POP_NOW, R_NOW, decayed
+from graph.queries.fragments import DISCOVERY_NOW, POP_NOW, R_NOW, TOP_ITEMS, decayed
 
 EXPLAIN_DIRECT = f"""MATCH (u:User {{user_id: $user_id}})
 MATCH (u)-[r:INTERESTED_IN]->(i:Item {{item_id: $item_id}})
@@ -23,13 +23,7 @@ ORDER BY contribution DESC, item_id"""
 
 # The co-engaged score's terms: each of the user's $history strongest items with a CO_ENGAGED
 # edge to the item, its similarity, and its share of the mean (RECOMMEND_CO_ENGAGED).
-EXPLAIN_CO_ENGAGED = f"""MATCH (u:User {{user_id: $user_id}})-[r:INTERESTED_IN]->(j:Item)
-WHERE r.strength > 0
-WITH j, {R_NOW} AS w
-ORDER BY w DESC, j.item_id
-LIMIT $history
-WITH collect(j) AS top, toFloat(count(*)) AS n
-UNWIND top AS j
+EXPLAIN_CO_ENGAGED = f"""{TOP_ITEMS}
 MATCH (j)-[c:CO_ENGAGED]->(:Item {{item_id: $item_id}})
 RETURN j.item_id AS item_id, c.score AS similarity, c.score / n AS contribution
 ORDER BY contribution DESC, item_id"""

@@ -8,6 +8,7 @@ from graph.queries.fragments import (
     NOT_SEEN,
     POP_NOW,
     R_NOW,
+    TOP_ITEMS,
     WITHIN,
 )
 
@@ -87,13 +88,7 @@ LIMIT $fetch"""
 # the mean over those items of sim(j -> i). Not rescaled: sim already carries its evidence (the
 # co / (co + shrinkage) factor), so a user whose items have few co-buyers gets small scores and
 # the blend leans on the other components. Bounded: at most $history x 10 edges per user.
-RECOMMEND_CO_ENGAGED = f"""MATCH (u:User {{user_id: $user_id}})-[r:INTERESTED_IN]->(j:Item)
-WHERE r.strength > 0
-WITH u, j, {R_NOW} AS w
-ORDER BY w DESC, j.item_id
-LIMIT $history
-WITH u, collect(j) AS top, toFloat(count(*)) AS n
-UNWIND top AS j
+RECOMMEND_CO_ENGAGED = f"""{TOP_ITEMS}
 MATCH (j)-[c:CO_ENGAGED]->(i:Item)
 WITH u, n, i, sum(c.score) AS raw
 WHERE {NOT_PURCHASED} AND {NOT_SEEN} AND {WITHIN}

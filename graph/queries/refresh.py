@@ -162,14 +162,17 @@ CALL (j, nj) {
   LIMIT $k
   RETURN collect([i.item_id, score]) AS top
 }
-RETURN id, top, [(j)-[:CO_ENGAGED]->(o:Item) | o.item_id] AS old"""
+RETURN id, toInteger(nj) AS users, top, [(j)-[:CO_ENGAGED]->(o:Item) | o.item_id] AS old"""
 
+# Written once the items are locked. The flag stays when the item's users changed since the list
+# was read (a batch committed in between): the next round computes it again.
 WRITE_CO_ENGAGED = """UNWIND $rows AS row
 MATCH (j:Item {item_id: row.id})
 OPTIONAL MATCH (j)-[old:CO_ENGAGED]->(:Item)
 DELETE old
 WITH DISTINCT j, row
-REMOVE j.co_dirty
+FOREACH (_ IN CASE WHEN COUNT { (j)<-[:INTERESTED_IN]-() } = row.users THEN [1] ELSE [] END |
+  REMOVE j.co_dirty)
 WITH j, row
 UNWIND row.top AS t
 MATCH (i:Item {item_id: t[0]})

@@ -354,6 +354,48 @@ def test_co_engaged_lists_follow_new_engagers_and_erasure(store: GraphStore) -> 
     }
 
 
+def test_a_batch_between_the_read_and_the_lock_keeps_the_co_engaged_flag(
+    store: GraphStore,
+) -> None:
+    """The refresh reads an item's list without locks; a batch that gives the item a new user
+    before the refresh locks it leaves the item flagged, so the next round counts that user."""
+    from graph import queries as q
+
+    store.apply_batch(
+        GraphBatch(
+            [ev(1, "a", "i1", "click", 0), ev(2, "a", "i2", "click", 0)],
+            CATALOGUE,
+            embed(CATALOGUE),
+            {},
+            ENC.version,
+        )
+    )
+
+    class Interleaved:  # a transaction whose lock step lets a batch commit first
+        def __init__(self, tx: Any) -> None:
+            self.tx = tx
+
+        def run(self, query: str, **params: Any) -> Any:
+            if query is q.LOCK_ITEMS:
+                store.apply_batch(
+                    GraphBatch([ev(3, "b", "i1", "click", 1), ev(4, "b", "i3", "click", 1)])
+                )
+            return self.tx.run(query, **params)
+
+    with store._driver.session(database=store._database) as session:
+        done = session.execute_write(lambda tx: store._refresh._co_engaged_tx(Interleaved(tx), 10))
+    assert "i1" in done
+    flagged = cypher(store, "MATCH (i:Item) WHERE i.co_dirty RETURN i.item_id AS i ORDER BY i")
+    assert [r["i"] for r in flagged] == ["i1", "i3"]  # i2's users did not change: cleared
+    while store.refresh_dirty(ENC.version):
+        pass
+    rows = cypher(
+        store,
+        "MATCH (:Item {item_id: 'i1'})-[:CO_ENGAGED]->(i:Item) RETURN i.item_id AS i ORDER BY i",
+    )
+    assert [r["i"] for r in rows] == ["i2", "i3"]  # b's i3 counted
+
+
 def test_co_engaged_walks_only_the_most_recent_engagers(
     store: GraphStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

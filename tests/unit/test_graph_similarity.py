@@ -140,3 +140,9 @@ def test_exact_candidates_add_the_pointing_nodes_above_the_threshold() -> None:
     found = nearest(names, matrix, ["a", "zz"], 1, 0.5, {"a": ["c", "d", "a"]})
     assert list(found["a"]) == ["b", "c"]  # b is the best; c points at a and is above 0.5
     assert found["zz"] == {}
+
+
+def test_exact_candidates_with_nothing_embedded_are_empty() -> None:
+    """No node of the kind carries the current version yet (or any more, after a model swap):
+    every wanted node gets no candidates instead of an error."""
+    assert nearest([], [], ["a", "b"], 5, 0.5) == {"a": {}, "b": {}}
