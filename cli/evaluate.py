@@ -49,6 +49,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--report", type=Path, metavar="DIR", help="also write DIR/index.html")
+    parser.add_argument(
+        "--save-components",
+        type=Path,
+        metavar="FILE",
+        help="also write the blend's component lists of every pair to FILE (JSON lines, gzip), "
+        "for choosing blend weights offline with `tastegraph tune-blend`",
+    )
     graph = parser.add_mutually_exclusive_group()
     graph.add_argument(
         "--keep-graph",
@@ -120,9 +127,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     progress = _progress(not args.no_progress and sys.stderr.isatty())
     graph = None
     driver = None
+    writer = None
     try:
         if any(s in GRAPH_STRATEGIES for s in strategies):
             graph, driver = _open_graph(settings, progress, args.keep_graph, args.wipe)
+            if args.save_components is not None:
+                from evaluation.components import ComponentsWriter
+
+                graph.components = writer = ComponentsWriter(args.save_components)
         result = evaluate(
             events,
             items,
@@ -137,6 +149,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if driver is not None:
             driver.close()
+        if writer is not None:
+            writer.close()
+            log.info("%d pairs' blend components written to %s", writer.records, writer.path)
     figures = result.figures()
     wall = time.perf_counter() - t0
     if args.report:

@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "offsets": ("cli.offsets", "show or move the workers' consumer group offsets"),
     "graph": ("cli.graph", "start the graph over, or rotate the Neo4j password"),
     "evaluate": ("cli.evaluate", "offline evaluation (protocol v1) against baselines"),
+    "tune-blend": ("cli.tune_blend", "score blend weights on saved evaluation components"),
     "bench": ("cli.bench", "benchmarks: encoder, pipeline"),
     "finetune": ("cli.finetune", "fine-tune the encoder now"),
     "models": ("cli.models", "list, promote or roll back encoder versions"),

@@ -25,6 +25,7 @@ import numpy as np
 
 from evaluation import BASELINES, GRAPH_STRATEGIES, PROTOCOL_VERSION
 from evaluation.baselines import Baselines, top_k
+from evaluation.components import ComponentsWriter, record_of
 from evaluation.ease import Ease
 from evaluation.metrics import Outcome, hit_ranks, summarise
 from evaluation.protocol import (
@@ -274,8 +275,10 @@ class GraphSide:
         weights: dict[str, float] | None = None,
         cache: EmbeddingCache | None = None,
         progress: Progress | None = None,
+        components: ComponentsWriter | None = None,
     ) -> None:
         self.store = store
+        self.components = components
         self.encoder = encoder
         self.batch_size = batch_size
         self.weights = weights
@@ -356,6 +359,9 @@ class GraphSide:
     ) -> dict[str, list[str]]:
         # exclude_seen: the query leaves out every item with an INTERESTED_IN edge from the user,
         # which are exactly the items they interacted with before the day (the caller re-checks).
+        parts: dict[str, Any] | None = None
+        if self.components is not None and "blend" in strategies:
+            parts = {}
         ranked = self.store.recommend_many(
             pair.user_id,
             k=k,
@@ -364,7 +370,19 @@ class GraphSide:
             now=now,
             exclude_seen=True,
             within=within,
+            parts_out=parts,
         )
+        if parts is not None and self.components is not None:
+            self.components.write(
+                record_of(
+                    pair.user_id,
+                    now,
+                    k,
+                    frozenset(pair.targets),
+                    lambda i: i in pair.seen or (within is not None and i not in within),
+                    parts,
+                )
+            )
         return {name: [s.item_id for s in ranked[name]] for name in strategies}
 
     def _bar(self, total: int, desc: str, unit: str) -> Any:

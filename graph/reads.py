@@ -106,11 +106,14 @@ class GraphReads:
         exclude_count: int = 0,
         exclude_purchased: bool = True,
         within: Collection[str] | None = None,
+        parts_out: dict[str, list[Scored]] | None = None,
     ) -> dict[str, list[Scored]]:
         """``recommend`` for several strategies at once; each component query runs once.
 
         ``exclude_count`` (how many items the caller will filter out) deepens the candidate lists.
         ``within``: rank only these items (``None``: all), e.g. the new arrivals.
+        ``parts_out``: receives the blend's component lists as the blend saw them (for choosing
+        weights offline: `tastegraph evaluate --save-components`).
         """
         names = list(strategies)
         for strategy in names:
@@ -144,12 +147,12 @@ class GraphReads:
             if profile is None:
                 profile = self._ranked(STRATEGY_QUERIES["profile"], now, **params)
             parts["content"] = topped_up([], profile, k + max(0, exclude_count))
+        blended = {n: parts[n] for n in parts if w.get(n, 0.0) != 0.0}
+        if parts_out is not None and "blend" in names:
+            parts_out.update(blended)
         out = {}
         for strategy in names:
-            if strategy == "blend":
-                ranked = blend_scaled({n: parts[n] for n in parts if w.get(n, 0.0) != 0.0}, w)
-            else:
-                ranked = parts[strategy]
+            ranked = blend_scaled(blended, w) if strategy == "blend" else parts[strategy]
             out[strategy] = cap_categories(ranked, k, category_cap)
         return out
 
