@@ -34,6 +34,7 @@ STRATEGY_QUERIES = {
     "collaborative": q.RECOMMEND_COLLABORATIVE,
     "co_interest": q.RECOMMEND_CO_INTEREST,
     "co_engaged": q.RECOMMEND_CO_ENGAGED,
+    "co_similar": q.RECOMMEND_CO_SIMILAR,
     "popular": q.RECOMMEND_POPULAR,
     "discovery": q.RECOMMEND_DISCOVERY,
 }
@@ -123,6 +124,8 @@ class GraphReads:
         needed = {s for s in names if s != "blend"}
         if "blend" in names:
             needed |= {name for name in STRATEGY_QUERIES if w.get(name, 0.0) != 0.0}
+            if parts_out is not None:  # every blend component, for weights chosen offline
+                needed |= {name for name in STRATEGY_QUERIES if name in DEFAULT_BLEND}
         fetch = max(BLEND_FETCH if "blend" in names else 50, 5 * k)
         params = {
             "user_id": user_id,
@@ -149,7 +152,7 @@ class GraphReads:
             parts["content"] = topped_up([], profile, k + max(0, exclude_count))
         blended = {n: parts[n] for n in parts if w.get(n, 0.0) != 0.0}
         if parts_out is not None and "blend" in names:
-            parts_out.update(blended)
+            parts_out.update({n: parts[n] for n in parts if n in DEFAULT_BLEND})
         out = {}
         for strategy in names:
             ranked = blend_scaled(blended, w) if strategy == "blend" else parts[strategy]

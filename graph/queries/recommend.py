@@ -96,6 +96,21 @@ RETURN i.item_id AS item_id, i.category AS category, raw / n AS score
 ORDER BY score DESC, item_id
 LIMIT $fetch"""
 
+# Co-engagement carried to text neighbours: the items that the user's strongest items are
+# engaged together with (CO_ENGAGED, item-kNN) pass their share on to their own text neighbours
+# (SIMILAR_TO, cos^$sharpen). An item nobody has engaged with yet (a new arrival) has no
+# CO_ENGAGED edges of its own but has text neighbours from its first hour, so it inherits the
+# co-engagement of the established items it reads like. Bounded: $history x 10 x 20 paths.
+RECOMMEND_CO_SIMILAR = f"""{TOP_ITEMS}
+MATCH (j)-[c:CO_ENGAGED]->(:Item)-[s:SIMILAR_TO]->(i:Item)
+WHERE s.score > 0 AND i <> j
+WITH u, n, i, sum(c.score * s.score ^ $sharpen) AS raw
+WHERE coalesce(i.embedding_stale, false) = false
+  AND {NOT_PURCHASED} AND {NOT_SEEN} AND {WITHIN}
+RETURN i.item_id AS item_id, i.category AS category, raw / n AS score
+ORDER BY score DESC, item_id
+LIMIT $fetch"""
+
 RECOMMEND_COLLABORATIVE = f"""MATCH (u:User {{user_id: $user_id}})-[s:SIMILAR_TO]->(v:User)
 MATCH (v)-[r:INTERESTED_IN]->(i:Item)
 WHERE r.strength > 0

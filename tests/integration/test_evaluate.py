@@ -155,9 +155,16 @@ def test_evaluate_json_shape_and_baselines(
     data = json.loads((tmp_path / "report" / "figures.json").read_text())
     assert data["figures"] == figures
     # deterministic: a second run on the same input gives the very same figures
-    assert main(args) == 0
+    saved = tmp_path / "components.jsonl.gz"
+    assert main([*args, "--save-components", str(saved)]) == 0
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert again == figures
+    # the saved components reproduce the blend offline, and other weights score differently
+    assert main(["tune-blend", str(saved), "--grid", "co_engaged=0", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert rows[0]["weights"]["co_engaged"] > 0
+    assert rows[0]["ndcg"] == {saved.name: figures["strategies"]["blend"][f"ndcg@{K}"]}
+    assert [r["weights"]["co_engaged"] for r in rows[1:]] == [0.0]
     # new arrivals: a seeded share of the items, pairs scored on them only
     assert main([*args, "--new-items", "0.3", "--seed", "1"]) == 0
     fresh = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -141,6 +141,45 @@ def test_co_engaged_is_the_mean_shrunk_item_similarity(store: GraphStore) -> Non
     assert store.recommend("dave", k=5, strategy="co_engaged", now=NOW) == []  # t1: no co-users
 
 
+def co_sim_by_definition(j: str, i: str) -> float:
+    engaged: dict[str, set[str]] = {}
+    for u, item, _, _ in PLANTED:
+        engaged.setdefault(item, set()).add(u)
+    co = len(engaged[j] & engaged[i])
+    return co / (len(engaged[j]) ** 0.35 * len(engaged[i]) ** 0.65) * co / (co + 10)
+
+
+def test_co_similar_carries_co_engagement_to_text_neighbours(
+    store: GraphStore, neo4j_driver: Any, settings: Settings
+) -> None:
+    """RECOMMEND_CO_SIMILAR by hand: for each of alice's items j, each item m engaged together
+    with it passes sim(j -> m) x cos(m, i)^3 to m's text neighbours i (not j); averaged over her
+    items, her purchases left out. A blend component (calibrated), not a strategy of its own."""
+    records, _, _ = neo4j_driver.execute_query(
+        "MATCH (m:Item)-[s:SIMILAR_TO]->(i:Item) RETURN m.item_id AS m, i.item_id AS i, "
+        "s.score AS s",
+        database_=settings.neo4j_database,
+    )
+    text = [(r["m"], r["i"], r["s"]) for r in records]
+    assert text  # the shoes read alike
+    mine = sorted({i for u, i, _, _ in PLANTED if u == "alice"})
+    items = {i for _, i, _, _ in PLANTED}
+    expected: dict[str, float] = {}
+    for j in mine:
+        for m, i, cos in text:
+            if m == j or i == j or i == "s1" or cos <= 0:
+                continue
+            sim = co_sim_by_definition(j, m)
+            if sim > 0 and m in items:
+                expected[i] = expected.get(i, 0.0) + sim * cos**3 / len(mine)
+    expected = {i: v for i, v in expected.items() if v > 0}
+    recs = store.recommend("alice", k=10, weights={"co_similar": 1.0}, now=NOW)
+    assert {r.item_id: r.parts["co_similar"] for r in recs} == pytest.approx(expected)
+    assert expected and "s1" not in expected
+    # dave's tent is engaged with nothing: no co-engagement to carry
+    assert store.recommend("dave", k=5, weights={"co_similar": 1.0}, now=NOW) == []
+
+
 def test_blend_and_the_category_cap(store: GraphStore) -> None:
     # the component arithmetic, with the weights before co-engagement (issue 15's first step)
     before = {"content": 3, "collaborative": 0.3, "co_interest": 4, "popular": 0.5, "discovery": 1}
