@@ -15,6 +15,7 @@ import numpy as np
 
 from graph import queries as q
 from graph.fold import DAY_S, day_of
+from graph.refresh import CO_ENGAGED_ALPHA
 from graph.scoring import (
     DEFAULT_BLEND,
     Scored,
@@ -34,6 +35,7 @@ STRATEGY_QUERIES = {
     "collaborative": q.RECOMMEND_COLLABORATIVE,
     "co_interest": q.RECOMMEND_CO_INTEREST,
     "co_engaged": q.RECOMMEND_CO_ENGAGED,
+    "co_engaged_in": q.RECOMMEND_CO_ENGAGED_IN,
     "co_similar": q.RECOMMEND_CO_SIMILAR,
     "popular": q.RECOMMEND_POPULAR,
     "discovery": q.RECOMMEND_DISCOVERY,
@@ -43,6 +45,7 @@ CO_INTEREST_SHRINKAGE = 10.0  # mean shared items at which co-interest gets half
 CONTENT_HISTORY = 50  # the user's strongest items that vote in the content score
 CONTENT_SHARPEN = 3.0  # content votes are cos^3: close neighbours outvote many loose ones
 CONTENT_EVIDENCE = 5.0  # voting items at which a fully text-following history gets half weight
+CO_ENGAGED_INBOUND = 100  # co_engaged_in: the best lists holding each of the user's items
 BLEND_FETCH = 200  # candidates per blend component (the normalisation's reference list)
 
 
@@ -139,6 +142,8 @@ class GraphReads:
             "sharpen": CONTENT_SHARPEN,
             "evidence": CONTENT_EVIDENCE,
             "within": None if within is None else sorted(within),
+            "inbound": CO_ENGAGED_INBOUND,
+            "reverse": 1.0 - 2.0 * CO_ENGAGED_ALPHA,
         }
         parts = {
             name: self._ranked(STRATEGY_QUERIES[name], now, **params)

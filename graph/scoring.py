@@ -19,13 +19,14 @@ DEFAULT_BLEND: dict[str, float] = {
     "collaborative": 0.3,
     "co_interest": 4.0,
     "co_engaged": 32.0,
+    "co_engaged_in": 0.0,
     "co_similar": 0.0,
     "popular": 0.1,
     "discovery": 2.0,
 }
 # already on a confidence scale of their own: co-interest and content in [0, 1], co-engaged the
 # mean of shrunk item similarities (small, hence its weight)
-CALIBRATED = frozenset({"co_interest", "content", "co_engaged", "co_similar"})
+CALIBRATED = frozenset({"co_interest", "content", "co_engaged", "co_engaged_in", "co_similar"})
 # Evidence priors, in each component's own units: popularity is decayed event weight (a purchase
 # weighs 5), discovery is decayed new buyers. A component whose best is b contributes at most
 # b / (b + prior): about 1 on a real shop (best popularity in the hundreds), 0.17 for a single

@@ -96,6 +96,27 @@ RETURN i.item_id AS item_id, i.category AS category, raw / n AS score
 ORDER BY score DESC, item_id
 LIMIT $fetch"""
 
+# Co-engagement read from the other end: items whose own CO_ENGAGED list (their 10 nearest by
+# co-engagement) holds one of the user's strongest items j, where j's list does not hold them. A
+# young item (a new arrival) rarely makes the list of an established item, but its own list points
+# at the established items its first users also had. The stored score is sim(i -> j); sim(j -> i)
+# differs from it only by (n_j / n_i) ^ (1 - 2 alpha) ($reverse), so this is co_engaged's own
+# score for the pairs its edges miss. Bounded: the $inbound best such edges per item j.
+RECOMMEND_CO_ENGAGED_IN = f"""{TOP_ITEMS}
+CALL (j) {{
+  MATCH (i:Item)-[c:CO_ENGAGED]->(j)
+  WHERE NOT EXISTS {{ (j)-[:CO_ENGAGED]->(i) }} AND {WITHIN}
+  WITH i, c ORDER BY c.score DESC, i.item_id LIMIT $inbound
+  RETURN i, c.score AS forward
+}}
+WITH u, n, i, sum(forward * (toFloat(COUNT {{ (j)<-[:INTERESTED_IN]-() }})
+     / toFloat(CASE WHEN COUNT {{ (i)<-[:INTERESTED_IN]-() }} > 0
+                    THEN COUNT {{ (i)<-[:INTERESTED_IN]-() }} ELSE 1 END)) ^ $reverse) AS raw
+WHERE {NOT_PURCHASED} AND {NOT_SEEN}
+RETURN i.item_id AS item_id, i.category AS category, raw / n AS score
+ORDER BY score DESC, item_id
+LIMIT $fetch"""
+
 # Co-engagement carried to text neighbours: the items that the user's strongest items are
 # engaged together with (CO_ENGAGED, item-kNN) pass their share on to their own text neighbours
 # (SIMILAR_TO, cos^$sharpen). An item nobody has engaged with yet (a new arrival) has no

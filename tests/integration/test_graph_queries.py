@@ -180,6 +180,34 @@ def test_co_similar_carries_co_engagement_to_text_neighbours(
     assert store.recommend("dave", k=5, weights={"co_similar": 1.0}, now=NOW) == []
 
 
+def test_co_engaged_in_reads_the_lists_from_the_other_end(
+    store: GraphStore, neo4j_driver: Any, settings: Settings
+) -> None:
+    """RECOMMEND_CO_ENGAGED_IN: an item whose own list holds one of the user's items, where that
+    item's list does not hold it, gets co_engaged's score sim(j -> i) from the edge i -> j."""
+    only = {"co_engaged_in": 1.0}
+    # every list here holds all of an item's co-engaged items: nothing is missed, nothing to add
+    assert store.recommend("alice", k=10, weights=only, now=NOW) == []
+    db = settings.neo4j_database
+    dropped, _, _ = neo4j_driver.execute_query(
+        "MATCH (:Item {item_id: 's1'})-[c:CO_ENGAGED]->(:Item {item_id: 's3'}) "
+        "WITH c, c.score AS score DELETE c RETURN score",
+        database_=db,
+    )
+    try:  # as if s3 had not made the list of alice's s1
+        recs = store.recommend("alice", k=10, weights=only, now=NOW)
+        assert [r.item_id for r in recs] == ["s3"]
+        # alice's four items vote; s1's vote for s3 comes back through s3's list
+        assert recs[0].parts["co_engaged_in"] == pytest.approx(co_sim_by_definition("s1", "s3") / 4)
+    finally:
+        neo4j_driver.execute_query(
+            "MATCH (j:Item {item_id: 's1'}), (i:Item {item_id: 's3'}) "
+            "CREATE (j)-[:CO_ENGAGED {score: $score}]->(i)",
+            score=dropped[0]["score"],
+            database_=db,
+        )
+
+
 def test_blend_and_the_category_cap(store: GraphStore) -> None:
     # the component arithmetic, with the weights before co-engagement (issue 15's first step)
     before = {"content": 3, "collaborative": 0.3, "co_interest": 4, "popular": 0.5, "discovery": 1}
