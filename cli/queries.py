@@ -264,11 +264,14 @@ def _print_explain(e: dict[str, Any]) -> None:
         print(
             f"  profile similarity (user embedding . item embedding) {e['content_similarity']:.4f}"
         )
-    print(f"  co-engaged score (mean over the user's strongest items) {e['co_engaged_score']:.4f}")
+    print(
+        "  co-engaged score (mean over the user's strongest items; co_engaged + co_engaged_in) "
+        f"{e['co_engaged_score']:.4f}"
+    )
     for v in e["co_engaged_votes"]:
         print(
             f"    engaged together with {v['item_id']}: similarity {v['similarity']:.4f}, "
-            f"share {v['contribution']:.4f}"
+            f"share {v['contribution']:.4f} ({v['via']})"
         )
     print(
         f"  collaborative score {e['collaborative_score']:.4f}  popularity {e['popularity']:.4f}"

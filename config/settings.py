@@ -70,7 +70,7 @@ DEFAULT_BLEND: dict[str, float] = {
     "collaborative": 0.3,
     "co_interest": 4.0,
     "co_engaged": 32.0,
-    "co_engaged_in": 0.0,
+    "co_engaged_in": 32.0,
     "co_similar": 0.0,
     "popular": 0.1,
     "discovery": 2.0,

@@ -186,7 +186,13 @@ class GraphReads:
         votes = self._read(
             q.EXPLAIN_CONTENT, now, history=CONTENT_HISTORY, sharpen=CONTENT_SHARPEN, **ids
         )
-        co_engaged = self._read(q.EXPLAIN_CO_ENGAGED, now, history=CONTENT_HISTORY, **ids)
+        co_engaged = self._read(
+            q.EXPLAIN_CO_ENGAGED,
+            now,
+            history=CONTENT_HISTORY,
+            reverse=1.0 - 2.0 * CO_ENGAGED_ALPHA,
+            **ids,
+        )
         edge = None
         if direct:
             props = direct[0]["props"]

@@ -23,9 +23,24 @@ ORDER BY contribution DESC, item_id"""
 
 # The co-engaged score's terms: each of the user's $history strongest items with a CO_ENGAGED
 # edge to the item, its similarity, and its share of the mean (RECOMMEND_CO_ENGAGED).
+# The user's items engaged together with the item: through their own CO_ENGAGED list (the
+# co_engaged component) or, where that list misses the item, through the item's list
+# (co_engaged_in: sim(j -> i) from the stored sim(i -> j); the blend's cap of $inbound lists per
+# user item is not applied here).
 EXPLAIN_CO_ENGAGED = f"""{TOP_ITEMS}
-MATCH (j)-[c:CO_ENGAGED]->(:Item {{item_id: $item_id}})
-RETURN j.item_id AS item_id, c.score AS similarity, c.score / n AS contribution
+MATCH (i:Item {{item_id: $item_id}})
+CALL (j, i) {{
+  MATCH (j)-[c:CO_ENGAGED]->(i)
+  RETURN c.score AS similarity, "co_engaged" AS via
+  UNION
+  MATCH (i)-[c:CO_ENGAGED]->(j)
+  WHERE NOT EXISTS {{ (j)-[:CO_ENGAGED]->(i) }}
+  RETURN c.score * (toFloat(COUNT {{ (j)<-[:INTERESTED_IN]-() }})
+         / toFloat(CASE WHEN COUNT {{ (i)<-[:INTERESTED_IN]-() }} > 0
+                        THEN COUNT {{ (i)<-[:INTERESTED_IN]-() }} ELSE 1 END)) ^ $reverse
+         AS similarity, "co_engaged_in" AS via
+}}
+RETURN j.item_id AS item_id, similarity, similarity / n AS contribution, via
 ORDER BY contribution DESC, item_id"""
 
 EXPLAIN_SIMILAR_USERS = f"""MATCH (u:User {{user_id: $user_id}})-[s:SIMILAR_TO]->(v:User)

@@ -199,6 +199,11 @@ def test_co_engaged_in_reads_the_lists_from_the_other_end(
         assert [r.item_id for r in recs] == ["s3"]
         # alice's four items vote; s1's vote for s3 comes back through s3's list
         assert recs[0].parts["co_engaged_in"] == pytest.approx(co_sim_by_definition("s1", "s3") / 4)
+        # explain shows that vote and where it came from
+        e = store.explain("alice", "s3", now=NOW)
+        (vote,) = e["co_engaged_votes"]
+        assert (vote["item_id"], vote["via"]) == ("s1", "co_engaged_in")
+        assert e["co_engaged_score"] == pytest.approx(recs[0].parts["co_engaged_in"])
     finally:
         neo4j_driver.execute_query(
             "MATCH (j:Item {item_id: 's1'}), (i:Item {item_id: 's3'}) "
