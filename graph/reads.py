@@ -186,13 +186,21 @@ class GraphReads:
         votes = self._read(
             q.EXPLAIN_CONTENT, now, history=CONTENT_HISTORY, sharpen=CONTENT_SHARPEN, **ids
         )
-        co_engaged = self._read(
-            q.EXPLAIN_CO_ENGAGED,
-            now,
-            history=CONTENT_HISTORY,
-            reverse=1.0 - 2.0 * CO_ENGAGED_ALPHA,
-            **ids,
-        )
+        co_engaged = [
+            {
+                "item_id": v["item_id"],
+                "similarity": v["similarity"],
+                "contribution": v["contribution"],
+                "via": "co_engaged_in" if v["from_item"] else "co_engaged",
+            }
+            for v in self._read(
+                q.EXPLAIN_CO_ENGAGED,
+                now,
+                history=CONTENT_HISTORY,
+                reverse=1.0 - 2.0 * CO_ENGAGED_ALPHA,
+                **ids,
+            )
+        ]
         edge = None
         if direct:
             props = direct[0]["props"]

@@ -31,16 +31,16 @@ EXPLAIN_CO_ENGAGED = f"""{TOP_ITEMS}
 MATCH (i:Item {{item_id: $item_id}})
 CALL (j, i) {{
   MATCH (j)-[c:CO_ENGAGED]->(i)
-  RETURN c.score AS similarity, "co_engaged" AS via
+  RETURN c.score AS similarity, false AS from_item
   UNION
   MATCH (i)-[c:CO_ENGAGED]->(j)
   WHERE NOT EXISTS {{ (j)-[:CO_ENGAGED]->(i) }}
   RETURN c.score * (toFloat(COUNT {{ (j)<-[:INTERESTED_IN]-() }})
          / toFloat(CASE WHEN COUNT {{ (i)<-[:INTERESTED_IN]-() }} > 0
                         THEN COUNT {{ (i)<-[:INTERESTED_IN]-() }} ELSE 1 END)) ^ $reverse
-         AS similarity, "co_engaged_in" AS via
+         AS similarity, true AS from_item
 }}
-RETURN j.item_id AS item_id, similarity, similarity / n AS contribution, via
+RETURN j.item_id AS item_id, similarity, similarity / n AS contribution, from_item
 ORDER BY contribution DESC, item_id"""
 
 EXPLAIN_SIMILAR_USERS = f"""MATCH (u:User {{user_id: $user_id}})-[s:SIMILAR_TO]->(v:User)
