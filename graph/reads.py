@@ -15,7 +15,7 @@ import numpy as np
 
 from graph import queries as q
 from graph.fold import DAY_S, day_of
-from graph.refresh import CO_ENGAGED_ALPHA
+from graph.refresh import CO_ENGAGED_REVERSE
 from graph.scoring import (
     DEFAULT_BLEND,
     Scored,
@@ -143,7 +143,7 @@ class GraphReads:
             "evidence": CONTENT_EVIDENCE,
             "within": None if within is None else sorted(within),
             "inbound": CO_ENGAGED_INBOUND,
-            "reverse": 1.0 - 2.0 * CO_ENGAGED_ALPHA,
+            "reverse": CO_ENGAGED_REVERSE,
         }
         parts = {
             name: self._ranked(STRATEGY_QUERIES[name], now, **params)
@@ -197,7 +197,7 @@ class GraphReads:
                 q.EXPLAIN_CO_ENGAGED,
                 now,
                 history=CONTENT_HISTORY,
-                reverse=1.0 - 2.0 * CO_ENGAGED_ALPHA,
+                reverse=CO_ENGAGED_REVERSE,
                 **ids,
             )
         ]

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 # Retail and Complete Journey (docs/evaluation.md).
 CO_ENGAGED_K = 10  # neighbours kept per item
 CO_ENGAGED_ALPHA = 0.35  # exponent of the source's users; the target's get 1 - alpha
+CO_ENGAGED_REVERSE = 1.0 - 2.0 * CO_ENGAGED_ALPHA  # sim(j -> i) / sim(i -> j) = (n_j / n_i) ^ this
 CO_ENGAGED_SHRINKAGE = 10.0  # co-engaged users at which the similarity gets half its weight
 CO_ENGAGED_ENGAGERS = 2000  # the most recent users of an item that a recompute walks through
 CO_ENGAGED_SHARE = 10  # a refresh round recomputes at most limit / CO_ENGAGED_SHARE lists

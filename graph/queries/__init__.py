@@ -41,6 +41,7 @@ from graph.queries.fragments import (
     POP_NOW,
     POPULARITY_RANK,
     R_NOW,
+    REVERSED_CO_ENGAGED,
     TOP_ITEMS,
     WITHIN,
 )
@@ -212,6 +213,7 @@ __all__ = [
     "RECOMMEND_DISCOVERY",
     "RECOMMEND_POPULAR",
     "RECOMMEND_PROFILE",
+    "REVERSED_CO_ENGAGED",
     "R_NOW",
     "SCHEMA_CONSTRAINTS",
     "SCHEMA_INDEXES",

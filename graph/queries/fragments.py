@@ -23,6 +23,11 @@ ORDER BY w DESC, j.item_id
 LIMIT $history
 WITH u, collect(j) AS top, toFloat(count(*)) AS n
 UNWIND top AS j"""
+# co_engaged's sim(j -> i) from the stored edge `c` = sim(i -> j) (i's own CO_ENGAGED list holds
+# j): the two differ only by (n_j / n_i) ^ (1 - 2 alpha), passed as $reverse (n: an item's users).
+REVERSED_CO_ENGAGED = """c.score * (toFloat(COUNT { (j)<-[:INTERESTED_IN]-() })
+     / toFloat(CASE WHEN COUNT { (i)<-[:INTERESTED_IN]-() } > 0
+                    THEN COUNT { (i)<-[:INTERESTED_IN]-() } ELSE 1 END)) ^ $reverse"""
 POP_NOW = decayed("coalesce(i.popularity, 0.0)", "coalesce(i.popularity_ts, $now)")
 DISCOVERY_NOW = decayed("coalesce(i.discovery, 0.0)", "coalesce(i.discovery_ts, $now)")
 

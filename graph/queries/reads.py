@@ -3,7 +3,14 @@ interest trends and churn risk."""
 
 from __future__ import annotations
 
-from graph.queries.fragments import DISCOVERY_NOW, POP_NOW, R_NOW, TOP_ITEMS, decayed
+from graph.queries.fragments import (
+    DISCOVERY_NOW,
+    POP_NOW,
+    R_NOW,
+    REVERSED_CO_ENGAGED,
+    TOP_ITEMS,
+    decayed,
+)
 
 EXPLAIN_DIRECT = f"""MATCH (u:User {{user_id: $user_id}})
 MATCH (u)-[r:INTERESTED_IN]->(i:Item {{item_id: $item_id}})
@@ -21,12 +28,10 @@ RETURN j.item_id AS item_id, s.score AS similarity, w AS strength,
        w * s.score ^ $sharpen AS contribution
 ORDER BY contribution DESC, item_id"""
 
-# The co-engaged score's terms: each of the user's $history strongest items with a CO_ENGAGED
-# edge to the item, its similarity, and its share of the mean (RECOMMEND_CO_ENGAGED).
-# The user's items engaged together with the item: through their own CO_ENGAGED list (the
-# co_engaged component) or, where that list misses the item, through the item's list
-# (co_engaged_in: sim(j -> i) from the stored sim(i -> j); the blend's cap of $inbound lists per
-# user item is not applied here).
+# The co-engaged score's terms: each of the user's $history strongest items engaged together
+# with the item, its similarity and its share of the mean, through its own CO_ENGAGED list
+# (RECOMMEND_CO_ENGAGED) or, where that list misses the item, through the item's list
+# (RECOMMEND_CO_ENGAGED_IN; its cap of $inbound lists per user item is not applied here).
 EXPLAIN_CO_ENGAGED = f"""{TOP_ITEMS}
 MATCH (i:Item {{item_id: $item_id}})
 CALL (j, i) {{
@@ -35,10 +40,7 @@ CALL (j, i) {{
   UNION
   MATCH (i)-[c:CO_ENGAGED]->(j)
   WHERE NOT EXISTS {{ (j)-[:CO_ENGAGED]->(i) }}
-  RETURN c.score * (toFloat(COUNT {{ (j)<-[:INTERESTED_IN]-() }})
-         / toFloat(CASE WHEN COUNT {{ (i)<-[:INTERESTED_IN]-() }} > 0
-                        THEN COUNT {{ (i)<-[:INTERESTED_IN]-() }} ELSE 1 END)) ^ $reverse
-         AS similarity, true AS from_item
+  RETURN {REVERSED_CO_ENGAGED} AS similarity, true AS from_item
 }}
 RETURN j.item_id AS item_id, similarity, similarity / n AS contribution, from_item
 ORDER BY contribution DESC, item_id"""

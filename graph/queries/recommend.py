@@ -8,6 +8,7 @@ from graph.queries.fragments import (
     NOT_SEEN,
     POP_NOW,
     R_NOW,
+    REVERSED_CO_ENGAGED,
     TOP_ITEMS,
     WITHIN,
 )
@@ -107,11 +108,9 @@ CALL (j) {{
   MATCH (i:Item)-[c:CO_ENGAGED]->(j)
   WHERE NOT EXISTS {{ (j)-[:CO_ENGAGED]->(i) }} AND {WITHIN}
   WITH i, c ORDER BY c.score DESC, i.item_id LIMIT $inbound
-  RETURN i, c.score AS forward
+  RETURN i, {REVERSED_CO_ENGAGED} AS sim
 }}
-WITH u, n, i, sum(forward * (toFloat(COUNT {{ (j)<-[:INTERESTED_IN]-() }})
-     / toFloat(CASE WHEN COUNT {{ (i)<-[:INTERESTED_IN]-() }} > 0
-                    THEN COUNT {{ (i)<-[:INTERESTED_IN]-() }} ELSE 1 END)) ^ $reverse) AS raw
+WITH u, n, i, sum(sim) AS raw
 WHERE {NOT_PURCHASED} AND {NOT_SEEN}
 RETURN i.item_id AS item_id, i.category AS category, raw / n AS score
 ORDER BY score DESC, item_id

@@ -306,6 +306,23 @@ def test_exact_search_keeps_the_lists_equal_to_their_definition(
         assert {r["id"]: r["out"] for r in stored} == _lists_by_definition(rows, 3, 0.1)
 
 
+def a_engages_i1_and_i2(store: GraphStore) -> None:
+    """The catalogue, and user a engaging i1 and i2 (the co-engagement tests' starting graph)."""
+    store.apply_batch(
+        GraphBatch(
+            [ev(1, "a", "i1", "click", 0), ev(2, "a", "i2", "click", 0)],
+            CATALOGUE,
+            embed(CATALOGUE),
+            {},
+            ENC.version,
+        )
+    )
+
+
+def b_engages_i1_and_i3() -> GraphBatch:
+    return GraphBatch([ev(3, "b", "i1", "click", 1), ev(4, "b", "i3", "click", 1)])
+
+
 def test_co_engaged_lists_follow_new_engagers_and_erasure(store: GraphStore) -> None:
     """An item's CO_ENGAGED list (top 10 by co / (n_j^0.35 n_i^0.65) * co / (co + 10)) is
     recomputed when it gains an engager or loses one to an erasure."""
@@ -321,15 +338,7 @@ def test_co_engaged_lists_follow_new_engagers_and_erasure(store: GraphStore) -> 
     def sim(co: int, nj: int, ni: int) -> float:
         return co / (nj**0.35 * ni**0.65) * co / (co + 10)
 
-    store.apply_batch(
-        GraphBatch(
-            [ev(1, "a", "i1", "click", 0), ev(2, "a", "i2", "click", 0)],
-            CATALOGUE,
-            embed(CATALOGUE),
-            {},
-            ENC.version,
-        )
-    )
+    a_engages_i1_and_i2(store)
     store.refresh_dirty(ENC.version)
     assert stored() == {
         "i1": pytest.approx({"i2": sim(1, 1, 1)}),
@@ -337,7 +346,7 @@ def test_co_engaged_lists_follow_new_engagers_and_erasure(store: GraphStore) -> 
     }
     # b engages i1 and i3: i1 and i3 gain an engager and are recomputed; i2's list keeps its
     # entry (its own engagers did not change; it catches up when they do)
-    store.apply_batch(GraphBatch([ev(3, "b", "i1", "click", 1), ev(4, "b", "i3", "click", 1)]))
+    store.apply_batch(b_engages_i1_and_i3())
     while store.refresh_dirty(ENC.version):
         pass
     assert stored() == {
@@ -361,15 +370,7 @@ def test_a_batch_between_the_read_and_the_lock_keeps_the_co_engaged_flag(
     before the refresh locks it leaves the item flagged, so the next round counts that user."""
     from graph import queries as q
 
-    store.apply_batch(
-        GraphBatch(
-            [ev(1, "a", "i1", "click", 0), ev(2, "a", "i2", "click", 0)],
-            CATALOGUE,
-            embed(CATALOGUE),
-            {},
-            ENC.version,
-        )
-    )
+    a_engages_i1_and_i2(store)
 
     class Interleaved:  # a transaction whose lock step lets a batch commit first
         def __init__(self, tx: Any) -> None:
@@ -377,9 +378,7 @@ def test_a_batch_between_the_read_and_the_lock_keeps_the_co_engaged_flag(
 
         def run(self, query: str, **params: Any) -> Any:
             if query is q.LOCK_ITEMS:
-                store.apply_batch(
-                    GraphBatch([ev(3, "b", "i1", "click", 1), ev(4, "b", "i3", "click", 1)])
-                )
+                store.apply_batch(b_engages_i1_and_i3())
             return self.tx.run(query, **params)
 
     with store._driver.session(database=store._database) as session:
