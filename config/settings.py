@@ -74,6 +74,7 @@ DEFAULT_BLEND: dict[str, float] = {
     "co_similar": 0.0,
     "popular": 0.1,
     "discovery": 2.0,
+    "consensus": 30.0,
 }
 
 

@@ -17,9 +17,12 @@ from graph import queries as q
 from graph.fold import DAY_S, day_of
 from graph.refresh import CO_ENGAGED_REVERSE
 from graph.scoring import (
+    CONSENSUS_GATE,
+    CONSENSUS_WEIGHTS,
     DEFAULT_BLEND,
     Scored,
     blend,
+    blend_inputs,
     blend_scaled,
     cap_categories,
     topped_up,
@@ -127,6 +130,8 @@ class GraphReads:
         needed = {s for s in names if s != "blend"}
         if "blend" in names:
             needed |= {name for name in STRATEGY_QUERIES if w.get(name, 0.0) != 0.0}
+            if w.get("consensus", 0.0) != 0.0:  # the consensus term ranks these and its gate
+                needed |= {*CONSENSUS_WEIGHTS, CONSENSUS_GATE}
             if parts_out is not None:  # every blend component, for weights chosen offline
                 needed |= {name for name in STRATEGY_QUERIES if name in DEFAULT_BLEND}
         fetch = max(BLEND_FETCH if "blend" in names else 50, 5 * k)
@@ -155,7 +160,7 @@ class GraphReads:
             if profile is None:
                 profile = self._ranked(STRATEGY_QUERIES["profile"], now, **params)
             parts["content"] = topped_up([], profile, k + max(0, exclude_count))
-        blended = {n: parts[n] for n in parts if w.get(n, 0.0) != 0.0}
+        blended = blend_inputs(parts, w)
         if parts_out is not None and "blend" in names:
             parts_out.update({n: parts[n] for n in parts if n in DEFAULT_BLEND})
         out = {}

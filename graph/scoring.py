@@ -6,6 +6,16 @@ units, while on a small or young graph a popularity made of one or two purchases
 instead of being scaled up to 1 (one purchase must not make an item "most popular" and outrank
 what a user's own fresh interest points to). Co-interest and content are already on a [0, 1]
 confidence scale (each shrunk by its own evidence in the query) and are taken as they are.
+
+On top of that weighted sum, the ``consensus`` term rewards items that several components rank
+high (reciprocal-rank fusion, Cormack et al. 2009): sum over components c of
+v_c / (CONSENSUS_K0 + rank_c(i)), 0-based ranks in each component's own list. Ranks do not care how
+a component's scores are spread, so an item that three lists put in their top five beats one
+that a single list scores highly; that is what finds new arrivals, which no component knows well
+yet. It is weighted by the user's co-interest confidence (the share of evidence behind their
+neighbourhood, the top of the co-interest list): regular customers of a shop with dense baskets
+get it in full, while a household that shares one or two staples with others keeps the scored
+blend, which leans on popularity for them.
 """
 
 from __future__ import annotations
@@ -23,7 +33,21 @@ DEFAULT_BLEND: dict[str, float] = {
     "co_similar": 0.0,
     "popular": 0.1,
     "discovery": 2.0,
+    "consensus": 30.0,
 }
+# The consensus term's own weights per component (graph/scoring.py's docstring; the blend weight
+# "consensus" scales the whole term) and the rank offset of its reciprocal ranks.
+CONSENSUS_WEIGHTS: dict[str, float] = {
+    "content": 1.0,
+    "collaborative": 0.5,
+    "co_interest": 1.0,
+    "co_engaged": 2.0,
+    "co_engaged_in": 2.0,
+    "discovery": 1.0,
+}
+CONSENSUS_K0 = 20.0
+# the component whose confidence (the top of its list, in [0, 1]) weights the consensus term
+CONSENSUS_GATE = "co_interest"
 # already on a confidence scale of their own: co-interest and content in [0, 1], co-engaged the
 # mean of shrunk item similarities (small, hence its weight)
 CALIBRATED = frozenset({"co_interest", "content", "co_engaged", "co_engaged_in", "co_similar"})
@@ -79,10 +103,14 @@ def blend_scaled(
     evidence prior (negative scores count as 0), so every component spans [0, 1] whatever its
     units and a component with little evidence behind it stays small; a ``calibrated`` component
     (already on a [0, 1] scale that carries its own confidence) is taken as it is. An item a
-    component did not return gets 0 from it. Sorted by score, then item id."""
+    component did not return gets 0 from it. Then the ``consensus`` term (module docstring), from
+    the components' ranks; ``parts["consensus"]`` holds its unweighted value. Sorted by score, then
+    item id."""
     as_is = set(calibrated)
     out: dict[str, Scored] = {}
     for name, ranked in components.items():
+        if name == "consensus":
+            continue
         w = weights.get(name, 0.0)
         best = max((s.score for s in ranked), default=0.0)
         top = 1.0 if name in as_is else best + priors.get(name, 0.0)
@@ -93,7 +121,48 @@ def blend_scaled(
             entry = out.setdefault(s.item_id, Scored(s.item_id, 0.0, s.category))
             entry.parts[name] = value
             entry.score += w * value
+    scale = weights.get("consensus", 0.0) * consensus_gate(components)
+    if scale > 0.0:
+        categories = {s.item_id: s.category for r in components.values() for s in r}
+        for item_id, value in consensus(components).items():
+            # an item may be listed only by components the weighted sum leaves out (weight 0)
+            entry = out.setdefault(item_id, Scored(item_id, 0.0, categories[item_id]))
+            entry.parts["consensus"] = value
+            entry.score += scale * value
     return sorted(out.values(), key=lambda s: (-s.score, s.item_id))
+
+
+def blend_inputs(
+    parts: Mapping[str, list[Scored]], weights: Mapping[str, float]
+) -> dict[str, list[Scored]]:
+    """The component lists ``blend_scaled`` needs under ``weights``: those weighted, and with a
+    consensus weight also the consensus term's components and its gate (in ``parts``' order)."""
+    wanted = {n for n, w in weights.items() if w != 0.0}
+    if weights.get("consensus", 0.0) != 0.0:
+        wanted |= {*CONSENSUS_WEIGHTS, CONSENSUS_GATE}
+    return {n: ranked for n, ranked in parts.items() if n in wanted}
+
+
+def consensus_gate(components: Mapping[str, list[Scored]]) -> float:
+    """The user's co-interest confidence: the top of the co-interest list, clipped to [0, 1]."""
+    top = max((s.score for s in components.get(CONSENSUS_GATE) or []), default=0.0)
+    return min(max(top, 0.0), 1.0)
+
+
+def consensus(
+    components: Mapping[str, list[Scored]],
+    weights: Mapping[str, float] = CONSENSUS_WEIGHTS,
+    k0: float = CONSENSUS_K0,
+) -> dict[str, float]:
+    """Reciprocal-rank fusion: per item, sum over components of weight / (k0 + its 0-based rank
+    in the component's list); only entries with a positive score count (a list's zero-score tail
+    is a cold-start top-up, not a judgement)."""
+    out: dict[str, float] = {}
+    for name, w in weights.items():
+        for rank, s in enumerate(components.get(name) or []):
+            if s.score > 0.0:
+                out[s.item_id] = out.get(s.item_id, 0.0) + w / (k0 + rank)
+    return out
 
 
 def topped_up(ranked: list[Scored], fallback: Iterable[Scored], n: int) -> list[Scored]:

@@ -10,9 +10,10 @@ import pytest
 from evaluation.blend_search import grid, parse_axes, prepare, ranked, score
 from evaluation.components import ComponentsWriter, PairComponents, read_components
 from evaluation.metrics import pair_metrics
-from graph.scoring import DEFAULT_BLEND, Scored, blend_scaled, cap_categories
+from graph.scoring import DEFAULT_BLEND, Scored, blend_inputs, blend_scaled, cap_categories
 
-NAMES = list(DEFAULT_BLEND)
+WEIGHTS = list(DEFAULT_BLEND)
+NAMES = [n for n in WEIGHTS if n != "consensus"]  # the components (consensus is a term)
 
 
 def random_record(rng: random.Random, k: int = 10) -> PairComponents:
@@ -33,8 +34,7 @@ def random_record(rng: random.Random, k: int = 10) -> PairComponents:
 def served(record: PairComponents, weights: dict[str, float]) -> list[str]:
     """What the evaluation's blend list is: blend_scaled, the first k, then the filter."""
     lists = {name: [Scored(i, s) for i, s in ranked_] for name, ranked_ in record.parts.items()}
-    used = {n: v for n, v in lists.items() if weights.get(n, 0.0) != 0.0}
-    top = cap_categories(blend_scaled(used, weights), record.k, 0)
+    top = cap_categories(blend_scaled(blend_inputs(lists, weights), weights), record.k, 0)
     return [s.item_id for s in top if s.item_id not in record.drop]
 
 
@@ -43,7 +43,7 @@ def test_offline_blend_equals_the_served_blend_under_random_weights() -> None:
     records = [random_record(rng) for _ in range(300)]
     pairs = prepare(records)
     for _ in range(20):
-        weights = {n: rng.choice([0.0, 0.1, 1.0, 3.0, 32.0]) for n in NAMES}
+        weights = {n: rng.choice([0.0, 0.1, 1.0, 3.0, 32.0]) for n in WEIGHTS}
         for record, pair in zip(records, pairs, strict=True):
             assert ranked(pair, weights) == served(record, weights)
     # the metrics are the protocol's, pair by pair
