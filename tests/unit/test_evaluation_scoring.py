@@ -1,9 +1,21 @@
-"""The blend's scoring (graph/scoring.py, tuned with `tastegraph evaluate`): per-user scaling."""
+"""The blend's scoring (graph/scoring.py, tuned with `tastegraph evaluate`): per-user scaling and
+the consensus term."""
 
 from __future__ import annotations
 
+import pytest
+
 from config.settings import Settings
-from graph.scoring import DEFAULT_BLEND, EVIDENCE_PRIORS, Scored, blend_scaled
+from graph.scoring import (
+    CONSENSUS_K0,
+    CONSENSUS_WEIGHTS,
+    DEFAULT_BLEND,
+    EVIDENCE_PRIORS,
+    Scored,
+    blend_inputs,
+    blend_scaled,
+    consensus,
+)
 
 
 def test_each_component_is_scaled_by_its_best_score_then_weighted() -> None:
@@ -58,3 +70,67 @@ def test_little_popularity_evidence_stays_small() -> None:
     shop = {"popular": [Scored("x", 975.0)], "content": [Scored("s", 0.4)]}
     assert [s.item_id for s in blend_scaled(shop, {"popular": 1.0, "content": 0.5})] == ["x", "s"]
     assert blend_scaled(shop, {"popular": 1.0})[0].score > 0.97
+
+
+def test_consensus_sums_reciprocal_ranks_of_positive_entries() -> None:
+    parts = {
+        "co_engaged": [Scored("a", 0.9), Scored("b", 0.1)],
+        "content": [Scored("b", 0.5), Scored("c", 0.0)],  # a zero-score top-up is no vote
+        "popular": [Scored("c", 900.0)],  # not a consensus component
+    }
+    got = consensus(parts)
+    w_eng, w_content = CONSENSUS_WEIGHTS["co_engaged"], CONSENSUS_WEIGHTS["content"]
+    assert got == {
+        "a": pytest.approx(w_eng / CONSENSUS_K0),
+        "b": pytest.approx(w_eng / (CONSENSUS_K0 + 1) + w_content / CONSENSUS_K0),
+    }
+
+
+def test_consensus_lifts_what_several_components_rank_high() -> None:
+    """ "a" tops one list by far; "b" is second in three lists: with the consensus term and a
+    user whose co-interest rests on full evidence, "b" wins; without it, "a" does."""
+    parts = {
+        "co_interest": [Scored("x", 1.0), Scored("b", 0.5)],
+        "co_engaged": [Scored("a", 0.9), Scored("b", 0.05)],
+        "co_engaged_in": [Scored("y", 0.9), Scored("b", 0.05)],
+    }
+    weights = {"co_interest": 1.0, "co_engaged": 10.0, "co_engaged_in": 10.0}
+    plain = blend_scaled(parts, weights)
+    assert plain[0].item_id == "a"
+    fused = blend_scaled(parts, {**weights, "consensus": 60.0})
+    assert fused[0].item_id == "b"
+    assert fused[0].parts["consensus"] == pytest.approx(
+        sum(CONSENSUS_WEIGHTS[n] for n in parts) / (CONSENSUS_K0 + 1)
+    )
+
+
+def test_consensus_follows_the_users_co_interest_confidence() -> None:
+    """Without co-interest evidence (a household sharing a staple or two) the term adds nothing:
+    the blend leans on the scored components, popularity among them."""
+    lists = {
+        "co_engaged": [Scored("a", 0.9), Scored("b", 0.05)],
+        "popular": [Scored("p", 500.0)],
+    }
+    weights = {"co_engaged": 1.0, "popular": 1.0, "consensus": 30.0}
+    for gate in ([], [Scored("z", 0.0)]):
+        with_gate = {**lists, "co_interest": gate}
+        assert [(s.item_id, s.score) for s in blend_scaled(with_gate, weights)] == [
+            (s.item_id, s.score) for s in blend_scaled(lists, {**weights, "consensus": 0.0})
+        ]
+    half = blend_scaled({**lists, "co_interest": [Scored("z", 0.5)]}, weights)
+    full = blend_scaled({**lists, "co_interest": [Scored("z", 1.0)]}, weights)
+    votes = {s.item_id: s.parts["consensus"] for s in full if "consensus" in s.parts}
+    assert votes["a"] > votes["b"] > 0
+    scores = {s.item_id: s.score for s in half}
+    full_scores = {s.item_id: s.score for s in full}
+    assert full_scores["b"] - scores["b"] == pytest.approx(30.0 * 0.5 * votes["b"])
+
+
+def test_blend_inputs_keep_the_consensus_components() -> None:
+    parts = {n: [Scored("a", 1.0)] for n in ("content", "co_interest", "popular", "profile")}
+    assert list(blend_inputs(parts, {"popular": 1.0})) == ["popular"]
+    assert list(blend_inputs(parts, {"popular": 1.0, "consensus": 30.0})) == [
+        "content",
+        "co_interest",
+        "popular",
+    ]
