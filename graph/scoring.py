@@ -123,10 +123,13 @@ def blend_scaled(
             entry.score += w * value
     scale = weights.get("consensus", 0.0) * consensus_gate(components)
     if scale > 0.0:
-        categories = {s.item_id: s.category for r in components.values() for s in r}
         for item_id, value in consensus(components).items():
-            # an item may be listed only by components the weighted sum leaves out (weight 0)
-            entry = out.setdefault(item_id, Scored(item_id, 0.0, categories[item_id]))
+            if item_id not in out:  # listed only by components the weighted sum leaves out
+                category = next(
+                    s.category for r in components.values() for s in r if s.item_id == item_id
+                )
+                out[item_id] = Scored(item_id, 0.0, category)
+            entry = out[item_id]
             entry.parts["consensus"] = value
             entry.score += scale * value
     return sorted(out.values(), key=lambda s: (-s.score, s.item_id))
