@@ -134,3 +134,13 @@ def test_blend_inputs_keep_the_consensus_components() -> None:
         "co_interest",
         "popular",
     ]
+
+
+def test_consensus_reaches_items_of_components_weighted_zero() -> None:
+    parts = {
+        "co_interest": [Scored("a", 1.0, "x")],
+        "collaborative": [Scored("c", 7.0, "y")],  # weight 0 in the sum, still a consensus vote
+    }
+    out = blend_scaled(parts, {"co_interest": 1.0, "consensus": 30.0})
+    assert [(s.item_id, s.category) for s in out] == [("a", "x"), ("c", "y")]
+    assert out[1].parts == {"consensus": CONSENSUS_WEIGHTS["collaborative"] / CONSENSUS_K0}
