@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -29,11 +30,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--top", type=int, default=20, help="print the best N weight sets (20)")
     parser.add_argument("--json", action="store_true", help="one JSON object per weight set")
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=2000,
+        help="bootstrap resamples of each shown weight set's gain over the configured (2000; 0: "
+        "no interval)",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from config.exceptions import ConfigError
-    from evaluation.blend_search import grid, parse_axes, prepare, score
+    from evaluation.blend_search import gain_interval, grid, pair_ndcg, parse_axes, prepare, score
     from evaluation.components import read_components
 
     try:
@@ -65,17 +73,35 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # set by hurting another ranks low
     order = sorted(rows, key=lambda r: (-min(ratios(r[1]).values()), -sum(r[1].values())))
     shown = [rows[0], *[r for r in order if r is not rows[0]][: max(0, args.top)]]
+    base_pairs = {name: pair_ndcg(pairs, base) for name, pairs in sets.items()}
+
+    def intervals(weights: dict[str, float]) -> dict[str, Any]:
+        """Per file, the paired bootstrap (over users) of the gain over the configured weights."""
+        if args.resamples < 1 or weights == base:
+            return {}
+        return {
+            name: gain_interval(
+                pairs, base_pairs[name], pair_ndcg(pairs, weights), args.resamples
+            ).to_json()
+            for name, pairs in sets.items()
+        }
+
     for n, (weights, ndcg) in enumerate(shown):
+        ci = intervals(weights)
         if args.json:
-            print(
-                orjson.dumps(
-                    {"weights": weights, "ndcg": ndcg, "x_configured": ratios(ndcg)}
-                ).decode()
-            )
+            record = {"weights": weights, "ndcg": ndcg, "x_configured": ratios(ndcg)}
+            if ci:
+                record["gain_ci"] = ci
+            print(orjson.dumps(record).decode())
             continue
         label = "configured" if n == 0 else f"#{n}"
         changed = {k: v for k, v in weights.items() if v != base.get(k)}
-        cells = "  ".join(f"{name} {v:.4f} ({ratios(ndcg)[name]:.3f}x)" for name, v in ndcg.items())
+        cells = "  ".join(
+            f"{name} {v:.4f} ({ratios(ndcg)[name]:.3f}x"
+            + (f" [{ci[name]['lower']:+.4f}, {ci[name]['upper']:+.4f}]" if name in ci else "")
+            + ")"
+            for name, v in ndcg.items()
+        )
         what = ",".join(f"{k}={v:g}" for k, v in changed.items()) or ",".join(
             f"{k}={v:g}" for k, v in weights.items()
         )

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from encoder.gate import GainInterval, paired_bootstrap
 from evaluation.components import PairComponents
-from evaluation.metrics import Outcome, hit_ranks, summarise
+from evaluation.metrics import Outcome, hit_ranks, pair_metrics, summarise
 from graph.scoring import (
     CALIBRATED,
     CONSENSUS_GATE,
@@ -27,6 +28,7 @@ from graph.scoring import (
 
 @dataclass(frozen=True)
 class _Pair:
+    user_id: str
     items: np.ndarray  # every item any component returned, in id order
     parts: tuple[tuple[str, np.ndarray, np.ndarray], ...]  # name, item positions, scaled values
     consensus: tuple[tuple[np.ndarray, np.ndarray], ...]  # item positions, weighted 1 / (k0 + rank)
@@ -70,6 +72,7 @@ def prepare(records: Sequence[PairComponents]) -> list[_Pair]:
         top = max((s for _, s in r.parts.get(CONSENSUS_GATE, [])), default=0.0)
         out.append(
             _Pair(
+                r.user_id,
                 np.array(items, dtype=object),
                 tuple(parts),
                 tuple(consensus),
@@ -103,6 +106,20 @@ def ranked(pair: _Pair, weights: Mapping[str, float]) -> list[str]:
     where = np.flatnonzero(present)
     order = where[np.lexsort((where, -score[where]))][: pair.k]
     return [i for i in pair.items[order] if i not in pair.drop]
+
+
+def pair_ndcg(pairs: Sequence[_Pair], weights: Mapping[str, float]) -> np.ndarray:
+    """Each pair's NDCG at its k under ``weights`` (``score``'s mean, before rounding)."""
+    return np.array([pair_metrics(ranked(p, weights), p.targets, p.k).ndcg for p in pairs])
+
+
+def gain_interval(
+    pairs: Sequence[_Pair], before: np.ndarray, after: np.ndarray, resamples: int = 2000
+) -> GainInterval:
+    """The paired bootstrap over users (the fine-tuning gate's, encoder/gate.py) of the mean
+    per-pair NDCG gain from ``before`` to ``after``: whether a weight set's gain is more than which
+    customers happened to be in the test days."""
+    return paired_bootstrap([p.user_id for p in pairs], before, after, resamples=resamples)
 
 
 def score(pairs: Sequence[_Pair], weights: Mapping[str, float]) -> dict[str, float]:

@@ -165,6 +165,13 @@ def test_evaluate_json_shape_and_baselines(
     assert rows[0]["weights"]["co_engaged"] > 0
     assert rows[0]["ndcg"] == {saved.name: figures["strategies"]["blend"][f"ndcg@{K}"]}
     assert [r["weights"]["co_engaged"] for r in rows[1:]] == [0.0]
+    # each other weight set with the bootstrap interval of its gain over the configured
+    ci = rows[1]["gain_ci"][saved.name]
+    assert ci["lower"] <= ci["gain"] <= ci["upper"]
+    assert ci["gain"] == pytest.approx(
+        rows[1]["ndcg"][saved.name] - rows[0]["ndcg"][saved.name], abs=1e-4
+    )
+    assert "gain_ci" not in rows[0]
     # new arrivals: a seeded share of the items, pairs scored on them only
     assert main([*args, "--new-items", "0.3", "--seed", "1"]) == 0
     fresh = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.blend_search import grid, parse_axes, prepare, ranked, score
+from evaluation.blend_search import (
+    gain_interval,
+    grid,
+    pair_ndcg,
+    parse_axes,
+    prepare,
+    ranked,
+    score,
+)
 from evaluation.components import ComponentsWriter, PairComponents, read_components
 from evaluation.metrics import pair_metrics
 from graph.scoring import DEFAULT_BLEND, Scored, blend_inputs, blend_scaled, cap_categories
@@ -101,3 +109,31 @@ def test_grid_scores_the_base_first_then_every_other_combination() -> None:
     for bad in ("content", "content=", "=1", "content=a,b"):
         with pytest.raises(ValueError):
             parse_axes([bad])
+
+
+def test_the_gain_interval_resamples_users() -> None:
+    """Per-pair NDCG averages to ``score``; a weight set that lifts the target in some users'
+    lists and never lowers one has a gain interval above 0; the same weights have [0, 0]."""
+    records = [
+        PairComponents(
+            f"u{n % 40}",
+            float(n),
+            2,
+            frozenset({"b"}),
+            frozenset(),
+            {
+                "content": [("a", 0.9), ("b", 0.1)],
+                "co_engaged": [("b", 0.05 if n % 40 % 2 else 0.0)],
+            },
+        )
+        for n in range(120)
+    ]
+    pairs = prepare(records)
+    plain, lifted = {"content": 1.0}, {"content": 1.0, "co_engaged": 32.0}
+    before, after = pair_ndcg(pairs, plain), pair_ndcg(pairs, lifted)
+    assert round(float(after.mean()), 4) == score(pairs, lifted)["ndcg@2"]
+    ci = gain_interval(pairs, before, after)
+    assert 0.0 < ci.lower <= ci.gain <= ci.upper
+    assert ci.users == 40 and ci.queries == 120
+    same = gain_interval(pairs, before, before)
+    assert (same.lower, same.gain, same.upper) == (0.0, 0.0, 0.0)
