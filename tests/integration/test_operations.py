@@ -106,7 +106,9 @@ def offsets_env(
     from tests.integration.conftest import run_sync
 
     topic = unique_topics("offsets")
-    kafka_admin.create_topics(topic, partitions=2)
+    # the records are stamped in 2023: without retention.ms=-1 the broker's retention check
+    # (every 5 minutes; the local services keep a day) may delete them in the middle of the test
+    kafka_admin.create_topics(topic, partitions=2, configs={"retention.ms": "-1"})
     run_sync(_produce(settings.kafka_servers, topic, 10))
     group = unique_topics("group")
     monkeypatch.setenv("TASTEGRAPH_APP_ID", group)
