@@ -31,11 +31,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-metrics", action="store_true", help="do not serve /metrics")
 
 
+# set by a SIGTERM that arrives before Faust installs its own handler
+_STOP_REQUESTED = threading.Event()
+
+
 def _stop_while_starting(signum: int, frame: object) -> None:
     # SIGTERM before Faust installs its own handler (loading the model, creating topics): leave
-    # through the `finally` below, so the driver closes; nothing was consumed yet
+    # through the `finally` below, so the driver closes; nothing was consumed yet. The SystemExit
+    # lands wherever the main thread is; where Python swallows it (a finaliser, `__del__`, was
+    # running: "Exception ignored in ...", seen in a CI run, and the worker went on to start),
+    # the flag makes `run` leave at its next checkpoint instead.
     log.info("stopping before the start %s", kv(signal=signum))
+    _STOP_REQUESTED.set()
     raise SystemExit(0)
+
+
+def _stopped_before_start(step: str) -> bool:
+    """True, logged, when a SIGTERM asked to stop before the start (see above)."""
+    if _STOP_REQUESTED.is_set():
+        log.info("stopped before the start %s", kv(at=step))
+        return True
+    return False
 
 
 def _stopping_worker(base: type[Any], runtime: Any) -> type[Any]:
@@ -48,6 +64,13 @@ def _stopping_worker(base: type[Any], runtime: Any) -> type[Any]:
                 # Faust's start-up spinner writes cursor escapes (ESC[?25l / ESC[?25h) whether or
                 # not the stream is a terminal; without it Faust logs "Ready" instead
                 self.spinner = None
+
+        def install_signal_handlers(self) -> None:
+            super().install_signal_handlers()
+            if _STOP_REQUESTED.is_set():  # a SIGTERM whose SystemExit was swallowed: deliver
+                # it again, now to Faust's handler, which shuts down as for any SIGTERM
+                log.info("stopping: the SIGTERM of the start, again to Faust")
+                os.kill(os.getpid(), signal.SIGTERM)
 
         async def on_stop(self) -> None:
             runtime.stop.set()
@@ -114,9 +137,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         from stream.topics import ensure_topics
 
+        if _stopped_before_start("runtime"):
+            return 0
         ensure_topics(settings, [*settings.event_topics, settings.topic_dead_letter])
         ensure_topics(settings, [settings.topic_items], compact=True)
         add_agents(app, runtime, args.until_idle)
+        if _stopped_before_start("topics"):
+            return 0
         log.info(
             "worker starting %s",
             kv(
