@@ -73,7 +73,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # set by hurting another ranks low
     order = sorted(rows, key=lambda r: (-min(ratios(r[1]).values()), -sum(r[1].values())))
     shown = [rows[0], *[r for r in order if r is not rows[0]][: max(0, args.top)]]
-    base_pairs = {name: pair_ndcg(pairs, base) for name, pairs in sets.items()}
+    base_pairs = (
+        {name: pair_ndcg(pairs, base) for name, pairs in sets.items()} if args.resamples > 0 else {}
+    )
 
     def intervals(weights: dict[str, float]) -> dict[str, Any]:
         """Per file, the paired bootstrap (over users) of the gain over the configured weights."""

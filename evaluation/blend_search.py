@@ -17,13 +17,7 @@ import numpy as np
 from encoder.gate import GainInterval, paired_bootstrap
 from evaluation.components import PairComponents
 from evaluation.metrics import Outcome, hit_ranks, pair_metrics, summarise
-from graph.scoring import (
-    CALIBRATED,
-    CONSENSUS_GATE,
-    CONSENSUS_K0,
-    CONSENSUS_WEIGHTS,
-    EVIDENCE_PRIORS,
-)
+from graph.scoring import CALIBRATED, EVIDENCE_PRIORS, Scored, consensus, consensus_gate
 
 
 @dataclass(frozen=True)
@@ -31,7 +25,8 @@ class _Pair:
     user_id: str
     items: np.ndarray  # every item any component returned, in id order
     parts: tuple[tuple[str, np.ndarray, np.ndarray], ...]  # name, item positions, scaled values
-    consensus: tuple[tuple[np.ndarray, np.ndarray], ...]  # item positions, weighted 1 / (k0 + rank)
+    consensus_idx: np.ndarray  # item positions of the consensus term's votes
+    consensus_values: np.ndarray  # and their values (graph.scoring.consensus)
     gate: float  # the consensus term's weight for this user (co-interest confidence)
     drop: frozenset[str]
     targets: frozenset[str]
@@ -41,7 +36,7 @@ class _Pair:
 def prepare(records: Sequence[PairComponents]) -> list[_Pair]:
     """Each record's components scaled as the blend scales them (best plus evidence prior, or as
     they are when calibrated); components with nothing positive are left out, as the blend does.
-    The consensus term's reciprocal ranks and gate, as ``graph.scoring.consensus`` computes them."""
+    The consensus term's votes and gate, from ``graph.scoring`` itself."""
     out = []
     for r in records:
         items = sorted({i for ranked in r.parts.values() for i, _ in ranked})
@@ -55,28 +50,19 @@ def prepare(records: Sequence[PairComponents]) -> list[_Pair]:
             idx = np.array([pos[i] for i, _ in ranked], dtype=np.int64)
             values = np.array([max(s, 0.0) / top for _, s in ranked], dtype=np.float64)
             parts.append((name, idx, values))
-        consensus = []
-        for name, w in CONSENSUS_WEIGHTS.items():
-            listed = [
-                (pos[i], w / (CONSENSUS_K0 + n))
-                for n, (i, s) in enumerate(r.parts.get(name, []))
-                if s > 0.0
-            ]
-            if listed:
-                consensus.append(
-                    (
-                        np.array([p for p, _ in listed], dtype=np.int64),
-                        np.array([v for _, v in listed]),
-                    )
-                )
-        top = max((s for _, s in r.parts.get(CONSENSUS_GATE, [])), default=0.0)
+        # the consensus term exactly as the blend computes it (graph.scoring), per item
+        lists = {n: [Scored(i, s) for i, s in ranked] for n, ranked in r.parts.items()}
+        votes = consensus(lists)
+        consensus_idx = np.array([pos[i] for i in votes], dtype=np.int64)
+        consensus_values = np.array(list(votes.values()), dtype=np.float64)
         out.append(
             _Pair(
                 r.user_id,
                 np.array(items, dtype=object),
                 tuple(parts),
-                tuple(consensus),
-                min(max(top, 0.0), 1.0),
+                consensus_idx,
+                consensus_values,
+                consensus_gate(lists),
                 r.drop,
                 r.targets,
                 r.k,
@@ -97,12 +83,9 @@ def ranked(pair: _Pair, weights: Mapping[str, float]) -> list[str]:
         score[idx] += w * values
         present[idx] = True
     scale = weights.get("consensus", 0.0) * pair.gate
-    if scale > 0.0 and pair.consensus:
-        votes = np.zeros(n, dtype=np.float64)
-        for idx, values in pair.consensus:
-            votes[idx] += values
-            present[idx] = True
-        score += scale * votes
+    if scale > 0.0:
+        score[pair.consensus_idx] += scale * pair.consensus_values
+        present[pair.consensus_idx] = True
     where = np.flatnonzero(present)
     order = where[np.lexsort((where, -score[where]))][: pair.k]
     return [i for i in pair.items[order] if i not in pair.drop]

@@ -17,12 +17,11 @@ from graph import queries as q
 from graph.fold import DAY_S, day_of
 from graph.refresh import CO_ENGAGED_REVERSE
 from graph.scoring import (
-    CONSENSUS_GATE,
-    CONSENSUS_WEIGHTS,
     DEFAULT_BLEND,
     Scored,
     blend,
     blend_inputs,
+    blend_needs,
     blend_scaled,
     cap_categories,
     topped_up,
@@ -129,9 +128,7 @@ class GraphReads:
         w = DEFAULT_BLEND if weights is None else weights
         needed = {s for s in names if s != "blend"}
         if "blend" in names:
-            needed |= {name for name in STRATEGY_QUERIES if w.get(name, 0.0) != 0.0}
-            if w.get("consensus", 0.0) != 0.0:  # the consensus term ranks these and its gate
-                needed |= {*CONSENSUS_WEIGHTS, CONSENSUS_GATE}
+            needed |= blend_needs(w) & set(STRATEGY_QUERIES)
             if parts_out is not None:  # every blend component, for weights chosen offline
                 needed |= {name for name in STRATEGY_QUERIES if name in DEFAULT_BLEND}
         fetch = max(BLEND_FETCH if "blend" in names else 50, 5 * k)

@@ -109,8 +109,6 @@ def blend_scaled(
     as_is = set(calibrated)
     out: dict[str, Scored] = {}
     for name, ranked in components.items():
-        if name == "consensus":
-            continue
         w = weights.get(name, 0.0)
         best = max((s.score for s in ranked), default=0.0)
         top = 1.0 if name in as_is else best + priors.get(name, 0.0)
@@ -135,14 +133,20 @@ def blend_scaled(
     return sorted(out.values(), key=lambda s: (-s.score, s.item_id))
 
 
-def blend_inputs(
-    parts: Mapping[str, list[Scored]], weights: Mapping[str, float]
-) -> dict[str, list[Scored]]:
-    """The component lists ``blend_scaled`` needs under ``weights``: those weighted, and with a
-    consensus weight also the consensus term's components and its gate (in ``parts``' order)."""
+def blend_needs(weights: Mapping[str, float]) -> set[str]:
+    """The components ``blend_scaled`` reads under ``weights``: those weighted, and with a
+    consensus weight also the consensus term's components and its gate."""
     wanted = {n for n, w in weights.items() if w != 0.0}
     if weights.get("consensus", 0.0) != 0.0:
         wanted |= {*CONSENSUS_WEIGHTS, CONSENSUS_GATE}
+    return wanted
+
+
+def blend_inputs(
+    parts: Mapping[str, list[Scored]], weights: Mapping[str, float]
+) -> dict[str, list[Scored]]:
+    """The component lists of ``blend_needs``, in ``parts``' order."""
+    wanted = blend_needs(weights)
     return {n: ranked for n, ranked in parts.items() if n in wanted}
 
 
